@@ -1,0 +1,19 @@
+"""Names shared by the exporter and the edge runtime: ONNX inputs, outputs, metadata keys.
+
+An exported encoder is one ONNX file with input ``image`` (N×C×S×S float32, already through
+the contract's ``normalize``), output ``embedding`` (N×D, the pooled representation), and
+with ``--local-map`` a second output ``local_map`` (N×D×h×w, before pooling).
+Its ``metadata_props`` hold the keys below, every value a string (JSON where structured).
+"""
+
+INPUT = "image"
+OUTPUT = "embedding"
+LOCAL_MAP = "local_map"
+
+KEY_CONTRACT = "cossl_edge.contract"  # PreprocessContract.to_json()
+KEY_METHOD = "cossl_edge.method"  # JSON: {"method", "arch", "width", "w_s", ...}
+KEY_VERSION = "cossl_edge.version"  # package version that exported it
+KEY_FINGERPRINT = "cossl_edge.data_fingerprint"  # sha256 of the training data ids
+KEY_CENTERING = "cossl_edge.centering"  # JSON list: mean embedding of calibration images
+KEY_EMBED_DIM = "cossl_edge.embedding_dim"
+KEY_PRECISION = "cossl_edge.precision"  # "fp32" | "int8"

@@ -1,0 +1,1 @@
+"""CO-SSL pretraining (installed as ``cossl_edge.training``; needs the ``[train]`` extra)."""

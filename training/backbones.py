@@ -1,0 +1,82 @@
+"""ResNet backbones that return the unpooled last-stage feature map.
+
+Built on MONAI's :class:`monai.networks.nets.ResNet` (2D), with a ``forward_features`` that
+stops before pooling, as timm does. Options: depth (ResNet-10/18), width multiplier, input
+channels, the small-image stem (3×3 stride 1, no max-pool) for inputs of 64 px or less, and an
+RF-bounded variant whose later blocks use 1×1 convolutions (BagNet-style), which limits the
+receptive field of each local vector (Aubret et al. 2025, "RF-ResNet").
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets.resnet import ResNet, ResNetBlock
+from torch import nn
+
+DEPTHS = {"resnet10": [1, 1, 1, 1], "resnet18": [2, 2, 2, 2]}
+
+
+class ResNetEncoder(nn.Module):
+    """ResNet trunk. ``forward_features(x)`` → B×C×h×w map; ``forward(x)`` → pooled B×C.
+
+    >>> enc = ResNetEncoder("resnet10", width=0.25, in_channels=1, stem="small")
+    >>> enc.forward_features(torch.zeros(2, 1, 32, 32)).shape
+    torch.Size([2, 128, 4, 4])
+    """
+
+    def __init__(self, arch: str = "resnet18", width: float = 1.0, in_channels: int = 1,
+                 stem: str = "small", rf_bounded_after: int | None = None) -> None:
+        super().__init__()
+        if arch not in DEPTHS:
+            raise ValueError(f"arch must be one of {sorted(DEPTHS)}, got {arch!r}")
+        if stem not in ("small", "standard"):
+            raise ValueError(f"stem must be 'small' or 'standard', got {stem!r}")
+        planes = [max(8, int(round(c * width))) for c in (64, 128, 256, 512)]
+        small = stem == "small"
+        net = ResNet(
+            block=ResNetBlock, layers=DEPTHS[arch], block_inplanes=planes, spatial_dims=2,
+            n_input_channels=in_channels, conv1_t_size=3 if small else 7,
+            conv1_t_stride=1 if small else 2, no_max_pool=small, shortcut_type="B",
+            feed_forward=False, bias_downsample=False,
+        )
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.act,
+                                  nn.Identity() if small else net.maxpool)
+        self.stages = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
+        self.out_channels = planes[-1]
+        self.stride = 8 if small else 32
+        if rf_bounded_after is not None:
+            _bound_receptive_field(self.stages, rf_bounded_after)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x).mean(dim=(2, 3))
+
+    def feature_grid(self, image_size: int) -> int:
+        """Side of the last-stage map for a square input (n, for n×n local vectors)."""
+        with torch.no_grad():
+            training = self.training
+            self.eval()
+            c = self.stem[0].in_channels
+            g = self.forward_features(torch.zeros(1, c, image_size, image_size)).shape[-1]
+            self.train(training)
+        return int(g)
+
+
+def _bound_receptive_field(stages: nn.Sequential, keep_blocks: int) -> None:
+    """Replace the 3×3 convolutions of every residual block after the first ``keep_blocks``
+    by 1×1 convolutions with the same stride, so later blocks stop widening the receptive
+    field of the local vectors."""
+    blocks = [b for stage in stages for b in stage]
+    for block in blocks[keep_blocks:]:
+        for name in ("conv1", "conv2"):
+            conv: nn.Conv2d = getattr(block, name)
+            setattr(block, name, nn.Conv2d(conv.in_channels, conv.out_channels, 1,
+                                           stride=conv.stride, bias=conv.bias is not None))
+
+
+def build_encoder(config) -> ResNetEncoder:
+    """The backbone a :class:`~cossl_edge.training.config.PretrainConfig` describes."""
+    return ResNetEncoder(config.arch, config.width, config.contract.channels,
+                         config.resolved_stem(), config.rf_bounded_after)

@@ -1,0 +1,96 @@
+"""The resolved pretraining configuration: every setting of a run, saved as ``config.json``.
+
+Every default of the method (``shared/METHOD.md``) is a field here, not a constant in code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from cossl_edge.contract import PreprocessContract
+
+CONFIG_VERSION = 1
+
+# Settings that change the model's shape or meaning: a resumed run must not change them.
+STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "proj_hidden", "proj_dim",
+              "pred_hidden", "local_hidden", "local_grid", "local_target", "contract")
+
+
+@dataclass
+class PretrainConfig:
+    # model
+    method: str = "co-byol"
+    arch: str = "resnet18"
+    width: float = 0.5
+    stem: str = "auto"  # auto: small for inputs ≤ 64 px, standard otherwise
+    rf_bounded_after: int | None = None
+    # heads and method settings
+    proj_hidden: int = 1024
+    proj_dim: int = 128
+    pred_hidden: int = 1024
+    local_hidden: int = 512
+    w_s: float | None = None  # None: the method's default (co-*: 0.3, base methods: 0)
+    local_target: str = "g2"  # g2 (target copy of the local projector) | g1 (global head)
+    local_grid: int | None = None  # adaptive-pool the map to n×n before the local term
+    temperature: float = 0.2
+    ema_base: float = 0.99
+    # optimisation
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.05
+    batch_size: int = 128
+    accumulate: int = 1
+    epochs: int | None = None
+    time_budget: float | None = None  # seconds
+    bf16: bool = False
+    seed: int = 0
+    # data
+    preset: str = "auto"  # camera | medical | auto (medical for DICOM, camera otherwise)
+    min_scale: float = 0.2
+    workers: int = 0
+    contract: PreprocessContract = field(default_factory=PreprocessContract)
+    # run
+    device: str = "auto"
+    checkpoint_every: int = 1  # epochs
+    monitor: str | None = None
+    version: int = CONFIG_VERSION
+
+    def resolved_stem(self) -> str:
+        if self.stem != "auto":
+            return self.stem
+        return "small" if self.contract.size <= 64 else "standard"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["contract"] = self.contract.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PretrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown configuration fields: {sorted(unknown)}")
+        d = dict(d)
+        if isinstance(d.get("contract"), dict):
+            d["contract"] = PreprocessContract.from_dict(d["contract"])
+        return cls(**d)
+
+    def save(self, path: Path, extra: dict | None = None) -> None:
+        payload = self.to_dict() | (extra or {})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> PretrainConfig:
+        d = json.loads(Path(path).read_text())
+        names = {f.name for f in fields(cls)}
+        return cls.from_dict({k: v for k, v in d.items() if k in names})
+
+    def incompatible_with(self, other: PretrainConfig) -> list[str]:
+        a, b = self.to_dict(), other.to_dict()
+        return [k for k in STRUCTURAL if a.get(k) != b.get(k)]
