@@ -1,0 +1,89 @@
+"""The encoder as one self-contained ONNX file, with the metadata the edge runtime reads.
+
+Exporter choice: the TorchScript-based ``torch.onnx.export(..., dynamo=False)``. With torch
+2.13 the dynamo exporter only emits opset ≥ 18 and its down-conversion to 17 fails on
+``ReduceMean`` (axes moved from attribute to input), printing a traceback; the TorchScript
+exporter writes opset 17 directly, folds BatchNorm into the convolutions, keeps the weights
+inside the file and names the dynamic batch axis. Its deprecation warning is silenced here.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from cossl_edge.training.config import PretrainConfig
+from torch import nn
+
+from cossl_edge import __version__
+from cossl_edge import model_metadata as mm
+
+# Settings of the method that the runtime or a reader of the file may want to know.
+METHOD_KEYS = ("method", "arch", "width", "stem", "w_s", "rf_bounded_after", "local_grid",
+               "local_target", "proj_dim")
+
+
+class PooledEncoder(nn.Module):
+    """Backbone + mean pooling; with ``local_map`` also returns the map before pooling."""
+
+    def __init__(self, encoder: nn.Module, local_map: bool = False) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.local_map = local_map
+
+    def forward(self, image: torch.Tensor):
+        fmap = self.encoder.forward_features(image)
+        pooled = fmap.mean(dim=(2, 3))
+        return (pooled, fmap) if self.local_map else pooled
+
+
+def export_onnx(encoder: nn.Module, channels: int, size: int, path: Path, opset: int = 17,
+                local_map: bool = False) -> None:
+    """Write ``encoder`` (eval mode) to ``path``: input ``image``, output ``embedding``."""
+    model = PooledEncoder(encoder, local_map).eval()
+    outputs = [mm.OUTPUT, mm.LOCAL_MAP] if local_map else [mm.OUTPUT]
+    dynamic = {name: {0: "batch"} for name in [mm.INPUT, *outputs]}
+    example = torch.zeros(2, channels, size, size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), str(path), input_names=[mm.INPUT],
+                          output_names=outputs, dynamic_axes=dynamic, opset_version=opset,
+                          do_constant_folding=True, dynamo=False)
+
+
+def method_summary(config: PretrainConfig) -> dict:
+    d = config.to_dict()
+    summary = {k: d[k] for k in METHOD_KEYS}
+    summary["stem"] = config.resolved_stem()
+    return summary
+
+
+def build_metadata(config: PretrainConfig, centering: np.ndarray, precision: str,
+                   fingerprint: str) -> dict[str, str]:
+    """The ``metadata_props`` of an exported file; every value a string (JSON if structured)."""
+    return {
+        mm.KEY_CONTRACT: config.contract.to_json(),
+        mm.KEY_METHOD: json.dumps(method_summary(config), sort_keys=True),
+        mm.KEY_VERSION: __version__,
+        mm.KEY_FINGERPRINT: fingerprint,
+        mm.KEY_CENTERING: json.dumps([round(float(v), 7) for v in centering]),
+        mm.KEY_EMBED_DIM: str(int(centering.shape[0])),
+        mm.KEY_PRECISION: precision,
+    }
+
+
+def write_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Replace the file's ``metadata_props`` with ``metadata`` (other keys are kept)."""
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key not in metadata]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in metadata.items():
+        model.metadata_props.add(key=key, value=value)
+    model.producer_name = "cossl-edge"
+    model.producer_version = __version__
+    onnx.save(model, str(path))

@@ -1,0 +1,113 @@
+"""``export_run``: run directory → verified ``encoder.onnx`` (+ ``encoder.int8.onnx``) + report.
+
+The steps, in order: load the run; decode the calibration images through the run's contract;
+export fp32 and check it (onnx.checker, parity with torch); quantize to int8 and measure how
+far it moves the embeddings; write each file's metadata (with its own centring vector, the
+mean embedding that few-shot prototypes subtract); optionally time the three engines.
+Files are built in a scratch folder and moved into place only once verified, so a failed
+export never leaves a file that looks valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from cossl_edge.export import calibration as calib
+from cossl_edge.export import latency, onnx_export, quantize, verify
+from cossl_edge.export.loaded_run import LoadedRun, load_run
+from cossl_edge.export.report import finite_or_none, recommend_int8, write_report
+
+from cossl_edge import __version__, rundir
+
+FP32_FILE = "encoder.onnx"
+INT8_FILE = "encoder.int8.onnx"
+# A task's progress callback: (description, total) → advance(n)
+Progress = Callable[[str, int], Callable[[int], None]]
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: bool = True,
+               calibration: str | Path | None = None, calibration_count: int = 256,
+               target: str = "auto", opset: int = 17, local_map: bool = False,
+               measure_latency: bool = True, latency_budget_s: float = 1.0,
+               progress: Progress | None = None) -> dict:
+    """Export a run's encoder; returns the report (also written as ``export-report.json``)."""
+    resolved = quantize.resolve_target(target) if int8 else None
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    contract = run.config.contract
+    folder = calib.calibration_folder(calibration, run.extra, run.run_dir / rundir.CONFIG)
+    with _task(progress, "calibration images", calibration_count) as advance:
+        images = calib.load_calibration(folder, contract, calibration_count, advance=advance)
+    report: dict = {"cossl_edge_version": __version__, "opset": opset, "local_map": local_map,
+                    "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
+                    "input_shape": ["batch", contract.channels, contract.size, contract.size],
+                    "calibration_images": int(len(images)), "files": {}}
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
+        work = Path(scratch)
+        fp32_emb = _export_fp32(run, images, work, opset, local_map, report)
+        if resolved is not None:
+            with _task(progress, "int8 calibration", len(images)) as advance:
+                report["int8"] = quantize.quantize_int8(work / FP32_FILE, work / INT8_FILE,
+                                                        images, resolved, work, advance)
+            _finish_int8(run, images, work, fp32_emb, report)
+        if measure_latency:
+            files = {"ort-fp32": work / FP32_FILE}
+            if resolved is not None:
+                files["ort-int8"] = work / INT8_FILE
+            report["latency"] = latency.measure(run.encoder, files, tuple(images.shape[1:]),
+                                                budget_s=latency_budget_s)
+        if resolved is not None:
+            ok, warnings = recommend_int8(report)
+            report["int8_recommended"], report["warnings"] = ok, warnings
+        for name in report["files"].values():
+            (work / name["file"]).replace(out / name["file"])
+    report["report_file"] = write_report(report, out).name
+    return report
+
+
+def _export_fp32(run: LoadedRun, images: np.ndarray, work: Path, opset: int, local_map: bool,
+                 report: dict) -> np.ndarray:
+    path = work / FP32_FILE
+    c = run.config.contract
+    onnx_export.export_onnx(run.encoder, c.channels, c.size, path, opset, local_map)
+    verify.check_model(path)
+    report["parity_max_abs_diff"] = verify.check_parity(run.encoder, path, images, local_map)
+    embeddings = verify.run_onnx(verify.session(path), images)
+    _stamp(run, path, embeddings, "fp32", report)
+    return embeddings
+
+
+def _finish_int8(run: LoadedRun, images: np.ndarray, work: Path, fp32_emb: np.ndarray,
+                 report: dict) -> None:
+    path = work / INT8_FILE
+    verify.check_model(path)
+    embeddings = verify.run_onnx(verify.session(path), images)
+    agree = verify.agreement(fp32_emb, embeddings)
+    agree["knn_top1_agreement"] = finite_or_none(agree["knn_top1_agreement"])
+    report["int8_agreement"] = agree
+    _stamp(run, path, embeddings, "int8", report)
+
+
+def _stamp(run: LoadedRun, path: Path, embeddings: np.ndarray, precision: str,
+           report: dict) -> None:
+    """Write the file's metadata (its own centring vector) and record it in the report."""
+    meta = onnx_export.build_metadata(run.config, embeddings.mean(axis=0), precision,
+                                      _fingerprint(run.run_dir))
+    onnx_export.write_metadata(path, meta)
+    report["files"][precision] = {"file": path.name, "bytes": path.stat().st_size}
+
+
+def _fingerprint(run_dir: Path) -> str:
+    path = run_dir / rundir.FINGERPRINT
+    return path.read_text().strip() if path.is_file() else "unknown"
+
+
+@contextlib.contextmanager
+def _task(progress: Progress | None, description: str, total: int
+          ) -> Iterator[Callable[[int], None] | None]:
+    yield progress(description, total) if progress is not None else None
