@@ -54,7 +54,7 @@ class PretrainConfig:
     contract: PreprocessContract = field(default_factory=PreprocessContract)
     # run
     device: str = "auto"
-    checkpoint_every: int = 1  # epochs
+    checkpoint_every: int = 10  # epochs between periodic copies (last.pt is always kept)
     monitor: str | None = None
     version: int = CONFIG_VERSION
 

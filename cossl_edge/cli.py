@@ -1,0 +1,41 @@
+"""The ``cossl-edge`` command line (Typer).
+
+Each command lives in its own module under :mod:`cossl_edge.commands` and registers itself
+on the app. Commands that need torch import it inside the command, so ``--help`` and the
+edge commands work where only the base package is installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import typer
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+app = typer.Typer(
+    name="cossl-edge",
+    help="CO-SSL pretraining on DICOM, image and video folders; int8 ONNX export; "
+    "torch-free embedding and few-shot classification on CPUs and embedded devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """CO-SSL pretraining, export and edge inference. `cossl-edge COMMAND --help` for each."""
+
+
+# One module per command (group); each defines register(app).
+COMMAND_MODULES = ("pretrain", "export")
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"cossl_edge.commands.{_name}").register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""CLI commands, one module each; see :mod:`cossl_edge.cli`."""

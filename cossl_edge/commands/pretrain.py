@@ -1,0 +1,98 @@
+"""`cossl-edge pretrain`: CO-SSL pretraining on a folder of images, DICOM or video."""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from cossl_edge.commands.common import user_errors
+
+
+class Method(str, Enum):
+    co_byol = "co-byol"
+    byol = "byol"
+    co_simclr = "co-simclr"
+    simclr = "simclr"
+
+
+def parse_duration(text: str) -> float:
+    """'10m', '90s', '1h30m', '600' → seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise ValueError(f"cannot read the duration {text!r}; write e.g. 10m, 90s or 1h30m")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(no_args_is_help=True)
+    def pretrain(
+        data_dir: Path = typer.Argument(..., help="Folder of unlabeled images (PNG/JPEG/TIFF, "
+                                        "searched recursively), DICOM files, or video files."),
+        out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o",
+                                 help="Run directory: config, metrics, checkpoints, encoder."),
+        method: Method = typer.Option(Method.co_byol, help="co-byol (default), byol, co-simclr, "
+                                      "simclr. byol/simclr are the co- variants with w_s = 0."),
+        arch: str = typer.Option("resnet18", help="Backbone: resnet18 or resnet10."),
+        width: float = typer.Option(0.5, help="Width multiplier of the ResNet (1.0 = 64..512 "
+                                    "channels). Smaller trains faster on a CPU."),
+        image_size: int = typer.Option(64, help="Side of the square input in pixels."),
+        channels: int = typer.Option(1, help="Input channels: 1 (grayscale) or 3 (RGB)."),
+        epochs: int | None = typer.Option(None, help="Number of passes over the data. "
+                                          "Give this or --time-budget."),
+        time_budget: str | None = typer.Option(None, help="Train for a wall-clock budget "
+                                               "instead, e.g. 10m, 90s, 1h. The LR and EMA "
+                                               "schedules follow the elapsed time."),
+        batch_size: int = typer.Option(128, help="Images per step (per process)."),
+        lr: float = typer.Option(2e-3, help="Peak learning rate after warmup."),
+        optimizer: str = typer.Option("adamw", help="adamw or lars."),
+        w_s: float | None = typer.Option(None, "--w-s", help="Weight of the CO-SSL local term "
+                                         "(default 0.3 for co- methods; 0 = base method)."),
+        local_target: str = typer.Option("g2", help="Target of the local term: g2 (target "
+                                         "copy of the local head) or g1 (global head)."),
+        local_grid: int | None = typer.Option(None, help="Pool the feature map to n×n before "
+                                              "the local term (default: its natural size)."),
+        min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
+        preset: str = typer.Option("auto", help="View pipeline: camera, medical, or auto "
+                                   "(medical for DICOM, camera otherwise)."),
+        stem: str = typer.Option("auto", help="small (3×3 stride 1, no max-pool), standard, "
+                                 "or auto (small for ≤ 64 px)."),
+        bf16: bool = typer.Option(False, help="bf16 autocast (faster on recent CPUs/GPUs)."),
+        accumulate: int = typer.Option(1, help="Gradient accumulation steps."),
+        workers: int = typer.Option(0, help="Data-loading worker processes."),
+        seed: int = typer.Option(0, help="Random seed (data order, views, initialisation)."),
+        resume: bool = typer.Option(False, help="Continue the run in --out from its last "
+                                    "checkpoint (same settings)."),
+        device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda[:i]."),
+        monitor: Path | None = typer.Option(None, help="Labelled folder (one subfolder per "
+                                            "class) for an online kNN accuracy each epoch."),
+        max_steps: int | None = typer.Option(None, help="Stop after this many steps "
+                                             "(smoke tests)."),
+        quiet: bool = typer.Option(False, help="No progress bar."),
+    ) -> None:
+        """Pretrain an encoder with CO-SSL on unlabeled images and write a run directory."""
+        with user_errors():
+            from cossl_edge.contract import PreprocessContract
+            from cossl_edge.training.config import PretrainConfig
+            from cossl_edge.training.loop import pretrain as run
+
+            config = PretrainConfig(
+                method=method.value, arch=arch, width=width, stem=stem, w_s=w_s,
+                local_target=local_target, local_grid=local_grid, optimizer=optimizer, lr=lr,
+                batch_size=batch_size, accumulate=accumulate, epochs=epochs,
+                time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
+                seed=seed, preset=preset, min_scale=min_scale, workers=workers,
+                contract=PreprocessContract(channels=channels, size=image_size),
+                device=device, monitor=str(monitor) if monitor else None,
+            )
+            if epochs is None and time_budget is None and max_steps is None:
+                config.time_budget = 600.0
+            summary = run(config, data_dir, out, resume=resume, progress=not quiet,
+                          max_steps=max_steps)
+            typer.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,97 @@
+"""Decoded-once image cache and the two-view dataset.
+
+Decoding and windowing (DICOM) happen once per file: the contract's deterministic output
+(``prepare``) is cached on disk per sample, keyed by the file's path, size, mtime, frame and the
+contract, and held in memory (float16) for the epochs. Random views are drawn from the cache.
+(MONAI's PersistentDataset does the same with a transform chain; here the deterministic part
+is the contract's numpy code, which the edge runtime must also run without MONAI.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from cossl_edge.training.views import TwoViews
+from rich.progress import Progress
+
+from cossl_edge.contract import PreprocessContract
+from cossl_edge.sources import SampleRef, Skipped, load_sample
+
+
+def cache_root() -> Path:
+    base = os.environ.get("COSSL_EDGE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "cossl-edge")
+    return Path(base)
+
+
+def _cache_key(ref: SampleRef, contract: PreprocessContract) -> str:
+    st = ref.path.stat()
+    raw = f"{ref.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{ref.frame}|{contract.to_json()}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def build_cache(refs: list[SampleRef], contract: PreprocessContract, use_disk: bool = True,
+                progress: bool = True) -> tuple[np.ndarray, list[int], list[Skipped]]:
+    """Prepared images N×S×S×C (float16), the indices of ``refs`` kept, and what was skipped."""
+    root = cache_root()
+    shape = (contract.size, contract.size, contract.channels)
+    out = np.zeros((len(refs),) + shape, np.float16)
+    kept: list[int] = []
+    skipped: list[Skipped] = []
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("decoding (cached after the first run)", total=len(refs))
+        for i, ref in enumerate(refs):
+            bar.advance(task)
+            try:
+                path = root / (_cache_key(ref, contract) + ".npy") if use_disk else None
+                if path is not None and path.exists():
+                    img = np.load(path, allow_pickle=False)
+                else:
+                    img = contract.prepare(load_sample(ref, contract)).astype(np.float16)
+                    if path is not None:
+                        _atomic_save(path, img)
+                if img.shape != shape:
+                    raise ValueError(f"cached shape {img.shape} differs from {shape}")
+                out[len(kept)] = img
+                kept.append(i)
+            except (OSError, ValueError) as e:
+                skipped.append(Skipped(ref.path, str(e)))
+    return out[: len(kept)], kept, skipped
+
+
+def _atomic_save(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+class TwoViewDataset(torch.utils.data.Dataset):
+    """Item i → (view_a, view_b) tensors drawn from cached image i."""
+
+    def __init__(self, images: np.ndarray, views: TwoViews):
+        self.images = images
+        self.views = views
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        a, b = self.views(self.images[i].astype(np.float32))
+        return torch.from_numpy(a), torch.from_numpy(b)
+
+
+def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,
+                  world: int = 1) -> list[list[int]]:
+    """The batches of one epoch: a permutation seeded by (seed, epoch), split across ranks,
+    incomplete last batch dropped. Deterministic, so a resumed run can skip what it did."""
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    per_rank = len(perm) // world
+    mine = perm[rank * per_rank:(rank + 1) * per_rank]
+    nb = len(mine) // batch_size
+    return [mine[i * batch_size:(i + 1) * batch_size].tolist() for i in range(nb)]

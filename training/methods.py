@@ -1,0 +1,174 @@
+"""The method registry: each method declares its heads, its loss and its defaults.
+
+The training loop knows nothing about methods: it calls ``method.loss(view_a, view_b)``,
+optimises ``method.parameters()`` that require grad, and calls ``method.momentum_update(tau)``
+which moves every (online, target) pair the method declared (solo-learn's
+``momentum_pairs`` idea).
+
+- ``co-byol`` (default) and ``byol`` (= co-byol with w_s = 0): one class.
+- ``co-simclr`` and ``simclr`` (= co-simclr with w_s = 0): one class.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from cossl_edge.training.backbones import ResNetEncoder, build_encoder
+from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.heads import MLPHead, local_vectors
+from cossl_edge.training.losses import byol_loss, co_byol_loss, co_simclr_loss
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    cls: type
+    default_w_s: float
+    summary: str
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register(name: str, default_w_s: float, summary: str):
+    def deco(cls):
+        METHODS[name] = MethodSpec(cls, default_w_s, summary)
+        return cls
+    return deco
+
+
+def resolved_w_s(config: PretrainConfig) -> float:
+    spec = _spec(config.method)
+    w = spec.default_w_s if config.w_s is None else float(config.w_s)
+    if spec.default_w_s == 0 and w != 0:
+        raise ValueError(f"{config.method} is the base method (w_s = 0); use "
+                         f"co-{config.method} for a local term")
+    if not 0 <= w < 1:
+        raise ValueError(f"w_s must be in [0, 1), got {w}")
+    return w
+
+
+def _spec(name: str) -> MethodSpec:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
+    return METHODS[name]
+
+
+def build_method(config: PretrainConfig) -> SSLMethod:
+    return _spec(config.method).cls(build_encoder(config), config)
+
+
+class SSLMethod(nn.Module):
+    """Base: a backbone, a loss over two views, and (online, target) pairs for the EMA."""
+
+    def __init__(self, backbone: ResNetEncoder, config: PretrainConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.config = config
+        self.w_s = resolved_w_s(config)
+        self.grid = config.local_grid
+
+    def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        return []
+
+    @torch.no_grad()
+    def momentum_update(self, tau: float) -> None:
+        for online, target in self.momentum_pairs():
+            for po, pt in zip(online.parameters(), target.parameters(), strict=True):
+                pt.mul_(tau).add_(po.detach(), alpha=1 - tau)
+            for bo, bt in zip(online.buffers(), target.buffers(), strict=True):
+                bt.copy_(bo)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(feature map B×C×H×W, pooled h B×C) of the online backbone."""
+        fmap = self.backbone.forward_features(x)
+        return fmap, fmap.mean(dim=(2, 3))
+
+    def loss(self, view_a: torch.Tensor, view_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        # forward() is the loss so that DistributedDataParallel can wrap the whole method.
+        return self.loss(view_a, view_b)
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    twin = copy.deepcopy(module)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+@register("co-byol", 0.3, "BYOL + CO-SSL local term (Aubret et al. 2025)")
+@register("byol", 0.0, "BYOL (Grill et al. 2020): co-byol with w_s = 0")
+class CoBYOL(SSLMethod):
+    """Online: backbone, g1 (projector), q1 (predictor), g2/q2 (local projector/predictor).
+    Target (EMA, no gradient): backbone, g1, g2."""
+
+    def __init__(self, backbone: ResNetEncoder, config: PretrainConfig):
+        super().__init__(backbone, config)
+        c, d = backbone.out_channels, config.proj_dim
+        self.g1 = MLPHead(c, config.proj_hidden, d)
+        self.q1 = MLPHead(d, config.pred_hidden, d)
+        self.use_local = self.w_s > 0
+        if config.local_target not in ("g1", "g2"):
+            raise ValueError(f"local_target must be 'g1' or 'g2', got {config.local_target!r}")
+        if self.use_local:
+            self.g2 = MLPHead(c, config.local_hidden, d)
+            self.q2 = MLPHead(d, config.local_hidden, d)
+        self.target_backbone = _frozen_copy(backbone)
+        self.target_g1 = _frozen_copy(self.g1)
+        if self.use_local and config.local_target == "g2":
+            self.target_g2 = _frozen_copy(self.g2)
+
+    def momentum_pairs(self):
+        pairs = [(self.backbone, self.target_backbone), (self.g1, self.target_g1)]
+        if hasattr(self, "target_g2"):
+            pairs.append((self.g2, self.target_g2))
+        return pairs
+
+    def loss(self, view_a, view_b):
+        x = torch.cat([view_a, view_b])
+        fmap, h = self.features(x)
+        p_a, p_b = self.q1(self.g1(h)).chunk(2)
+        with torch.no_grad():
+            h_t = self.target_backbone(x)
+            z_a, z_b = self.target_g1(h_t).chunk(2)
+            if self.use_local:
+                t = self.target_g2(h_t) if self.config.local_target == "g2" else \
+                    torch.cat([z_a, z_b])
+                t_a, t_b = t.chunk(2)
+        if not self.use_local:
+            loss = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)
+            return loss, {"loss_global": float(loss.detach())}
+        lp_a, lp_b = self.q2(self.g2(local_vectors(fmap, self.grid))).chunk(2)
+        loss = (co_byol_loss(p_a, z_b, lp_a, t_b, self.w_s)
+                + co_byol_loss(p_b, z_a, lp_b, t_a, self.w_s))
+        with torch.no_grad():
+            global_term = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)
+        return loss, {"loss_global": float(global_term)}
+
+
+@register("co-simclr", 0.3, "SimCLR + CO-SSL local term (InfoNCE form)")
+@register("simclr", 0.0, "SimCLR (Chen et al. 2020): co-simclr with w_s = 0")
+class CoSimCLR(SSLMethod):
+    """Backbone, g1 (projector), g2 (local projector). No target network."""
+
+    def __init__(self, backbone: ResNetEncoder, config: PretrainConfig):
+        super().__init__(backbone, config)
+        c, d = backbone.out_channels, config.proj_dim
+        self.g1 = MLPHead(c, config.proj_hidden, d)
+        self.use_local = self.w_s > 0
+        if self.use_local:
+            self.g2 = MLPHead(c, config.local_hidden, d)
+
+    def loss(self, view_a, view_b):
+        fmap, h = self.features(torch.cat([view_a, view_b]))
+        z_a, z_b = self.g1(h).chunk(2)
+        la = lb = None
+        if self.use_local:
+            la, lb = self.g2(local_vectors(fmap, self.grid)).chunk(2)
+        loss = co_simclr_loss(z_a, z_b, la, lb, self.w_s, self.config.temperature)
+        return loss, {}
