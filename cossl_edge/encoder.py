@@ -1,0 +1,238 @@
+"""The ONNX encoder at the edge: contract from the model file, batched embedding.
+
+>>> enc = Encoder("encoder.int8.onnx", threads=2, spinning=False)  # doctest: +SKIP
+>>> enc.embed("scans/").vectors.shape                               # doctest: +SKIP
+(120, 256)
+
+The model carries its preprocessing contract in ``metadata_props``
+(:mod:`cossl_edge.model_metadata`); images go through the same numpy
+``prepare → normalize`` code that training used, then through the session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from cossl_edge import model_metadata as mm
+from cossl_edge.contract import ContractError, PreprocessContract
+from cossl_edge.images import ImageReadError
+from cossl_edge.privacy import file_token
+from cossl_edge.sources import SampleRef, Skipped, SourceError, discover, load_sample
+
+
+class ModelError(ValueError):
+    """A model file the runtime cannot use (message names the file and the fix)."""
+
+
+@dataclass
+class Embeddings:
+    """Vectors (N×D float32) for the samples that could be read, and those that could not."""
+
+    vectors: np.ndarray
+    samples: list[SampleRef] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def ids(self, salt: str | None = None) -> list[str]:
+        return [s.sample_id(salt) for s in self.samples]
+
+
+class Encoder:
+    """An exported encoder (ONNX) with its preprocessing contract.
+
+    contract: a :class:`PreprocessContract` or a JSON file holding one, for models exported
+        without the contract metadata (a model that carries one keeps its own unless given).
+    threads: onnxruntime intra-op threads (0: onnxruntime's choice, all cores).
+    spinning: let idle threads spin-wait; ``False`` saves power on battery devices.
+    """
+
+    def __init__(self, path: str | Path, contract: PreprocessContract | str | Path | None = None,
+                 threads: int = 0, spinning: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: model file not found; check the path")
+        self.threads = threads
+        self.session = _open_session(self.path, threads, spinning)
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.contract = _resolve_contract(self.path, self.metadata, contract)
+        _check_io(self.path, self.session)
+        self.centering = _read_centering(self.path, self.metadata)
+
+    @cached_property
+    def sha256(self) -> str:
+        h = hashlib.sha256()
+        with self.path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+
+    @cached_property
+    def dim(self) -> int:
+        shape = self.session.get_outputs()[0].shape
+        if shape and isinstance(shape[-1], int):
+            return int(shape[-1])
+        return int(self.run(np.zeros((1, *self.input_shape), np.float32)).shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c = self.contract
+        return (c.channels, c.size, c.size)
+
+    # -- running -------------------------------------------------------------------------
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Normalised N×C×S×S float32 → N×D float32 embeddings (one session call)."""
+        out = self.session.run([mm.OUTPUT], {mm.INPUT: np.ascontiguousarray(batch, np.float32)})
+        return np.asarray(out[0], np.float32)
+
+    def embed_prepared(self, prepared: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """N×S×S×C images already through ``contract.prepare`` → N×D."""
+        n = len(prepared)
+        if n == 0:
+            return np.zeros((0, self.dim), np.float32)
+        parts = [self.run(self.contract.normalize(prepared[i : i + batch_size]))
+                 for i in range(0, n, batch_size)]
+        return np.concatenate(parts)
+
+    def embed_arrays(self, images: Sequence[np.ndarray] | np.ndarray,
+                     batch_size: int = 64) -> np.ndarray:
+        """[0, 1] images → N×D. A list of H×W[×C] arrays, an N×H×W array (grayscale batch),
+        an N×H×W×C array, or a single H×W image."""
+        if isinstance(images, np.ndarray) and images.ndim == 2:
+            images = [images]
+        prepared = [self.contract.prepare(im) for im in images]
+        if not prepared:
+            return np.zeros((0, self.dim), np.float32)
+        return self.embed_prepared(np.stack(prepared), batch_size)
+
+    def embed(self, source, batch_size: int = 64) -> Embeddings:
+        """Embed arrays (see :meth:`embed_arrays`), a folder, a file, or a list of paths.
+
+        Unreadable files are skipped and listed in ``Embeddings.skipped``.
+        """
+        if isinstance(source, np.ndarray) or (
+            isinstance(source, list | tuple) and source and isinstance(source[0], np.ndarray)
+        ):
+            return Embeddings(self.embed_arrays(source, batch_size))
+        if isinstance(source, str | Path):
+            found = discover(source)
+            samples, skipped = found.samples, list(found.skipped)
+        else:
+            samples = [p if isinstance(p, SampleRef) else _ref(Path(p)) for p in source]
+            skipped = []
+        return self.embed_samples(samples, batch_size, skipped=skipped)
+
+    def embed_samples(self, samples: Sequence[SampleRef], batch_size: int = 64,
+                      on_batch: Callable[[int], None] | None = None,
+                      skipped: list[Skipped] | None = None) -> Embeddings:
+        kept: list[SampleRef] = []
+        skipped = list(skipped or [])
+        parts: list[np.ndarray] = []
+        for refs, vectors, bad in self.iter_batches(samples, batch_size):
+            kept += refs
+            skipped += bad
+            parts.append(vectors)
+            if on_batch:
+                on_batch(len(refs) + len(bad))
+        vectors = np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+        return Embeddings(vectors, kept, skipped)
+
+    def iter_batches(self, samples: Sequence[SampleRef], batch_size: int = 64
+                     ) -> Iterator[tuple[list[SampleRef], np.ndarray, list[Skipped]]]:
+        """Yield (samples read, their N×D vectors, samples skipped) per batch; the next
+        batch is decoded in a background thread while the session runs the current one."""
+        chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(self._decode, chunks[0])
+            for nxt in chunks[1:] + [None]:
+                refs, prepared, bad = pending.result()
+                if nxt is not None:
+                    pending = pool.submit(self._decode, nxt)
+                vectors = (self.run(self.contract.normalize(prepared)) if len(refs)
+                           else np.zeros((0, self.dim), np.float32))
+                yield refs, vectors, bad
+
+    def _decode(self, refs: list[SampleRef]
+                ) -> tuple[list[SampleRef], np.ndarray, list[Skipped]]:
+        kept, arrays, bad = [], [], []
+        for ref in refs:
+            try:
+                arrays.append(self.contract.prepare(load_sample(ref, self.contract)))
+                kept.append(ref)
+            except (ImageReadError, SourceError, ContractError, ValueError, OSError) as e:
+                bad.append(Skipped(ref.path, _clean_reason(str(e), ref.path)))
+        shape = (0, self.contract.size, self.contract.size, self.contract.channels)
+        return kept, (np.stack(arrays) if arrays else np.zeros(shape, np.float32)), bad
+
+
+def _ref(path: Path) -> SampleRef:
+    return SampleRef(path, "image", None, path.name)
+
+
+def _clean_reason(reason: str, path: Path) -> str:
+    """Decoder messages may quote the file's path: replace it by its token."""
+    return reason.replace(str(path), file_token(path))
+
+
+def _open_session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(0, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    if not spinning:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for bad files
+        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}); "
+                         "re-export it with `cossl-edge export`") from e
+
+
+def _resolve_contract(path: Path, meta: dict[str, str],
+                      given: PreprocessContract | str | Path | None) -> PreprocessContract:
+    if isinstance(given, PreprocessContract):
+        return given
+    if given is not None:
+        file = Path(given)
+        if not file.is_file():
+            raise ModelError(f"{file}: contract file not found; check the --contract path")
+        try:
+            return PreprocessContract.from_json(file.read_text())
+        except ContractError as e:
+            raise ModelError(f"{file}: {e}; write the contract as PreprocessContract JSON") from e
+    if mm.KEY_CONTRACT not in meta:
+        raise ModelError(
+            f"{path}: the model carries no preprocessing contract ({mm.KEY_CONTRACT} "
+            "metadata); export it with `cossl-edge export`, or pass --contract FILE "
+            "(PreprocessContract JSON, e.g. from the run's config.json)")
+    try:
+        return PreprocessContract.from_json(meta[mm.KEY_CONTRACT])
+    except ContractError as e:
+        raise ModelError(f"{path}: its contract metadata is invalid ({e}); re-export it") from e
+
+
+def _check_io(path: Path, session: ort.InferenceSession) -> None:
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if mm.INPUT not in inputs or mm.OUTPUT not in outputs:
+        raise ModelError(f"{path}: expected input {mm.INPUT!r} and output {mm.OUTPUT!r}, "
+                         f"found {inputs} → {outputs}; re-export it with `cossl-edge export`")
+
+
+def _read_centering(path: Path, meta: dict[str, str]) -> np.ndarray | None:
+    if mm.KEY_CENTERING not in meta:
+        return None
+    try:
+        return np.asarray(json.loads(meta[mm.KEY_CENTERING]), np.float32).ravel()
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise ModelError(f"{path}: its centring metadata is not a JSON list; re-export it") from e

@@ -1,0 +1,186 @@
+"""Few-shot classifiers on embeddings: CL2N prototypes, logistic regression, kNN.
+
+Every classifier first applies CL2N (SimpleShot, Wang et al. 2019): subtract the model's
+centring vector, then L2-normalise. The classifier is saved as JSON with the ONNX file's
+sha256 and contract, so it is never applied to another model's embeddings.
+
+>>> import numpy as np
+>>> x = np.array([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.1, 0.8]])
+>>> clf = FewShotClassifier.fit(x, ["a", "a", "b", "b"], kind="proto")
+>>> [p.label for p in clf.predict(np.array([[1.0, 0.0], [0.0, 1.0]]))]
+['a', 'b']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cossl_edge.logreg import fit_logistic, predict_logistic_proba
+
+SCHEMA_VERSION = 1
+KINDS = ("proto", "logreg", "knn")
+UNKNOWN = "unknown"
+
+
+class ClassifierError(ValueError):
+    """A classifier file that cannot be used (message names the file and the fix)."""
+
+
+def cl2n(x: np.ndarray, centering: np.ndarray | None = None) -> np.ndarray:
+    """Centre (subtract ``centering``) and L2-normalise each row."""
+    x = np.asarray(x, np.float32)
+    if centering is not None:
+        x = x - np.asarray(centering, np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, 1e-12)
+
+
+@dataclass
+class Prediction:
+    label: str  # the best class, or "unknown" below the abstain threshold
+    probability: float  # of the best class
+    top_k: list[tuple[str, float]]
+
+
+@dataclass
+class FewShotClassifier:
+    """A fitted classifier. ``params`` holds what the kind needs (JSON-ready lists)."""
+
+    kind: str
+    classes: list[str]
+    params: dict
+    centering: list[float] | None = None
+    abstain_threshold: float = 0.0
+    model_sha256: str | None = None
+    model_path: str | None = None
+    contract: dict | None = None
+    settings: dict = field(default_factory=dict)
+
+    # -- fitting -------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, labels: list[str], kind: str = "proto",
+            centering: np.ndarray | None = None, C: float = 1.0, k: int = 5,
+            temperature: float = 0.1, abstain_threshold: float = 0.0) -> FewShotClassifier:
+        """Fit on N×D embeddings and N string labels.
+
+        centering: the model's centring vector; ``None`` centres on the support mean.
+        C: inverse L2 strength of the logistic regression (scikit-learn's meaning).
+        k: neighbours for kNN. temperature: softmax temperature on cosine similarities
+            (prototypes and kNN votes), which turns similarities into probabilities.
+        """
+        if kind not in KINDS:
+            raise ClassifierError(f"classifier must be one of {KINDS}, got {kind!r}")
+        x = np.asarray(embeddings, np.float32)
+        if len(x) != len(labels) or len(x) == 0:
+            raise ClassifierError(f"need one label per embedding, got {len(x)} and {len(labels)}")
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise ClassifierError("a classifier needs at least two classes in the support set")
+        y = np.asarray([classes.index(lab) for lab in labels])
+        center = np.asarray(centering if centering is not None else x.mean(0), np.float32)
+        z = cl2n(x, center)
+        if kind == "proto":
+            protos = cl2n(np.stack([z[y == c].mean(0) for c in range(len(classes))]))
+            params = {"prototypes": protos.tolist()}
+        elif kind == "logreg":
+            w, b = fit_logistic(z, y, len(classes), C=C)
+            params = {"weights": w.tolist(), "bias": b.tolist()}
+        else:
+            params = {"support": z.tolist(), "support_labels": y.tolist()}
+        settings = {"C": C, "k": k, "temperature": temperature}
+        return cls(kind, classes, params, center.tolist(), abstain_threshold, settings=settings)
+
+    # -- predicting ----------------------------------------------------------------------
+    def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
+        """N×K class probabilities (columns in the order of ``classes``)."""
+        center = None if self.centering is None else np.asarray(self.centering, np.float32)
+        z = cl2n(embeddings, center)
+        temp = float(self.settings.get("temperature", 0.1))
+        if self.kind == "proto":
+            return _softmax(z @ np.asarray(self.params["prototypes"], np.float32).T / temp)
+        if self.kind == "logreg":
+            return predict_logistic_proba(z, np.asarray(self.params["weights"]),
+                                          np.asarray(self.params["bias"]))
+        return self._knn_proba(z, temp)
+
+    def _knn_proba(self, z: np.ndarray, temp: float) -> np.ndarray:
+        support = np.asarray(self.params["support"], np.float32)
+        labels = np.asarray(self.params["support_labels"])
+        k = min(int(self.settings.get("k", 5)), len(support))
+        sims = z @ support.T
+        near = np.argsort(-sims, axis=1)[:, :k]
+        votes = np.exp((np.take_along_axis(sims, near, 1) - 1.0) / temp)
+        proba = np.zeros((len(z), len(self.classes)))
+        np.add.at(proba, (np.arange(len(z))[:, None], labels[near]), votes)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, embeddings: np.ndarray, top_k: int = 3,
+                abstain_threshold: float | None = None) -> list[Prediction]:
+        """Best label per row, ``unknown`` when its probability is below the threshold."""
+        thr = self.abstain_threshold if abstain_threshold is None else abstain_threshold
+        proba = self.predict_proba(embeddings)
+        order = np.argsort(-proba, axis=1)[:, :top_k]
+        out = []
+        for row, idx in zip(proba, order, strict=True):
+            best = float(row[idx[0]])
+            label = self.classes[idx[0]] if best >= thr else UNKNOWN
+            out.append(Prediction(label, best, [(self.classes[i], float(row[i])) for i in idx]))
+        return out
+
+    # -- files ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "kind": self.kind, "classes": self.classes,
+                "params": self.params, "centering": self.centering,
+                "abstain_threshold": self.abstain_threshold, "model_sha256": self.model_sha256,
+                "model_path": self.model_path, "contract": self.contract,
+                "settings": self.settings}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> FewShotClassifier:
+        path = Path(path)
+        if not path.is_file():
+            raise ClassifierError(f"{path}: classifier file not found; check the path")
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ClassifierError(f"{path}: not a classifier JSON file ({e})") from e
+        if not isinstance(d, dict) or "schema_version" not in d:
+            raise ClassifierError(f"{path}: not a cossl-edge classifier (no schema_version)")
+        if int(d["schema_version"]) > SCHEMA_VERSION:
+            raise ClassifierError(f"{path}: schema {d['schema_version']} is newer than this "
+                                  f"cossl-edge reads ({SCHEMA_VERSION}); upgrade cossl-edge")
+        d.pop("schema_version")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ClassifierError(f"{path}: malformed classifier file ({e}); refit it") from e
+
+    def bind_model(self, sha256: str, model_path: str | Path, contract: dict) -> None:
+        """Record the model this classifier's embeddings come from."""
+        self.model_sha256, self.model_path, self.contract = sha256, str(model_path), contract
+
+    def check_model(self, sha256: str, model_path: str | Path, source: str | Path = "") -> None:
+        """Refuse a model other than the one the classifier was fitted on."""
+        if self.model_sha256 is not None and self.model_sha256 != sha256:
+            where = f"{source}: " if source else ""
+            raise ClassifierError(
+                f"{where}fitted on another model (sha256 {self.model_sha256[:12]}…), not "
+                f"{model_path} (sha256 {sha256[:12]}…); refit with `cossl-edge fewshot fit` "
+                "on this model, or pass the original model with --model")
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,113 @@
+"""Models and image folders for the edge tests, written by the full environment.
+
+``python tests/make_edge_fixtures.py OUT_DIR`` (what ``make test-edge`` runs with the full
+venv) writes ``OUT_DIR/model.onnx`` — exported by :func:`cossl_edge.export.export_run` from a
+tiny hand-built run directory when the exporter is installed, else built with
+``onnx.helper`` — and labelled image folders. The minimal environment then reads them.
+The test modules import the builders below directly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cossl_edge import model_metadata as mm
+from cossl_edge.contract import PreprocessContract
+
+
+def build_tiny_model(path: Path, contract: PreprocessContract | None = None, dim: int = 16,
+                     with_contract: bool = True, centering: list[float] | None = None,
+                     seed: int = 0) -> Path:
+    """A fixed random 1×1 convolution + ReLU + global average pool, with our metadata."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    c = contract or PreprocessContract(channels=1, size=16)
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(size=(dim, c.channels, 1, 1)).astype(np.float32)
+    bias = rng.normal(scale=0.5, size=(dim,)).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", [mm.INPUT, "w", "b"], ["conv"]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("GlobalAveragePool", ["relu"], ["pool"]),
+        helper.make_node("Flatten", ["pool"], [mm.OUTPUT], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny",
+        [helper.make_tensor_value_info(mm.INPUT, TensorProto.FLOAT,
+                                       ["N", c.channels, c.size, c.size])],
+        [helper.make_tensor_value_info(mm.OUTPUT, TensorProto.FLOAT, ["N", dim])],
+        [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    meta = {mm.KEY_EMBED_DIM: str(dim), mm.KEY_PRECISION: "fp32"}
+    if with_contract:
+        meta[mm.KEY_CONTRACT] = c.to_json()
+    if centering is not None:
+        meta[mm.KEY_CENTERING] = json.dumps(centering)
+    onnx.helper.set_model_props(model, meta)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def write_class_folders(root: Path, classes: int = 3, per_class: int = 8, size: int = 20,
+                        seed: int = 0) -> Path:
+    """PNG images in ``root/class_k/``; each class has its own brightness and texture, so a
+    random-feature encoder separates them."""
+    rng = np.random.default_rng(seed)
+    for k in range(classes):
+        folder = root / f"class_{k}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = 40 + 70 * k
+            img = rng.normal(base, 6 + 8 * k, size=(size, size)).clip(0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"img_{i:03d}.png")
+    return root
+
+
+def export_tiny_run(out: Path) -> Path | None:
+    """Export a tiny ResNet through the project's exporter; None if it is not installed."""
+    try:
+        import torch
+        from cossl_edge.export import export_run
+        from cossl_edge.training.backbones import build_encoder
+        from cossl_edge.training.config import PretrainConfig
+    except ImportError:
+        return None
+    run = out / "run"
+    run.mkdir(parents=True, exist_ok=True)
+    cfg = PretrainConfig(arch="resnet10", width=0.125,
+                         contract=PreprocessContract(channels=1, size=16))
+    cfg.save(run / "config.json")
+    torch.manual_seed(0)
+    torch.save(build_encoder(cfg).state_dict(), run / "encoder.pt")
+    result = export_run(run)
+    onnx_path = Path(getattr(result, "onnx_path", None) or run / "encoder.onnx")
+    return onnx_path if onnx_path.is_file() else None
+
+
+def main(out_dir: str) -> None:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exported = export_tiny_run(out)
+    model = out / "model.onnx"
+    if exported is not None:
+        model.write_bytes(exported.read_bytes())
+        how = "exporter"
+    else:
+        build_tiny_model(model, centering=None)
+        how = "onnx.helper (exporter not installed)"
+    write_class_folders(out / "labelled", classes=3, per_class=8)
+    print(f"edge fixtures in {out}: model from {how}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
