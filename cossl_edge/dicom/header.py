@@ -1,0 +1,201 @@
+"""The header-only pass: what a DICOM file holds, read without touching its pixels.
+
+``read_header`` reads up to the pixel data (``stop_before_pixels``), then uses the file
+position to learn how many bytes of pixel data the file really holds, so that truncated
+files and absurd declared sizes are refused before any array is allocated.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
+
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
+MAX_FRAME_BYTES = 1 << 30  # one decoded frame above 1 GiB is a corrupt header, not a scan
+MAX_COMPRESSION_RATIO = 1000  # declared raw size vs bytes in the file, for compressed data
+
+# Objects that carry no image worth learning from, even when some have pixel-like grids.
+NON_IMAGE_MODALITIES = {
+    "SR": "structured report", "RTSTRUCT": "RT structure set", "RTPLAN": "RT plan",
+    "RTDOSE": "RT dose grid", "RTRECORD": "RT treatment record", "PR": "presentation state",
+    "KO": "key object selection", "SEG": "segmentation mask", "REG": "registration",
+    "DOC": "encapsulated document", "ECG": "waveform", "HD": "waveform", "AU": "audio",
+}
+
+# Tags that identify a patient or a visit (a subset of PS3.15's basic profile). The inventory
+# reports which are present by name; their values are never read out.
+PHI_KEYWORDS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientSex",
+    "PatientAge", "PatientAddress", "PatientTelephoneNumbers", "OtherPatientIDs",
+    "OtherPatientNames", "PatientMotherBirthName", "EthnicGroup", "PatientComments",
+    "AccessionNumber", "StudyID", "StudyDate", "StudyTime", "InstitutionName",
+    "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
+    "OperatorsName", "DeviceSerialNumber",
+)
+
+
+class DicomSkip(ValueError):
+    """A file left out of the samples; the message is the reason (never patient data)."""
+
+
+@dataclass
+class DicomHeader:
+    """The facts of one DICOM file that discovery, ordering and the inventory need."""
+
+    path: Path
+    sop_instance_uid: str
+    series_uid: str
+    sop_class: str
+    modality: str
+    transfer_syntax: UID
+    rows: int
+    columns: int
+    frames: int
+    samples_per_pixel: int
+    bits_allocated: int
+    photometric: str
+    instance_number: int | None
+    slice_position: float | None  # ImagePositionPatient projected on the slice normal
+    pixel_bytes_in_file: int
+    phi_tags: list[str] = field(default_factory=list)
+    burned_in_annotation: bool = False
+
+    @property
+    def frame_bytes(self) -> int:
+        bits = self.rows * self.columns * self.samples_per_pixel * self.bits_allocated
+        return -(-bits // 8)
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """A DICOM suffix, or the 'DICM' magic after the 128-byte preamble (scanner exports
+    often name files by UID, with no suffix at all)."""
+    if path.suffix.lower() in DICOM_SUFFIXES or path.name.upper() == "DICOMDIR":
+        return True
+    try:
+        with path.open("rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM"
+
+
+def read_header(path: Path) -> DicomHeader:
+    """Header-only read. Raises :class:`DicomSkip` with the reason for anything that is not
+    a decodable-looking image (non-image object, corrupt, truncated, zero bytes)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DicomSkip("empty file (0 bytes)")
+    try:
+        with path.open("rb") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's repairs of odd files are not news
+            ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+            pixel_start = f.tell()
+    except InvalidDicomError as e:
+        raise DicomSkip(f"not a DICOM file ({e})") from e
+    except Exception as e:  # damaged files raise many types; one must not stop a run
+        raise DicomSkip(f"corrupt DICOM header ({type(e).__name__})") from e
+    return _header_from(ds, path, size - pixel_start)
+
+
+def _header_from(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:
+    sop_class = _sop_class_name(ds)
+    if "DirectoryRecordSequence" in ds:
+        raise DicomSkip("DICOMDIR (a directory index, no pixels)")
+    modality = str(ds.get("Modality", "") or "")
+    if modality.upper() in NON_IMAGE_MODALITIES:
+        raise DicomSkip(f"not an image ({modality}: {NON_IMAGE_MODALITIES[modality.upper()]})")
+    if "Rows" not in ds or "Columns" not in ds:
+        raise DicomSkip(f"no image in this object (no Rows/Columns; "
+                        f"{sop_class or 'unknown SOP class'})")
+    tsyntax = _transfer_syntax(ds)
+    try:
+        h = DicomHeader(
+            path=path,
+            sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
+            series_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+            sop_class=sop_class,
+            modality=modality,
+            transfer_syntax=tsyntax,
+            rows=int(ds.Rows), columns=int(ds.Columns),
+            frames=max(int(ds.get("NumberOfFrames", 1) or 1), 1),
+            samples_per_pixel=int(ds.get("SamplesPerPixel", 1) or 1),
+            bits_allocated=int(ds.get("BitsAllocated", 0) or 0),
+            photometric=str(ds.get("PhotometricInterpretation", "") or ""),
+            instance_number=_int_or_none(ds.get("InstanceNumber")),
+            slice_position=slice_position(ds),
+            pixel_bytes_in_file=max(pixel_bytes, 0),
+            phi_tags=[k for k in PHI_KEYWORDS if ds.get(k) not in (None, "")],
+            burned_in_annotation=str(ds.get("BurnedInAnnotation", "")).upper() == "YES",
+        )
+    except (TypeError, ValueError) as e:
+        raise DicomSkip(f"corrupt image header ({type(e).__name__})") from e
+    check_pixel_budget(h)
+    return h
+
+
+def check_pixel_budget(h: DicomHeader) -> None:
+    """Refuse, before any allocation, a declared image the file cannot hold."""
+    if h.rows <= 0 or h.columns <= 0 or h.bits_allocated <= 0:
+        raise DicomSkip(f"invalid image size ({h.rows}×{h.columns}, {h.bits_allocated} bits)")
+    if h.pixel_bytes_in_file <= 8:
+        raise DicomSkip("no pixel data in the file (header only, or truncated)")
+    if h.frame_bytes > MAX_FRAME_BYTES:
+        raise DicomSkip(f"declares {h.rows}×{h.columns}×{h.samples_per_pixel} pixels per "
+                        "frame, beyond any real image; corrupt header")
+    declared = h.frame_bytes * h.frames
+    if h.transfer_syntax.is_encapsulated or h.transfer_syntax.is_deflated:
+        if declared > MAX_COMPRESSION_RATIO * h.pixel_bytes_in_file:
+            raise DicomSkip(f"declares {h.frames} frame(s) of {h.rows}×{h.columns} "
+                            f"({declared} bytes) but holds {h.pixel_bytes_in_file} bytes; "
+                            "corrupt or truncated")
+    elif h.pixel_bytes_in_file < declared:
+        raise DicomSkip(f"truncated: declares {declared} bytes of pixel data, the file holds "
+                        f"{h.pixel_bytes_in_file}")
+
+
+def slice_position(ds: Dataset) -> float | None:
+    """Position along the slice normal (the cross product of the orientation's row and
+    column directions), the order a volume's slices stack in."""
+    try:
+        ipp = np.asarray([float(v) for v in ds.ImagePositionPatient], np.float64)
+        iop = np.asarray([float(v) for v in ds.ImageOrientationPatient], np.float64)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if ipp.shape != (3,) or iop.shape != (6,):
+        return None
+    return float(np.dot(np.cross(iop[:3], iop[3:]), ipp))
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return UID(str(ts))
+    # No file meta (raw ACR-NEMA style): pydicom read it in the encoding it guessed.
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit is False:
+        return UID("1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
+    return UID("1.2.840.10008.1.2")
+
+
+def _sop_class_name(ds: Dataset) -> str:
+    uid = ds.get("SOPClassUID") or getattr(ds, "file_meta", Dataset()).get(
+        "MediaStorageSOPClassUID")
+    if not uid:
+        return ""
+    uid = UID(str(uid))
+    return uid.name if uid.is_valid else "invalid SOP class UID"
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
