@@ -19,7 +19,12 @@ import numpy as np
 from cossl_edge.export import calibration as calib
 from cossl_edge.export import latency, onnx_export, quantize, verify
 from cossl_edge.export.loaded_run import LoadedRun, load_run
-from cossl_edge.export.report import finite_or_none, recommend_int8, write_report
+from cossl_edge.export.report import (
+    REPORT_FILE,
+    finite_or_none,
+    recommend_int8,
+    write_report,
+)
 
 from cossl_edge import __version__, rundir
 
@@ -66,7 +71,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
             report["int8_recommended"], report["warnings"] = ok, warnings
         for name in report["files"].values():
             (work / name["file"]).replace(out / name["file"])
-    report["report_file"] = write_report(report, out).name
+    report["report_file"] = REPORT_FILE
+    write_report(report, out)
     return report
 
 

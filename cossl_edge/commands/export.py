@@ -1,0 +1,77 @@
+"""``cossl-edge export``: a run's encoder as verified fp32 and int8 ONNX files + a report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from cossl_edge.commands.common import user_errors
+
+TARGET_HELP = ("CPU the int8 file is tuned for: x86-vnni (U8 activations, S8 weights), x86 "
+               "without VNNI (U8/S8 with reduce_range), arm (S8/S8), or auto (read this CPU).")
+
+
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory written by cossl-edge pretrain "
+                                   "(holds config.json and encoder.pt)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for encoder.onnx, "
+                                    "encoder.int8.onnx and export-report.json "
+                                    "[default: the run directory]."),
+    int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write the static int8 "
+                              "(QDQ, per-channel) encoder.int8.onnx."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="Folder of unlabeled "
+                                            "images for calibration and checks [default: the "
+                                            "training data folder recorded in config.json]."),
+    calibration_count: int = typer.Option(256, "--calibration-count", min=1, help="How many "
+                                          "calibration images to draw (a fixed random pick)."),
+    target: str = typer.Option("auto", "--target", help=TARGET_HELP),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset of the exported files."),
+    local_map: bool = typer.Option(False, "--local-map", help="Add a second output, "
+                                   "local_map: the feature map before pooling (N×D×h×w)."),
+    latency: bool = typer.Option(True, "--latency/--no-latency", help="Time torch, ORT fp32 "
+                                 "and ORT int8 at batch 1 and 32, one and all threads."),
+) -> None:
+    """Export a run's encoder to ONNX (verified against torch) and int8; print the report."""
+    from cossl_edge.export import export_run
+    from cossl_edge.export.report import report_tables
+
+    console = Console(stderr=True)
+    with user_errors(), _ProgressBars(console) as progress:
+        report = export_run(run_dir, out, int8=int8, calibration=calibration,
+                            calibration_count=calibration_count, target=target, opset=opset,
+                            local_map=local_map, measure_latency=latency, progress=progress)
+    stdout = Console()
+    for table in report_tables(report):
+        stdout.print(table)
+    for warning in report.get("warnings", []):
+        typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
+    folder = out if out is not None else run_dir
+    stdout.print(f"wrote {', '.join(f['file'] for f in report['files'].values())} and "
+                 f"{report['report_file']} to {folder}")
+
+
+class _ProgressBars:
+    """rich progress bars as the ``progress(description, total) → advance`` callback."""
+
+    def __init__(self, console: Console) -> None:
+        self.bars = Progress(TextColumn("{task.description}"), BarColumn(),
+                             MofNCompleteColumn(), console=console, transient=True)
+
+    def __enter__(self) -> Callable[[str, int], Callable[[int], None]]:
+        self.bars.__enter__()
+
+        def start(description: str, total: int) -> Callable[[int], None]:
+            task = self.bars.add_task(description, total=total)
+            return lambda n: self.bars.advance(task, n)
+        return start
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.__exit__(*exc)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="export")(export)
