@@ -131,7 +131,7 @@ def embed_to_file(encoder: Encoder, samples: Sequence[SampleRef], out: str | Pat
         report.embedded += len(kept)
     _merge(work, out, samples, salt, encoder)
     if id_map is not None:
-        _write_id_map(id_map, samples, salt, root)
+        write_id_map(id_map, samples, salt, root)
     shutil.rmtree(work)
     return report
 
@@ -178,7 +178,7 @@ def _merge(work: Path, out: Path, samples: Sequence[SampleRef], salt: str | None
     save_embeddings(out, ids, vectors, encoder.sha256, encoder.contract.to_json())
 
 
-def _write_id_map(path: Path, samples: Sequence[SampleRef], salt: str | None, root: Path) -> None:
+def write_id_map(path: Path, samples: Sequence[SampleRef], salt: str | None, root: Path) -> None:
     with Path(path).open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["id", "path"])

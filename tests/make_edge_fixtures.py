@@ -73,8 +73,9 @@ def write_class_folders(root: Path, classes: int = 3, per_class: int = 8, size: 
     return root
 
 
-def export_tiny_run(out: Path) -> Path | None:
-    """Export a tiny ResNet through the project's exporter; None if it is not installed."""
+def export_tiny_run(out: Path, calibration: Path) -> Path | None:
+    """Export a tiny ResNet through the project's exporter (int8, calibrated on
+    ``calibration``); None only when the exporter is not installed."""
     try:
         import torch
         from cossl_edge.export import export_run
@@ -89,23 +90,22 @@ def export_tiny_run(out: Path) -> Path | None:
     cfg.save(run / "config.json")
     torch.manual_seed(0)
     torch.save(build_encoder(cfg).state_dict(), run / "encoder.pt")
-    result = export_run(run)
-    onnx_path = Path(getattr(result, "onnx_path", None) or run / "encoder.onnx")
-    return onnx_path if onnx_path.is_file() else None
+    export_run(run, calibration=calibration, calibration_count=16, measure_latency=False)
+    return run / "encoder.int8.onnx"
 
 
 def main(out_dir: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    exported = export_tiny_run(out)
+    labelled = write_class_folders(out / "labelled", classes=3, per_class=8)
+    exported = export_tiny_run(out, labelled)
     model = out / "model.onnx"
     if exported is not None:
         model.write_bytes(exported.read_bytes())
-        how = "exporter"
+        how = "cossl_edge.export.export_run (int8)"
     else:
         build_tiny_model(model, centering=None)
         how = "onnx.helper (exporter not installed)"
-    write_class_folders(out / "labelled", classes=3, per_class=8)
     print(f"edge fixtures in {out}: model from {how}")
 
 

@@ -1,0 +1,57 @@
+"""Options and helpers shared by the edge commands (embed, fewshot, bench)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+MODEL = typer.Argument(..., help="Encoder ONNX file written by cossl-edge export.")
+CONTRACT = typer.Option(None, "--contract", help="PreprocessContract JSON file, for a model "
+                        "exported without the contract metadata (overrides the model's own).")
+THREADS = typer.Option(0, "--threads", min=0, help="onnxruntime intra-op threads "
+                       "(0: onnxruntime's choice, all cores).")
+SPIN = typer.Option(True, "--spin/--no-spin", help="Let idle worker threads spin-wait; "
+                    "--no-spin saves power on battery devices at some latency cost.")
+BATCH = typer.Option(64, "--batch-size", min=1, help="Images per onnxruntime call.")
+LABELS = typer.Option(None, "--labels", help="CSV of path,label (paths relative to the "
+                      "folder) instead of class subfolders.")
+
+
+def open_encoder(model: Path, contract: Path | None, threads: int, spin: bool):
+    from cossl_edge.encoder import Encoder  # onnxruntime loads only when a command runs
+
+    return Encoder(model, contract=contract, threads=threads, spinning=spin)
+
+
+@contextmanager
+def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``advance(n)``."""
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    with bars:
+        task = bars.add_task(description, total=total)
+        yield lambda n: bars.advance(task, n)
+
+
+def report_skipped(skipped: dict[str, int], tokens: list[str]) -> None:
+    """One warning per reason, with a few file tokens (never raw paths)."""
+    for reason, count in sorted(skipped.items(), key=lambda kv: -kv[1]):
+        typer.secho(f"warning: skipped {count} file(s): {reason}", fg=typer.colors.YELLOW,
+                    err=True)
+    if tokens:
+        typer.secho(f"  e.g. {', '.join(tokens)}", fg=typer.colors.YELLOW, err=True)
+
+
+def count_skipped(items) -> tuple[dict[str, int], list[str]]:
+    """Skipped samples → (reason → count, first few file tokens)."""
+    from cossl_edge.privacy import file_token
+
+    counts: dict[str, int] = {}
+    for s in items:
+        counts[s.reason] = counts.get(s.reason, 0) + 1
+    return counts, [file_token(s.path) for s in items[:5]]

@@ -1,0 +1,192 @@
+"""``cossl-edge fewshot fit|predict|eval``: few-shot classification on an ONNX encoder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import typer
+
+from cossl_edge.commands import edge_options as opt
+from cossl_edge.commands.common import user_errors
+
+app = typer.Typer(help="Few-shot classification: fit on a few labelled images, predict, or "
+                  "evaluate with N-way K-shot episodes.", no_args_is_help=True)
+
+KIND = typer.Option("proto", "--classifier", help="proto: CL2N nearest prototype "
+                    "(SimpleShot); logreg: L2 logistic regression (numpy); knn: cosine kNN.")
+
+
+def _embed_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int):
+    """Embeddings and labels of a labelled folder; unreadable files are skipped, reported."""
+    from cossl_edge.sources import labelled_samples
+
+    samples, labels, _ = labelled_samples(folder, labels_csv)
+    label_of = dict(zip(samples, labels, strict=True))
+    with opt.progress_bar("embedding", len(samples)) as advance:
+        emb = encoder.embed_samples(samples, batch_size, on_batch=advance)
+    opt.report_skipped(*opt.count_skipped(emb.skipped))
+    return emb.vectors, [label_of[s] for s in emb.samples]
+
+
+@app.command()
+def fit(
+    model: Path = opt.MODEL,
+    support_dir: Path = typer.Argument(..., help="Labelled images: one subfolder per class "
+                                       "(or any layout with --labels)."),
+    out: Path = typer.Option(..., "--out", help="Classifier JSON file to write."),
+    classifier: str = KIND,
+    labels: Path | None = opt.LABELS,
+    abstain: float = typer.Option(0.0, "--abstain", min=0.0, max=1.0, help="Default abstain "
+                                  "threshold: predictions below this probability are "
+                                  "'unknown' (predict --abstain overrides it)."),
+    c: float = typer.Option(1.0, "--C", min=1e-6, help="logreg: inverse L2 strength "
+                            "(scikit-learn's C)."),
+    k: int = typer.Option(5, "--k", min=1, help="knn: neighbours that vote."),
+    batch_size: int = opt.BATCH,
+    threads: int = opt.THREADS,
+    spin: bool = opt.SPIN,
+    contract: Path | None = opt.CONTRACT,
+) -> None:
+    """Fit a few-shot classifier on the embeddings of SUPPORT_DIR."""
+    from cossl_edge.fewshot import FewShotClassifier
+
+    with user_errors():
+        encoder = opt.open_encoder(model, contract, threads, spin)
+        x, y = _embed_labelled(encoder, support_dir, labels, batch_size)
+        clf = FewShotClassifier.fit(x, y, kind=classifier, centering=encoder.centering, C=c,
+                                    k=k, abstain_threshold=abstain)
+        clf.bind_model(encoder.sha256, model, encoder.contract.to_dict())
+        clf.save(out)
+    typer.echo(f"{classifier} classifier on {len(y)} images, {len(clf.classes)} classes "
+               f"({', '.join(clf.classes)}) → {out}")
+
+
+@app.command()
+def predict(
+    classifier_file: Path = typer.Argument(..., help="Classifier JSON from fewshot fit."),
+    data_dir: Path = typer.Argument(..., help="Folder or file of images to classify."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: id, label, probability, top_k."),
+    model: Path | None = typer.Option(None, "--model", help="Encoder ONNX file [default: the "
+                                      "one recorded at fit]; it must be that same model."),
+    abstain: float | None = typer.Option(None, "--abstain", min=0.0, max=1.0, help="Abstain "
+                                         "threshold [default: the classifier's]."),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="Classes listed per image."),
+    id_map: Path | None = typer.Option(None, "--id-map", help="Also write a CSV id,path. It "
+                                       "holds raw paths: keep it local."),
+    batch_size: int = opt.BATCH,
+    threads: int = opt.THREADS,
+    spin: bool = opt.SPIN,
+) -> None:
+    """Classify the images of DATA_DIR; 'unknown' below the abstain threshold."""
+    from cossl_edge.embeddings import write_id_map
+    from cossl_edge.fewshot import FewShotClassifier
+    from cossl_edge.sources import discover
+
+    with user_errors():
+        clf = FewShotClassifier.load(classifier_file)
+        if model is None and not clf.model_path:
+            raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
+        model_path = model or Path(clf.model_path)
+        encoder = _encoder_with_contract(model_path, clf.contract, threads, spin)
+        clf.check_model(encoder.sha256, model_path, classifier_file)
+        found = discover(data_dir)
+        with opt.progress_bar("classifying", len(found.samples)) as advance:
+            emb = encoder.embed_samples(found.samples, batch_size, on_batch=advance)
+        preds = clf.predict(emb.vectors, top_k=top_k, abstain_threshold=abstain)
+        _write_predictions(out, emb.ids(), preds)
+        if id_map is not None:
+            root = data_dir if data_dir.is_dir() else data_dir.parent
+            write_id_map(id_map, emb.samples, None, root)
+    opt.report_skipped(*opt.count_skipped(found.skipped + emb.skipped))
+    unknown = sum(p.label == "unknown" for p in preds)
+    typer.echo(f"{len(preds)} predictions ({unknown} unknown) → {out}")
+
+
+def _encoder_with_contract(model: Path, contract: dict | None, threads: int, spin: bool):
+    """The classifier's recorded contract serves models exported without one."""
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.encoder import Encoder, ModelError
+
+    try:
+        return Encoder(model, threads=threads, spinning=spin)
+    except ModelError as e:
+        if contract is None or "no preprocessing contract" not in str(e):
+            raise
+        return Encoder(model, PreprocessContract.from_dict(contract), threads, spin)
+
+
+def _write_predictions(out: Path, ids: list[str], preds) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "label", "probability", "top_k"])
+        for i, p in zip(ids, preds, strict=True):
+            top = ";".join(f"{c}:{q:.4f}" for c, q in p.top_k)
+            w.writerow([i, p.label, f"{p.probability:.4f}", top])
+
+
+@app.command(name="eval")
+def evaluate(
+    model: Path = opt.MODEL,
+    labeled_dir: Path = typer.Argument(..., help="Labelled images: one subfolder per class "
+                                       "(or any layout with --labels)."),
+    shots: str = typer.Option("1,5,10", "--shots", help="Comma-separated support sizes K."),
+    episodes: int = typer.Option(200, "--episodes", min=1, help="Episodes per K."),
+    ways: int | None = typer.Option(None, "--ways", min=2, help="Classes per episode "
+                                    "[default: all classes]."),
+    queries: int = typer.Option(15, "--queries", min=1, help="Query images per class and "
+                                "episode (fewer when a class has fewer left)."),
+    classifier: str = KIND,
+    seed: int = typer.Option(0, "--seed", help="Seed of the episode draws."),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
+    labels: Path | None = opt.LABELS,
+    batch_size: int = opt.BATCH,
+    threads: int = opt.THREADS,
+    spin: bool = opt.SPIN,
+    contract: Path | None = opt.CONTRACT,
+) -> None:
+    """N-way K-shot episodes on LABELED_DIR: accuracy ± 95% CI, balanced accuracy,
+    per-class recall, and AUC for two-way tasks."""
+    from cossl_edge.episodes import evaluate_episodes
+
+    with user_errors():
+        shot_list = _parse_shots(shots)
+        encoder = opt.open_encoder(model, contract, threads, spin)
+        x, y = _embed_labelled(encoder, labeled_dir, labels, batch_size)
+        res = evaluate_episodes(x, y, shot_list, episodes, ways, classifier, queries, seed,
+                                encoder.centering)
+        res["model_sha256"] = encoder.sha256
+        if json_out is not None:
+            json_out.write_text(json.dumps(res, indent=1))
+    _print_results(res)
+
+
+def _parse_shots(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"--shots {text!r}: expected positive integers, e.g. 1,5,10")
+    return values
+
+
+def _print_results(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{res['ways']}-way, {res['episodes']} episodes, {res['classifier']}")
+    for col in ("shots", "accuracy", "balanced acc.", "AUC", "per-class recall"):
+        table.add_column(col)
+    for k, r in res["shots"].items():
+        auc = f"{r['auc']:.3f} ± {r['auc_ci95']:.3f}" if "auc" in r else "–"
+        recall = ", ".join(f"{c}: {v:.2f}" for c, v in r["per_class_recall"].items())
+        table.add_row(k, f"{r['accuracy']:.3f} ± {r['ci95']:.3f}",
+                      f"{r['balanced_accuracy']:.3f}", auc, recall)
+    Console().print(table)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="fewshot")
