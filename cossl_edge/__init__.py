@@ -9,4 +9,23 @@ from cossl_edge.contract import PreprocessContract
 
 __version__ = "0.1.0"
 
-__all__ = ["PreprocessContract", "__version__"]
+# The edge API, imported on first use so that `import cossl_edge` stays light (no onnxruntime).
+_LAZY = {
+    "Encoder": "cossl_edge.encoder",
+    "FewShotClassifier": "cossl_edge.fewshot",
+    "cl2n": "cossl_edge.fewshot",
+    "evaluate_episodes": "cossl_edge.episodes",
+    "embed_to_file": "cossl_edge.embeddings",
+    "load_embeddings": "cossl_edge.embeddings",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cossl_edge' has no attribute {name!r}")
+
+
+__all__ = ["PreprocessContract", "__version__", *_LAZY]
