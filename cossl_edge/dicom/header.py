@@ -7,7 +7,9 @@ files and absurd declared sizes are refused before any array is allocated.
 
 from __future__ import annotations
 
+import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,11 +17,14 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.utils import get_expected_length
 from pydicom.uid import UID
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
 MAX_FRAME_BYTES = 1 << 30  # one decoded frame above 1 GiB is a corrupt header, not a scan
-MAX_COMPRESSION_RATIO = 1000  # declared raw size vs bytes in the file, for compressed data
+# Declared raw size vs bytes in the file, for compressed data: JPEG 2000 reaches ~2000:1 on
+# near-uniform images; far beyond that the header is lying.
+MAX_COMPRESSION_RATIO = 10_000
 
 # Objects that carry no image worth learning from, even when some have pixel-like grids.
 NON_IMAGE_MODALITIES = {
@@ -93,14 +98,17 @@ def read_header(path: Path) -> DicomHeader:
     if size == 0:
         raise DicomSkip("empty file (0 bytes)")
     try:
-        with path.open("rb") as f, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom's repairs of odd files are not news
+        with path.open("rb") as f, pydicom_quiet():
             ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
             pixel_start = f.tell()
     except InvalidDicomError as e:
         raise DicomSkip(f"not a DICOM file ({e})") from e
     except Exception as e:  # damaged files raise many types; one must not stop a run
         raise DicomSkip(f"corrupt DICOM header ({type(e).__name__})") from e
+    # A deflated file is read through an inflated copy, so its position says nothing about
+    # the file; bound its pixel bytes by the file size instead.
+    if _transfer_syntax(ds).is_deflated:
+        pixel_start = 0
     return _header_from(ds, path, size - pixel_start)
 
 
@@ -136,11 +144,11 @@ def _header_from(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:
         )
     except (TypeError, ValueError) as e:
         raise DicomSkip(f"corrupt image header ({type(e).__name__})") from e
-    check_pixel_budget(h)
+    check_pixel_budget(h, _native_length(ds))
     return h
 
 
-def check_pixel_budget(h: DicomHeader) -> None:
+def check_pixel_budget(h: DicomHeader, native_bytes: int | None = None) -> None:
     """Refuse, before any allocation, a declared image the file cannot hold."""
     if h.rows <= 0 or h.columns <= 0 or h.bits_allocated <= 0:
         raise DicomSkip(f"invalid image size ({h.rows}×{h.columns}, {h.bits_allocated} bits)")
@@ -155,9 +163,33 @@ def check_pixel_budget(h: DicomHeader) -> None:
             raise DicomSkip(f"declares {h.frames} frame(s) of {h.rows}×{h.columns} "
                             f"({declared} bytes) but holds {h.pixel_bytes_in_file} bytes; "
                             "corrupt or truncated")
-    elif h.pixel_bytes_in_file < declared:
-        raise DicomSkip(f"truncated: declares {declared} bytes of pixel data, the file holds "
-                        f"{h.pixel_bytes_in_file}")
+    elif h.pixel_bytes_in_file < (native_bytes or declared):
+        raise DicomSkip(f"truncated: declares {native_bytes or declared} bytes of pixel data, "
+                        f"the file holds {h.pixel_bytes_in_file}")
+
+
+def _native_length(ds: Dataset) -> int | None:
+    """Uncompressed pixel bytes as pydicom computes them (it knows YBR_FULL_422's
+    subsampling and 1-bit packing)."""
+    try:
+        return int(get_expected_length(ds, unit="bytes"))
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+@contextmanager
+def pydicom_quiet():
+    """Silence pydicom's warnings and log lines (a traceback per failed decoder plugin, a
+    line per repaired header): the caller reports each failure as one skip reason."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 def slice_position(ds: Dataset) -> float | None:

@@ -6,20 +6,25 @@ Colour images (RGB, YBR converted by pydicom, palette colour) skip the grayscale
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder
 from pydicom.pixels import pixel_array as pydicom_pixel_array
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
-from cossl_edge.dicom.header import DicomSkip, read_header
+from cossl_edge.dicom.header import DicomSkip, pydicom_quiet, read_header
 from cossl_edge.dicom.windowing import CT_PRESETS, auto_to_unit, window_to_unit
 
 CODECS_HINT = "pip install 'cossl-edge[codecs]'"
+# Beyond the image pixel module (group 0028, which pydicom always returns), the chain needs
+# the modality (for CT presets) and the functional groups of enhanced multi-frame objects.
+EXTRA_TAGS = [Tag("Modality"), Tag("SharedFunctionalGroupsSequence"),
+              Tag("PerFrameFunctionalGroupsSequence")]
 
 
 class DicomCodecError(DicomSkip):
@@ -46,12 +51,9 @@ def read_frame(path: str | Path, frame: int | None = None, window: str = "header
     require_decoder(header.transfer_syntax)
     if frame is not None and not 0 <= frame < header.frames:
         raise DicomSkip(f"frame {frame} out of range (the object has {header.frames})")
-    ds = Dataset()
     index = frame if header.frames > 1 else None
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            arr = pydicom_pixel_array(path, index=index, ds_out=ds)
+        arr, ds = _decode(path, index, header.transfer_syntax.is_deflated)
     except Exception as e:  # decoders raise many types; one bad file must not stop a run
         detail = " ".join(str(e).split())[:160]  # one line, whatever the decoder said
         raise DicomSkip(f"pixel data could not be decoded ({type(e).__name__}: {detail})"
@@ -59,6 +61,17 @@ def read_frame(path: str | Path, frame: int | None = None, window: str = "header
     if header.frames > 1 and index is None:  # NumberOfFrames lied: keep the first
         arr = arr[0]
     return to_unit(arr, ds, frame or 0, window)
+
+
+def _decode(path: Path, index: int | None, deflated: bool) -> tuple[np.ndarray, Dataset]:
+    """One frame and the attributes the chain needs. Reading from the path decodes only that
+    frame; a deflated file must be inflated whole first, which only ``dcmread`` does."""
+    with pydicom_quiet():
+        if deflated:
+            ds = pydicom.dcmread(path)
+            return pydicom_pixel_array(ds, index=index), ds
+        ds = Dataset()
+        return pydicom_pixel_array(path, index=index, ds_out=ds, specific_tags=EXTRA_TAGS), ds
 
 
 def to_unit(arr: np.ndarray, ds: Dataset, frame: int = 0, window: str = "header"
