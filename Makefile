@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test lint venv bench clean
+.PHONY: demo test test-edge lint venv bench clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,9 +18,28 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python -m cossl_edge.demo
 
-test: venv
+test: venv test-edge
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
+
+# The minimal (edge) environment: only the base package's dependencies, pinned by the lock,
+# plus pytest; no torch, MONAI, albumentations, onnx or scikit-learn. The full environment
+# exports a model into EDGE_FIXTURES, the edge environment embeds and classifies with it.
+EDGE := .venv-edge
+EDGE_FIXTURES := build/edge-fixtures
+EDGE_PACKAGES := numpy onnxruntime pydicom typer pillow pytest
+
+$(EDGE)/.installed: requirements.lock pyproject.toml
+	test -x $(EDGE)/bin/python || $(PY) -m venv $(EDGE)
+	$(EDGE)/bin/pip install --quiet -c requirements.lock $(EDGE_PACKAGES)
+	$(EDGE)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+test-edge: venv $(EDGE)/.installed
+	rm -rf $(EDGE_FIXTURES)
+	$(BIN)/python tests/make_edge_fixtures.py $(EDGE_FIXTURES)
+	COSSL_EDGE_FIXTURES=$(abspath $(EDGE_FIXTURES)) COSSL_EDGE_MINIMAL=1 \
+		$(EDGE)/bin/python -m pytest -p no:cacheprovider tests/test_edge_env.py
 
 lint: venv
 	$(BIN)/ruff check .
