@@ -47,7 +47,10 @@ PHI_KEYWORDS = (
 
 
 class DicomSkip(ValueError):
-    """A file left out of the samples; the message is the reason (never patient data)."""
+    """A file left out of the samples; the message is the reason (never patient data).
+    ``facts`` holds :func:`object_facts` when the header could be read."""
+
+    facts: dict | None = None
 
 
 @dataclass
@@ -113,6 +116,24 @@ def read_header(path: Path) -> DicomHeader:
 
 
 def _header_from(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:
+    try:
+        return _image_header(ds, path, pixel_bytes)
+    except DicomSkip as e:
+        e.facts = object_facts(ds)  # the inventory still lists what a skipped object is
+        raise
+
+
+def object_facts(ds: Dataset) -> dict:
+    """What any DICOM object is, image or not: never a value of a patient tag."""
+    return {
+        "modality": str(ds.get("Modality", "") or ""),
+        "sop_class": _sop_class_name(ds),
+        "transfer_syntax": _transfer_syntax(ds).name,
+        "phi_tags": [k for k in PHI_KEYWORDS if ds.get(k) not in (None, "")],
+    }
+
+
+def _image_header(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:
     sop_class = _sop_class_name(ds)
     if "DirectoryRecordSequence" in ds:
         raise DicomSkip("DICOMDIR (a directory index, no pixels)")
