@@ -25,8 +25,11 @@ def read_image(path: str | Path) -> np.ndarray:
         if path.stat().st_size == 0:
             raise ImageReadError("empty file (0 bytes)")
         with Image.open(path) as im:
+            deep_colour = im.mode in ("RGB", "RGBA") and _has_16_bit_samples(im)
             im.load()
             arr = _pil_to_unit(im)
+        if deep_colour:  # Pillow keeps 8 of the 16 bits of colour samples; OpenCV keeps all
+            arr = _read_16_bit_colour(path, fallback=arr)
     except ImageReadError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
@@ -52,3 +55,24 @@ def _pil_to_unit(im: Image.Image) -> np.ndarray:
     if mode == "LA":
         return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def _has_16_bit_samples(im: Image.Image) -> bool:
+    for tile in im.tile:
+        args = tile.args if hasattr(tile, "args") else tile[3]
+        rawmode = args[0] if isinstance(args, tuple) else args
+        if isinstance(rawmode, str) and ";16" in rawmode:
+            return True
+    return False
+
+
+def _read_16_bit_colour(path: Path, fallback: np.ndarray) -> np.ndarray:
+    try:
+        import cv2
+    except ImportError:  # the edge runtime may lack OpenCV: 8-bit precision is still right
+        return fallback
+    bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if bgr is None or bgr.dtype != np.uint16 or bgr.ndim != 3:
+        return fallback
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGB if bgr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return rgb.astype(np.float32) / 65535.0
