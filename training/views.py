@@ -83,18 +83,59 @@ def _medical_views(contract: PreprocessContract, min_scale: float) -> tuple[View
 
 
 def medical_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewFn, ViewFn]:
-    """Placeholder until the MONAI intensity preset lands: the camera geometry without
-    colour operations."""
-    import albumentations as A
+    """Views for scans: the camera geometry (random resized crop, horizontal flip) and MONAI
+    intensity transforms instead of colour jitter, which means nothing for a window of HU:
 
+    - ``RandAdjustContrast`` (gamma 0.7–1.5, p 0.8): another window shape;
+    - ``RandHistogramShift`` (5–10 control points, p 0.3): a monotone remapping of
+      intensities, as different scanners and reconstruction kernels give;
+    - ``RandBiasField`` (degree 3, p 0.3): the smooth gain field of MR coils;
+    - ``RandGaussianSmooth`` (σ 0.25–1 px) and ``RandGaussianNoise`` (σ 0.05): asymmetric as
+      in BYOL's blur — view 1 is mostly smoothed (p 0.5 vs 0.1), view 2 mostly noisy
+      (p 0.5 vs 0.1) — for thick and thin reconstructions, low and high dose.
+
+    No vertical flip: anatomy has a canonical up and down. Each worker process seeds the
+    MONAI transforms from numpy's global generator (which the loop seeds per rank and
+    PyTorch per worker), so runs repeat and workers differ."""
+    import albumentations as A
+    from monai.data import set_track_meta
+    from monai.transforms import (
+        Compose,
+        RandAdjustContrast,
+        RandBiasField,
+        RandGaussianNoise,
+        RandGaussianSmooth,
+        RandHistogramShift,
+    )
+
+    set_track_meta(False)  # plain tensors: MetaTensor bookkeeping costs more than the maths
     s = contract.size
 
-    def one() -> ViewFn:
-        pipe = A.Compose([
+    def one(smooth_p: float, noise_p: float) -> ViewFn:
+        geometry = A.Compose([
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
             A.HorizontalFlip(p=0.5),
-            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=0.8),
         ])
-        return lambda img: pipe(image=img)["image"]
+        intensity = Compose([
+            RandAdjustContrast(prob=0.8, gamma=(0.7, 1.5)),
+            RandHistogramShift(num_control_points=(5, 10), prob=0.3),
+            RandBiasField(degree=3, coeff_range=(0.0, 0.1), prob=0.3),
+            RandGaussianSmooth(sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), prob=smooth_p),
+            RandGaussianNoise(prob=noise_p, mean=0.0, std=0.05),
+        ])
+        seeded_in: list[int] = []
 
-    return one(), one()
+        def view(img: np.ndarray) -> np.ndarray:
+            if seeded_in != [os.getpid()]:  # first call in this process (or a forked worker)
+                intensity.set_random_state(seed=int(np.random.randint(2**31 - 1)))
+                seeded_in[:] = [os.getpid()]
+            cropped = geometry(image=img)["image"]
+            if cropped.ndim == 2:
+                cropped = cropped[:, :, None]
+            out = intensity(np.ascontiguousarray(np.moveaxis(cropped, -1, 0)))
+            out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+            return np.moveaxis(out, 0, -1).astype(np.float32)
+
+        return view
+
+    return one(smooth_p=0.5, noise_p=0.1), one(smooth_p=0.1, noise_p=0.5)
