@@ -115,19 +115,19 @@ def embed_to_file(encoder: Encoder, samples: Sequence[SampleRef], out: str | Pat
         on_progress(report.resumed)
     for c in range(0, len(todo), chunk_size):
         chunk = todo[c : c + chunk_size]
-        kept, vecs, failed = [], [], []
-        by_path = {s.path: s for s in chunk}
+        kept, vecs = [], []
         for refs, vectors, bad in encoder.iter_batches(chunk, batch_size):
             kept += [r.sample_id(salt) for r in refs]
             vecs.append(vectors)
             for b in bad:
-                failed.append(by_path[b.path].sample_id(salt))
                 report.skipped[b.reason] = report.skipped.get(b.reason, 0) + 1
                 if len(report.skipped_tokens) < 5:
                     report.skipped_tokens.append(file_token(b.path, root))
             if on_progress:
                 on_progress(len(refs) + len(bad))
-        _write_chunk(work, kept, np.concatenate(vecs), failed, [s.sample_id(salt) for s in chunk])
+        attempted = [s.sample_id(salt) for s in chunk]
+        failed = sorted(set(attempted) - set(kept))
+        _write_chunk(work, kept, np.concatenate(vecs), failed, attempted)
         report.embedded += len(kept)
     _merge(work, out, samples, salt, encoder)
     if id_map is not None:
@@ -184,4 +184,5 @@ def write_id_map(path: Path, samples: Sequence[SampleRef], salt: str | None, roo
         w.writerow(["id", "path"])
         for s in samples:
             rel = s.path.relative_to(root) if s.path.is_relative_to(root) else s.path
-            w.writerow([s.sample_id(salt), rel.as_posix()])
+            frame = "" if s.frame is None else f"#{s.frame}"
+            w.writerow([s.sample_id(salt), rel.as_posix() + frame])

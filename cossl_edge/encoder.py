@@ -125,8 +125,14 @@ class Encoder:
             found = discover(source)
             samples, skipped = found.samples, list(found.skipped)
         else:
-            samples = [p if isinstance(p, SampleRef) else _ref(Path(p)) for p in source]
-            skipped = []
+            samples, skipped = [], []
+            for p in source:
+                if isinstance(p, SampleRef):
+                    samples.append(p)
+                else:
+                    found = discover(p)
+                    samples += found.samples
+                    skipped += found.skipped
         return self.embed_samples(samples, batch_size, skipped=skipped)
 
     def embed_samples(self, samples: Sequence[SampleRef], batch_size: int = 64,
@@ -172,10 +178,6 @@ class Encoder:
                 bad.append(Skipped(ref.path, _clean_reason(str(e), ref.path)))
         shape = (0, self.contract.size, self.contract.size, self.contract.channels)
         return kept, (np.stack(arrays) if arrays else np.zeros(shape, np.float32)), bad
-
-
-def _ref(path: Path) -> SampleRef:
-    return SampleRef(path, "image", None, path.name)
 
 
 def _clean_reason(reason: str, path: Path) -> str:

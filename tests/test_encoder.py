@@ -77,3 +77,18 @@ def test_folder_and_paths_skip_bad_files(models, tmp_path):
     by_paths = enc.embed(paths)
     np.testing.assert_allclose(by_paths.vectors, res.vectors[3:], atol=1e-5)
     json.dumps(ids)  # ids are plain strings
+
+
+def test_dicom_files_embed_through_the_contract(models, tmp_path):
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    for name in ("CT_small.dcm", "MR_small.dcm"):
+        shutil.copy(get_testdata_file(name), tmp_path / name)
+    enc = Encoder(models["ok"])
+    res = enc.embed(tmp_path)
+    assert res.vectors.shape == (2, 8) and not res.skipped
+    assert np.isfinite(res.vectors).all() and np.abs(res.vectors[0] - res.vectors[1]).max() > 0
+    one = enc.embed([tmp_path / "CT_small.dcm"])
+    np.testing.assert_allclose(one.vectors, res.vectors[:1], atol=1e-5)

@@ -37,7 +37,7 @@ def embed(
     with user_errors():
         i, n = parse_shard(shard)
         encoder = opt.open_encoder(model, contract, threads, spin)
-        found = discover(data_dir)
+        found = discover(data_dir, progress=True)
         samples = shard_samples(found.samples, i, n)
         root = data_dir if data_dir.is_dir() else data_dir.parent
         out.parent.mkdir(parents=True, exist_ok=True)
