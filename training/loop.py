@@ -77,6 +77,9 @@ def _prepare_run_dir(config: PretrainConfig, out: Path, resume: bool) -> Pretrai
                 f"{out}: cannot resume with a changed configuration ({', '.join(clash)}); "
                 "resume with the original settings or start a new --out"
             )
+        # The run length may be extended on resume; everything else is the saved run's.
+        if config.epochs is not None or config.time_budget is not None:
+            saved.epochs, saved.time_budget = config.epochs, config.time_budget
         return saved
     if (out / rundir.LAST_CHECKPOINT).exists():
         raise ValueError(f"{out}: a run already exists here; pass --resume to continue it or "

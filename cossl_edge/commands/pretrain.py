@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
                 contract=PreprocessContract(channels=channels, size=image_size),
                 device=device, monitor=str(monitor) if monitor else None,
             )
-            if epochs is None and time_budget is None and max_steps is None:
+            if epochs is None and time_budget is None and max_steps is None and not resume:
                 config.time_budget = 600.0
             summary = run(config, data_dir, out, resume=resume, progress=not quiet,
                           max_steps=max_steps)

@@ -1,0 +1,81 @@
+import pytest
+import torch
+
+from cossl_edge.contract import PreprocessContract
+from cossl_edge.training.backbones import ResNetEncoder
+from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.methods import METHODS, build_method, resolved_w_s
+from cossl_edge.training.optim import ema_tau_at, lr_at
+
+
+def small(method: str, **kw) -> PretrainConfig:
+    return PretrainConfig(method=method, arch="resnet10", width=0.125, proj_hidden=32,
+                          proj_dim=16, pred_hidden=32, local_hidden=32,
+                          contract=PreprocessContract(size=16), **kw)
+
+
+def test_registry_has_the_family():
+    assert {"co-byol", "byol", "co-simclr", "simclr"} <= set(METHODS)
+    assert resolved_w_s(small("co-byol")) == 0.3
+    assert resolved_w_s(small("byol")) == 0.0
+    with pytest.raises(ValueError, match="base method"):
+        resolved_w_s(small("byol", w_s=0.3))
+
+
+@pytest.mark.parametrize("name", ["co-byol", "byol", "co-simclr", "simclr"])
+def test_each_method_trains_one_step(name):
+    torch.manual_seed(0)
+    m = build_method(small(name))
+    x = torch.randn(8, 1, 16, 16)
+    loss, _ = m.loss(x, x.flip(-1))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in m.backbone.parameters()]
+    assert all(g is not None for g in grads)
+
+
+def test_target_network_gets_no_gradient_and_follows_ema():
+    torch.manual_seed(0)
+    m = build_method(small("co-byol"))
+    x = torch.randn(8, 1, 16, 16)
+    loss, _ = m.loss(x, x + 0.1)
+    loss.backward()
+    assert all(p.grad is None for p in m.target_backbone.parameters())
+    with torch.no_grad():
+        for p in m.backbone.parameters():
+            p.add_(1.0)
+    online = [p.clone() for p in m.backbone.parameters()]
+    before = [p.clone() for p in m.target_backbone.parameters()]
+    m.momentum_update(0.9)
+    for o, b, t in zip(online, before, m.target_backbone.parameters(), strict=True):
+        assert torch.allclose(t, 0.9 * b + 0.1 * o, atol=1e-6)
+
+
+def test_byol_has_no_local_heads():
+    assert not hasattr(build_method(small("byol")), "g2")
+
+
+def test_local_grid_pooling():
+    m = build_method(small("co-byol", local_grid=1))
+    x = torch.randn(4, 1, 16, 16)
+    assert torch.isfinite(m.loss(x, x)[0])
+
+
+def test_small_stem_keeps_local_positions_standard_stem_does_not():
+    assert ResNetEncoder("resnet10", 0.125, 1, "small").feature_grid(32) == 4
+    assert ResNetEncoder("resnet10", 0.125, 1, "standard").feature_grid(32) == 1
+
+
+def test_rf_bounded_variant_runs():
+    enc = ResNetEncoder("resnet18", 0.125, 3, "small", rf_bounded_after=2)
+    assert enc.forward_features(torch.zeros(2, 3, 32, 32)).shape == (2, 64, 4, 4)
+    ks = [m.kernel_size for m in enc.stages[-1].modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(k == (1, 1) for k in ks)
+
+
+def test_schedules():
+    assert lr_at(0.0, 1.0, 0.1) == 0.0
+    assert lr_at(0.1, 1.0, 0.1) == pytest.approx(1.0)
+    assert lr_at(1.0, 1.0, 0.1) == pytest.approx(0.0)
+    assert ema_tau_at(0.0, 0.99) == pytest.approx(0.99)
+    assert ema_tau_at(1.0, 0.99) == pytest.approx(1.0)

@@ -1,0 +1,120 @@
+"""End-to-end pretraining on generated images: runs, learns, resumes, refuses bad resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from cossl_edge import rundir
+from cossl_edge.contract import PreprocessContract
+from cossl_edge.training.checkpoint import CheckpointError
+from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.loop import pretrain
+
+
+def tiny_config(**kw) -> PretrainConfig:
+    base = dict(arch="resnet10", width=0.25, proj_hidden=256, pred_hidden=256, local_hidden=128,
+                batch_size=32, contract=PreprocessContract(size=32))
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / rundir.METRICS).read_text().splitlines()]
+
+
+def test_short_run_writes_the_run_directory(shapes_dir, tmp_path):
+    out = tmp_path / "run"
+    summary = pretrain(tiny_config(epochs=1), shapes_dir, out, progress=False)
+    assert summary["steps"] == 160 // 32
+    for name in (rundir.CONFIG, rundir.METRICS, rundir.LAST_CHECKPOINT, rundir.ENCODER,
+                 rundir.FINGERPRINT):
+        assert (out / name).is_file(), name
+    cfg = json.loads((out / rundir.CONFIG).read_text())
+    assert cfg["contract"]["size"] == 32 and cfg["feature_grid"] == 4
+    weights = torch.load(out / rundir.ENCODER, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in weights.values())
+    assert str(shapes_dir) not in (out / rundir.METRICS).read_text()
+
+
+def test_monitor_beats_random_init_and_rank_stays_up(shapes_dir, tmp_path):
+    out = tmp_path / "run"
+    pretrain(tiny_config(epochs=12, monitor=str(shapes_dir), lr=2e-3), shapes_dir, out,
+             progress=False)
+    recs = metrics(out)
+    init, last = recs[0], recs[-1]
+    assert init["event"] == "init"
+    assert last["knn_monitor"] > init["knn_monitor"] + 0.05, (init, last)
+    assert last["effective_rank"] > 4.0
+
+
+def test_resume_continues_and_refuses_changed_config(shapes_dir, tmp_path):
+    out = tmp_path / "run"
+    pretrain(tiny_config(epochs=1), shapes_dir, out, progress=False)
+    with pytest.raises(ValueError, match="already exists"):
+        pretrain(tiny_config(epochs=2), shapes_dir, out, progress=False)
+    with pytest.raises(ValueError, match="changed configuration"):
+        pretrain(tiny_config(epochs=2, width=0.5), shapes_dir, out, resume=True, progress=False)
+    summary = pretrain(tiny_config(epochs=2), shapes_dir, out, resume=True, progress=False)
+    assert summary["steps"] == 2 * (160 // 32)
+    steps = [r["step"] for r in metrics(out)]
+    assert steps == sorted(steps) and steps[-1] == 10
+
+
+def test_corrupt_checkpoint_is_a_clear_error(shapes_dir, tmp_path):
+    out = tmp_path / "run"
+    pretrain(tiny_config(epochs=1), shapes_dir, out, progress=False)
+    ckpt = out / rundir.LAST_CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        pretrain(tiny_config(epochs=2), shapes_dir, out, resume=True, progress=False)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cossl_edge", "pretrain", *args]
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, "timed out waiting for a checkpoint"
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_run_resumes(shapes_dir, tmp_path, sig):
+    out = tmp_path / "run"
+    args = [str(shapes_dir), "--out", str(out), "--image-size", "32", "--arch", "resnet10",
+            "--width", "0.25", "--batch-size", "32", "--epochs", "200", "--quiet"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    _wait_for(out / rundir.LAST_CHECKPOINT, proc)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0, err
+        assert "--resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    done = json.loads((out / rundir.CONFIG).read_text())
+    assert done["method"] == "co-byol"
+    step_before = torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["state"]
+    resumed = subprocess.run(_cli(*args[:-3], "--epochs", str(step_before["epoch"] + 1),
+                                  "--resume", "--quiet"),
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch" in resumed.stderr
+    after = torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["state"]
+    assert after["global_step"] > step_before["global_step"]
+    assert after["epoch"] == step_before["epoch"] + 1
