@@ -35,8 +35,10 @@ def calibration_folder(calibration: str | Path | None, extra: dict, config_path:
 
 
 def load_calibration(folder: Path, contract: PreprocessContract, count: int = DEFAULT_COUNT,
-                     seed: int = 0, advance: Callable[[int], None] | None = None) -> np.ndarray:
-    """Up to ``count`` images of ``folder`` (a fixed random pick), as N×C×S×S normalised."""
+                     seed: int = 0, advance: Callable[[int], None] | None = None
+                     ) -> tuple[np.ndarray, int]:
+    """Up to ``count`` images of ``folder`` (a fixed random pick), as N×C×S×S normalised,
+    and how many picked files could not be read (left out)."""
     if count < 1:
         raise ExportError(f"--calibration-count must be at least 1, got {count}")
     try:
@@ -46,14 +48,15 @@ def load_calibration(folder: Path, contract: PreprocessContract, count: int = DE
     if len(samples) > count:
         picked = np.random.default_rng(seed).choice(len(samples), count, replace=False)
         samples = [samples[i] for i in sorted(picked)]
-    prepared = []
+    prepared, skipped = [], 0
     for start in range(0, len(samples), 32):
-        chunk, _, _ = load_many(samples[start:start + 32], contract)
+        chunk, _, bad = load_many(samples[start:start + 32], contract)
         prepared.append(chunk)
+        skipped += len(bad)
         if advance is not None:
             advance(min(32, len(samples) - start))
     images = np.concatenate(prepared) if prepared else np.zeros((0,), np.float32)
     if len(images) == 0:
         raise ExportError(f"{folder}: no readable images for calibration; pass "
                           "--calibration DIR with PNG/JPEG/TIFF/DICOM images")
-    return contract.normalize(images).astype(np.float32)
+    return contract.normalize(images).astype(np.float32), skipped

@@ -47,11 +47,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
     contract = run.config.contract
     folder = calib.calibration_folder(calibration, run.extra, run.run_dir / rundir.CONFIG)
     with _task(progress, "calibration images", calibration_count) as advance:
-        images = calib.load_calibration(folder, contract, calibration_count, advance=advance)
+        images, skipped = calib.load_calibration(folder, contract, calibration_count,
+                                                 advance=advance)
     report: dict = {"cossl_edge_version": __version__, "opset": opset, "local_map": local_map,
                     "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
                     "input_shape": ["batch", contract.channels, contract.size, contract.size],
-                    "calibration_images": int(len(images)), "files": {}}
+                    "calibration_images": int(len(images)), "calibration_skipped": skipped,
+                    "files": {}}
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
         work = Path(scratch)
         fp32_emb = _export_fp32(run, images, work, opset, local_map, report)

@@ -96,7 +96,7 @@ def test_int8_agreement_and_latency_rows(exported):
 def test_metadata_round_trips_through_onnxruntime(exported, data):
     run, report = exported
     config = PretrainConfig.load(run / "config.json")
-    images = load_calibration(data, config.contract, 16)
+    images, _ = load_calibration(data, config.contract, 16)
     for precision, name in (("fp32", "encoder.onnx"), ("int8", "encoder.int8.onnx")):
         sess = ort.InferenceSession(str(run / name), providers=["CPUExecutionProvider"])
         meta = sess.get_modelmeta().custom_metadata_map
@@ -133,7 +133,7 @@ def test_parity_failure_reports_the_figure(exported, data):
     from cossl_edge.export.loaded_run import load_run
 
     loaded = load_run(run)
-    images = load_calibration(data, loaded.config.contract, 4)
+    images, _ = load_calibration(data, loaded.config.contract, 4)
     with pytest.raises(ExportError, match=r"disagree by [0-9.e-]+ \(tolerance 0\)"):
         verify.check_parity(loaded.encoder, run / "encoder.onnx", images, tolerance=0.0)
 
@@ -164,6 +164,13 @@ def test_calibration_folder_is_required_without_data_dir(tmp_path, data):
     report = export_run(run, calibration=data, calibration_count=4, int8=False,
                         measure_latency=False)
     assert report["calibration_images"] == 4
+
+    (data / "zz-broken.png").write_bytes(b"not a png")  # picked last, left out and counted
+    try:
+        report = export_run(run, calibration=data, int8=False, measure_latency=False)
+    finally:
+        (data / "zz-broken.png").unlink()
+    assert (report["calibration_images"], report["calibration_skipped"]) == (24, 1)
 
 
 def test_cli_prints_report_and_fails_cleanly(tmp_path, data):

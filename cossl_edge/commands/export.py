@@ -20,12 +20,12 @@ def export(
                                    "(holds config.json and encoder.pt)."),
     out: Path | None = typer.Option(None, "--out", help="Folder for encoder.onnx, "
                                     "encoder.int8.onnx and export-report.json "
-                                    "[default: the run directory]."),
+                                    "(default: the run directory)."),
     int8: bool = typer.Option(True, "--int8/--no-int8", help="Also write the static int8 "
                               "(QDQ, per-channel) encoder.int8.onnx."),
     calibration: Path | None = typer.Option(None, "--calibration", help="Folder of unlabeled "
-                                            "images for calibration and checks [default: the "
-                                            "training data folder recorded in config.json]."),
+                                            "images for calibration and checks (default: the "
+                                            "training data folder recorded in config.json)."),
     calibration_count: int = typer.Option(256, "--calibration-count", min=1, help="How many "
                                           "calibration images to draw (a fixed random pick)."),
     target: str = typer.Option("auto", "--target", help=TARGET_HELP),
