@@ -69,7 +69,8 @@ def predict_logistic_proba(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.nd
 def lbfgs(objective: Objective, theta: np.ndarray, max_iter: int = 500, tol: float = 1e-6,
           memory: int = 10) -> np.ndarray:
     """Minimise a smooth function; stops when the gradient's max-norm is below
-    ``tol · max(1, |f|)`` or after ``max_iter`` iterations."""
+    ``tol · max(1, |f|)``, when a step no longer lowers f beyond rounding (scipy's ftol of
+    64·eps, as scikit-learn uses), or after ``max_iter`` iterations."""
     f, g = objective(theta)
     s_hist: list[np.ndarray] = []
     y_hist: list[np.ndarray] = []
@@ -92,7 +93,10 @@ def lbfgs(objective: Objective, theta: np.ndarray, max_iter: int = 500, tol: flo
             if len(s_hist) > memory:
                 s_hist.pop(0)
                 y_hist.pop(0)
+        stalled = (f - f_new) <= 64 * np.finfo(float).eps * max(abs(f), abs(f_new), 1.0)
         theta, f, g = theta + s, f_new, g_new
+        if stalled:
+            break
     return theta
 
 
