@@ -174,3 +174,15 @@ def test_enhanced_functional_groups_rescale_and_window(tmp_path):
     # the shared rescale gives HU, so a CT preset applies (RescaleType HU): brain (40, 80)
     assert np.median(read_frame(p, 1, window="brain")) == 1.0
     assert np.median(read_frame(p, 0, window="abdomen")) == pytest.approx(60 / 400 + 0.5)
+
+
+def test_window_formulas_of_the_standard():
+    # PS3.3 C.11.2.1.2.1 LINEAR: 0 at c − 0.5 − (w−1)/2, 1 at c − 0.5 + (w−1)/2
+    x = np.array([-160.0, 39.5, 239.0, -1000.0, 3000.0])
+    np.testing.assert_allclose(window_to_unit(x, 40, 400), [0, 0.5, 1, 0, 1], atol=1e-6)
+    # LINEAR_EXACT: 0 at c − w/2, 1 at c + w/2
+    np.testing.assert_allclose(window_to_unit(np.array([-160.0, 40.0, 240.0]), 40, 400,
+                                              "LINEAR_EXACT"), [0, 0.5, 1], atol=1e-6)
+    # SIGMOID: 0.5 at the centre, 1/(1+e^-4) one width above it
+    np.testing.assert_allclose(window_to_unit(np.array([40.0, 440.0]), 40, 400, "SIGMOID"),
+                               [0.5, 1 / (1 + np.exp(-4))], atol=1e-6)

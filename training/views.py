@@ -98,6 +98,7 @@ def medical_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewF
     MONAI transforms from numpy's global generator (which the loop seeds per rank and
     PyTorch per worker), so runs repeat and workers differ."""
     import albumentations as A
+    import torch
     from monai.data import set_track_meta
     from monai.transforms import (
         Compose,
@@ -132,7 +133,14 @@ def medical_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewF
             cropped = geometry(image=img)["image"]
             if cropped.ndim == 2:
                 cropped = cropped[:, :, None]
-            out = intensity(np.ascontiguousarray(np.moveaxis(cropped, -1, 0)))
+            # One image's tensors are tiny: waking torch's thread pool for each op costs
+            # 20× the maths (measured: 1 ms vs 20 ms per pair on 2 busy cores).
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                out = intensity(np.ascontiguousarray(np.moveaxis(cropped, -1, 0)))
+            finally:
+                torch.set_num_threads(threads)
             out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
             return np.moveaxis(out, 0, -1).astype(np.float32)
 
