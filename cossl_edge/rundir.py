@@ -7,6 +7,8 @@ RUN_DIR/
   checkpoints/epoch-NNNN.pt  periodic copies
   encoder.pt           backbone weights only (a plain state_dict of tensors)
   data-fingerprint.txt sha256 over the training samples' salted ids
+  calibration.npy      up to 256 prepared training images (N×S×S×C float16, the contract's
+                       prepare() output) for int8 calibration and the centring vector at export
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "checkpoints/last.pt"
 ENCODER = "encoder.pt"
 FINGERPRINT = "data-fingerprint.txt"
+CALIBRATION = "calibration.npy"
 
 
 class RunDirError(ValueError):

@@ -32,8 +32,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cossl_edge import rundir
+from cossl_edge.privacy import file_token
 from cossl_edge.sources import SourceError, discover, labelled_samples
 
+CALIBRATION_COUNT = 256  # prepared training images kept for export (int8 calibration)
 CHECKPOINT_SECONDS = 120.0  # also checkpoint mid-epoch this often, so a SIGKILL loses little
 
 
@@ -112,7 +114,9 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     if config.epochs is None and config.time_budget is None and max_steps is None:
         raise ValueError("give --epochs or --time-budget")
+    monitor_dir = config.monitor  # a path: used, never written to the run directory
     config = _prepare_run_dir(config, out, resume)
+    config.monitor = file_token(monitor_dir) if monitor_dir else None
     device = pick_device(config.device) if dist.world == 1 else dist.device
     seed_everything(config.seed + dist.rank)
 
@@ -159,7 +163,9 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         console.print(f"resuming at epoch {state['epoch']} step {state['global_step']}")
 
     out.mkdir(parents=True, exist_ok=True)
-    facts = {"data_dir": str(Path(data_dir)), "feature_grid": grid, "w_s_resolved": w_s,
+    # No raw path in the run directory (a folder may be named after a patient): the data is
+    # identified by a fingerprint of salted ids, and export calibrates on calibration.npy.
+    facts = {"feature_grid": grid, "w_s_resolved": w_s,
              "preset_resolved": preset, "stem_resolved": config.resolved_stem(),
              "num_images": len(images), "num_skipped": len(skipped),
              "effective_batch_size": batch * config.accumulate * dist.world,
@@ -168,13 +174,16 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     if dist.is_main:
         config.save(out / rundir.CONFIG, facts)
         (out / rundir.FINGERPRINT).write_text(data_fingerprint(ids) + "\n")
+        pick = np.random.default_rng(config.seed).permutation(len(images))[:CALIBRATION_COUNT]
+        with open(out / rundir.CALIBRATION, "wb") as f:
+            np.save(f, images[np.sort(pick)], allow_pickle=False)
     console.print(
         f"{config.method} · {config.arch} ×{config.width} · {config.contract.size}px "
         f"{config.contract.channels}ch · map {grid}×{grid} · {len(images)} images "
         f"({len(skipped)} skipped) · batch {facts['effective_batch_size']}"
         f"{f' ({dist.world} processes)' if dist.world > 1 else ''} · {device}")
 
-    monitor = _Monitor(config.monitor, config, progress) if config.monitor else None
+    monitor = _Monitor(monitor_dir, config, progress) if monitor_dir else None
     metrics_file = (out / rundir.METRICS).open("a") if dist.is_main else None
 
     def log(rec: dict) -> None:
@@ -330,7 +339,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     if not stopped_by_signal:
         checkpoint()
     dist.barrier()
-    summary = {"run_dir": str(out), "steps": state["global_step"], "epochs": state["epoch"],
+    summary = {"steps": state["global_step"], "epochs": state["epoch"],
                "elapsed_s": round(state["elapsed"], 1), "images": len(images),
                "skipped": len(skipped), "stopped": stopped_by_signal,
                "skipped_files": [s.reason for s in skipped[:20]]}
