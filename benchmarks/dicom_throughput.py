@@ -11,7 +11,7 @@ pretraining loop runs:
 4. each epoch after that: the ``medical`` view pipeline over the in-memory cache (two views
    per image), which is all an epoch costs once the cache is built.
 
-    .venv/bin/python benchmarks/dicom_throughput.py [--slices 300] [--syntax native|rle]
+    .venv/bin/python benchmarks/dicom_throughput.py [--slices 300] [--syntax native rle]
 
 Writes its figures between the dicom-throughput markers of docs/benchmarks.md.
 """
@@ -60,7 +60,7 @@ def timed(fn):
     return out, time.perf_counter() - t
 
 
-def measure(args) -> dict:
+def measure(args, syntax: str) -> dict:
     from cossl_edge.training.dataset import build_cache
     from cossl_edge.training.views import TwoViews
 
@@ -69,7 +69,7 @@ def measure(args) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "dicom"
-        nbytes = write_series(data, args.slices, args.size, args.syntax)
+        nbytes = write_series(data, args.slices, args.size, syntax)
         os.environ["COSSL_EDGE_CACHE"] = str(Path(tmp) / "cache")
         contract = PreprocessContract(channels=1, size=args.image_size, window=args.window)
         found, t_scan = timed(lambda: discover(data))
@@ -87,23 +87,29 @@ def measure(args) -> dict:
             "cached": n / t_cached, "views": n / t_views}
 
 
-def section(r: dict, args) -> str:
+def section(results: dict[str, dict], args) -> str:
     load = os.getloadavg()[0]
+    names = list(results)
+    cols = " | ".join(f"{k} ({results[k]['mb']:.0f} MB)" for k in names)
+
+    def row(label: str, key: str) -> str:
+        return f"| {label} | " + " | ".join(f"{results[k][key]:.0f}" for k in names) + " |"
+
     return f"""{START}
 ## DICOM throughput (`benchmarks/dicom_throughput.py`)
 
-{r['n']} synthetic CT slices, {args.size}×{args.size} int16 ({args.syntax}, {r['mb']:.0f} MB,
-no file suffix), window `{args.window}`, prepared to {args.image_size} px, 1 channel.
+{args.slices} synthetic CT slices, {args.size}×{args.size} int16 with rescale, files without
+suffix, window `{args.window}`, prepared to {args.image_size} px, 1 channel; images/s.
 {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared with other jobs
 (load average {load:.1f}); one process, no data-loading workers. Command:
-`python benchmarks/dicom_throughput.py --slices {args.slices} --syntax {args.syntax}`.
+`python benchmarks/dicom_throughput.py --slices {args.slices} --syntax {' '.join(names)}`.
 
-| stage | images/s |
-|---|---|
-| header pass (`discover`: read up to the pixels, group, order) | {r['scan']:.0f} |
-| first epoch: decode + HU + window + resize, written to the disk cache | {r['first']:.0f} |
-| a later run: the same images read back from the disk cache | {r['cached']:.0f} |
-| every epoch: `medical` views from the in-memory cache (2 views per image) | {r['views']:.0f} |
+| stage | {cols} |
+|---|{'---|' * len(names)}
+{row("header pass (`discover`: read up to the pixels, group, order)", "scan")}
+{row("first epoch: decode + HU + window + resize, written to the disk cache", "first")}
+{row("a later run: the same images read back from the disk cache", "cached")}
+{row("every epoch: `medical` views from the in-memory cache (2 views per image)", "views")}
 
 Decoding happens once: later epochs cost only the random views, and a second run on the
 same folder and contract starts from the disk cache.
@@ -125,11 +131,14 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512, help="rows = columns of each slice")
     ap.add_argument("--image-size", type=int, default=64, help="contract size (px)")
     ap.add_argument("--window", default="header", help="contract window rule")
-    ap.add_argument("--syntax", choices=("native", "rle"), default="native",
-                    help="uncompressed Explicit VR Little Endian, or RLE Lossless")
+    ap.add_argument("--syntax", choices=("native", "rle"), nargs="+", default=["native", "rle"],
+                    help="uncompressed Explicit VR Little Endian and/or RLE Lossless")
     ap.add_argument("--no-write", action="store_true", help="print, do not edit the doc")
     args = ap.parse_args()
-    text = section(measure(args), args)
+    results = {}
+    for syntax in args.syntax:
+        results[syntax] = measure(args, syntax)
+    text = section(results, args)
     print(text)
     if not args.no_write:
         write_section(text)
