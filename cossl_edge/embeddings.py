@@ -139,9 +139,11 @@ def embed_to_file(encoder: Encoder, samples: Sequence[SampleRef], out: str | Pat
 def _open_partial(work: Path, state: dict) -> set[str]:
     """Ids already done (embedded or failed) by an earlier run with the same settings."""
     state_file = work / "state.json"
-    if not work.exists():
-        work.mkdir(parents=True)
-        state_file.write_text(json.dumps(state))
+    if not work.exists() or not any(work.iterdir()):  # nothing saved yet: start afresh
+        work.mkdir(parents=True, exist_ok=True)
+        tmp = work / "state.tmp"
+        tmp.write_text(json.dumps(state))
+        tmp.replace(state_file)
         return set()
     try:
         old = json.loads(state_file.read_text())
