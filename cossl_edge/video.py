@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+SEEK_AFTER = 48  # frames; below this, grabbing forward is faster than a seek
 OPENCV_HINT = "pip install opencv-python-headless (or 'cossl-edge[train]')"
 
 
@@ -68,8 +69,9 @@ def read_video_frame(path: str | Path, index: int) -> np.ndarray:
 
 def iter_video_frames(path: str | Path, indices: list[int]
                       ) -> Iterator[tuple[int, np.ndarray]]:
-    """(index, RGB float32 frame) in one sequential pass; seeking is slow and inexact in
-    many codecs, and streaming keeps one frame in memory at a time."""
+    """(index, RGB float32 frame) in one forward pass, one frame in memory at a time.
+    Nearby frames are reached by grabbing forward; distant ones by a seek, so reading one
+    late frame of a long video does not decode everything before it."""
     cv2 = _cv2()
     cap = cv2.VideoCapture(str(path))
     try:
@@ -77,6 +79,9 @@ def iter_video_frames(path: str | Path, indices: list[int]
             raise VideoReadError("not a readable video (OpenCV could not open it)")
         i = 0
         for target in sorted(set(indices)):
+            if target - i > SEEK_AFTER:  # far ahead: let the demuxer jump (keyframe + decode)
+                cap.set(cv2.CAP_PROP_POS_FRAMES, target)
+                i = target
             while i < target and cap.grab():
                 i += 1
             ok, bgr = cap.read() if i == target else (False, None)

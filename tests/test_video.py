@@ -90,3 +90,18 @@ def test_bad_options_refused(tmp_path):
         frame_indices(p, every=0)
     with pytest.raises(VideoReadError):
         frame_indices(p, fps=-1)
+
+
+@pytest.mark.parametrize("name,fourcc", [("long.avi", "MJPG"), ("long.mp4", "mp4v")])
+def test_distant_frames_by_seek_match_a_sequential_read(tmp_path, name, fourcc):
+    path = tmp_path / name
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, (16, 16))
+    for i in range(160):  # frame i: red = 12·(i mod 20), green = 30·(i div 20)
+        bgr = np.zeros((16, 16, 3), np.uint8)
+        bgr[:, :, 2], bgr[:, :, 1] = 12 * (i % 20), 30 * (i // 20)
+        writer.write(bgr)
+    writer.release()
+    for i in (3, 77, 151):
+        rgb = read_video_frame(path, i)  # 77 and 151 are reached by a seek
+        assert rgb[..., 0].mean() == pytest.approx(12 * (i % 20) / 255, abs=0.03), i
+        assert rgb[..., 1].mean() == pytest.approx(30 * (i // 20) / 255, abs=0.03), i
