@@ -1,17 +1,36 @@
 """PyTorch DDP through torchrun: gloo on CPU, NCCL on GPU. One process = a world of one.
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; :func:`setup_distributed` reads them, joins the
-process group and returns a :class:`Dist` that the loop uses to wrap the model, split the data
-and let only rank 0 write.
+process group and returns a :class:`Dist` that the loop uses to wrap the model, split the data,
+agree on when to stop, and let only rank 0 write.
+
+Learning-rate scaling (:func:`scaled_lr`): ``--lr`` is the peak LR for one process; with N
+processes the effective batch is N times larger. LARS follows the linear rule (Goyal et al.
+2017, the rule BYOL/SimCLR use with LARS: LR ∝ batch); AdamW the square-root rule (Adam's
+update size does not grow with the batch the way SGD's does; Malladi et al. 2022).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as tdist
+
+LR_RULES = {"lars": "linear", "adamw": "sqrt"}
+
+
+class DistributedSetupError(ValueError):
+    """A distributed setting this machine cannot honour (message says the fix)."""
+
+
+def scaled_lr(optimizer: str, lr: float, world: int) -> tuple[float, str]:
+    """The peak LR for ``world`` processes, and the rule's name (none for one process)."""
+    rule = LR_RULES.get(optimizer, "none") if world > 1 else "none"
+    factor = {"linear": world, "sqrt": math.sqrt(world)}.get(rule, 1.0)
+    return lr * factor, rule
 
 
 @dataclass
@@ -26,6 +45,8 @@ class Dist:
         return self.rank == 0
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DDP (which broadcasts rank 0's parameters and buffers, so every rank starts
+        equal); BatchNorm becomes SyncBatchNorm when asked."""
         if self.world == 1:
             return model
         if self.sync_bn:
@@ -33,6 +54,24 @@ class Dist:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
                                                          find_unused_parameters=False)
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if it is true on one. A SIGTERM reaches the ranks at different
+        batches; stopping on one rank alone would leave the others waiting in an all-reduce."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def max(self, value: float) -> float:
+        """The largest ``value`` over the ranks: the elapsed time that --time-budget and the
+        schedules follow must be the same number everywhere, or ranks stop at different steps."""
+        if self.world == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+        return float(t.item())
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -54,6 +93,10 @@ def setup_distributed(sync_bn: bool = False) -> Dist:
         device, backend = torch.device("cuda", local), "nccl"
     else:
         device, backend = torch.device("cpu"), "gloo"
+    if sync_bn and device.type != "cuda":
+        # PyTorch's SyncBatchNorm runs on GPUs only; fail before joining the group.
+        raise DistributedSetupError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm has "
+                                    "no CPU kernel); drop --sync-bn on CPU")
     if not tdist.is_initialized():
         tdist.init_process_group(backend=backend)
     return Dist(rank=rank, world=world, device=device, sync_bn=sync_bn)

@@ -24,7 +24,7 @@ from cossl_edge.training import diagnostics
 from cossl_edge.training.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.dataset import TwoViewDataset, build_cache, epoch_batches
-from cossl_edge.training.distributed import setup_distributed
+from cossl_edge.training.distributed import scaled_lr, setup_distributed
 from cossl_edge.training.methods import build_method, resolved_w_s
 from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at
 from cossl_edge.training.views import TwoViews
@@ -107,9 +107,9 @@ class _Monitor:
 
 def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
              resume: bool = False, progress: bool = True, max_steps: int | None = None,
-             console: Console | None = None) -> dict:
+             console: Console | None = None, sync_bn: bool = False) -> dict:
     """Train; return a summary dict. ``max_steps`` stops early (tests, smoke runs)."""
-    dist = setup_distributed()
+    dist = setup_distributed(sync_bn)
     console = console or Console(stderr=True, quiet=not dist.is_main)
     out = Path(out_dir)
     if config.epochs is None and config.time_budget is None and max_steps is None:
@@ -145,7 +145,9 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                       "has a single position and CO-SSL degenerates to its base method. Use "
                       "--stem small or a larger --image-size.")
     model = dist.wrap(method)
-    optimizer = build_optimizer(config.optimizer, method, config.lr, config.weight_decay)
+    # --lr is the peak for one process; N processes see N times the batch (distributed.py)
+    peak_lr, lr_rule = scaled_lr(config.optimizer, config.lr, dist.world)
+    optimizer = build_optimizer(config.optimizer, method, peak_lr, config.weight_decay)
     steps_per_epoch = max(1, len(epoch_batches(len(images), batch, 0, config.seed,
                                                 dist.rank, dist.world)) // config.accumulate)
     total_steps = (config.epochs or 0) * steps_per_epoch
@@ -169,7 +171,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
              "preset_resolved": preset, "stem_resolved": config.resolved_stem(),
              "num_images": len(images), "num_skipped": len(skipped),
              "effective_batch_size": batch * config.accumulate * dist.world,
-             "world_size": dist.world, "device": str(device),
+             "world_size": dist.world, "device": str(device), "sync_bn": dist.sync_bn,
+             "peak_lr": peak_lr, "lr_scaling": lr_rule,
              "embedding_dim": method.backbone.out_channels}
     if dist.is_main:
         config.save(out / rundir.CONFIG, facts)
@@ -181,6 +184,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         f"{config.method} · {config.arch} ×{config.width} · {config.contract.size}px "
         f"{config.contract.channels}ch · map {grid}×{grid} · {len(images)} images "
         f"({len(skipped)} skipped) · batch {facts['effective_batch_size']}"
+        f" · lr {peak_lr:.3g} ({lr_rule} scaling)"
         f"{f' ({dist.world} processes)' if dist.world > 1 else ''} · {device}")
 
     monitor = _Monitor(monitor_dir, config, progress) if monitor_dir else None
@@ -271,7 +275,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                 losses, seen, t_epoch = [], 0, time.perf_counter()
                 accum = 0
                 for view_a, view_b in loader:
-                    if stop_requested["flag"]:
+                    if dist.any(stop_requested["flag"]):  # all ranks stop at one batch
                         raise Stop
                     view_a, view_b = view_a.to(device), view_b.to(device)
                     with autocast:
@@ -283,7 +287,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                         continue
                     accum = 0
                     frac = progress_fraction()
-                    lr = lr_at(frac, config.lr, config.warmup_fraction)
+                    lr = lr_at(frac, peak_lr, config.warmup_fraction)
                     for g in optimizer.param_groups:
                         g["lr"] = lr
                     optimizer.step()
@@ -291,7 +295,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                     method.momentum_update(ema_tau_at(frac, config.ema_base))
                     state["global_step"] += 1
                     state["step_in_epoch"] += 1
-                    state["elapsed"] = time.perf_counter() - start_wall
+                    state["elapsed"] = dist.max(time.perf_counter() - start_wall)
                     value = float(loss.detach())
                     if not math.isfinite(value):
                         raise FloatingPointError(
@@ -312,7 +316,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                     state["step_in_epoch"] = 0
                 rec = {"epoch": state["epoch"], "step": state["global_step"],
                        "loss": float(np.mean(losses)) if losses else None,
-                       "lr": lr_at(progress_fraction(), config.lr, config.warmup_fraction),
+                       "lr": lr_at(progress_fraction(), peak_lr, config.warmup_fraction),
                        "tau": ema_tau_at(progress_fraction(), config.ema_base),
                        "images_per_s": seen / max(1e-9, time.perf_counter() - t_epoch),
                        "elapsed_s": state["elapsed"]}
