@@ -1,0 +1,158 @@
+"""Training throughput: images/s of a co-byol step, a byol step, and the limit.
+
+``python benchmarks/train_throughput.py [--sizes 32 64] [--batch 128] [--width 0.5] [--bf16]``
+
+The *limit* is what any BYOL-family step must do: one forward+backward pass of the online
+backbone over both views and one forward pass of the target backbone over both views,
+nothing else (no heads, no loss, no optimiser, no EMA). A step of ``co-byol``/``byol`` adds
+the heads, the losses, AdamW and the EMA update. Views are pre-made tensors (data loading is
+measured apart, as two-view pairs/s of the augmentation pipeline in one process). The three
+steps are timed interleaved in rounds and the ratios are taken within each round, so a
+machine shared with other jobs still gives fair ratios. Figures go to docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from cossl_edge.training.config import PretrainConfig  # noqa: E402
+from cossl_edge.training.methods import build_method  # noqa: E402
+from cossl_edge.training.optim import build_optimizer  # noqa: E402
+from cossl_edge.training.views import TwoViews  # noqa: E402
+
+from cossl_edge.contract import PreprocessContract  # noqa: E402
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+START, END = "<!-- train-throughput:start -->", "<!-- train-throughput:end -->"
+
+
+def make_step(kind: str, size: int, width: float, batch: int, bf16: bool):
+    method = "co-byol" if kind == "limit" else kind
+    cfg = PretrainConfig(method=method, arch="resnet18", width=width,
+                         contract=PreprocessContract(size=size))
+    torch.manual_seed(0)
+    m = build_method(cfg)
+    m.train()
+    opt = build_optimizer("adamw", m, 1e-3, 1e-4)
+    a = torch.randn(batch, 1, size, size)
+    b = torch.randn(batch, 1, size, size)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    def step_method():
+        with amp:
+            loss, _ = m.loss(a, b)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        m.momentum_update(0.99)
+
+    def step_limit():
+        x = torch.cat([a, b])
+        with amp:
+            y = m.backbone(x)
+            with torch.no_grad():
+                m.target_backbone(x)
+        y.float().sum().backward()
+        m.backbone.zero_grad(set_to_none=True)
+
+    return step_limit if kind == "limit" else step_method
+
+
+def views_per_second(size: int, n: int = 400) -> float:
+    tv = TwoViews("camera", PreprocessContract(size=size), 0.2)
+    img = np.random.default_rng(0).random((size, size, 1)).astype(np.float32)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        tv(img)
+    return n / (time.perf_counter() - t0)
+
+
+def measure(size: int, width: float, batch: int, bf16: bool, rounds: int, steps: int) -> dict:
+    kinds = ("limit", "co-byol", "byol")
+    fns = {k: make_step(k, size, width, batch, bf16) for k in kinds}
+    for f in fns.values():  # warm-up
+        f()
+    per_round: dict[str, list[float]] = {k: [] for k in kinds}
+    for r in range(rounds):
+        order = kinds[r % 3:] + kinds[:r % 3]
+        for k in order:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fns[k]()
+            per_round[k].append(2 * batch * steps / (time.perf_counter() - t0))
+    ratio = lambda a, b: statistics.median(x / y for x, y in zip(per_round[a], per_round[b], strict=True))  # noqa: E731
+    return {
+        "size": size, "ips": {k: statistics.median(v) for k, v in per_round.items()},
+        "co_vs_limit": ratio("co-byol", "limit"), "co_vs_byol": ratio("co-byol", "byol"),
+        "byol_vs_limit": ratio("byol", "limit"), "views_per_s": views_per_second(size),
+    }
+
+
+def section(results: list[dict], args, device: str) -> str:
+    rows = "\n".join(
+        f"| {r['size']} px | {r['ips']['limit']:.0f} | {r['ips']['byol']:.0f} | "
+        f"{r['ips']['co-byol']:.0f} | {r['co_vs_limit']:.2f} | {r['co_vs_byol']:.2f} | "
+        f"{2 * r['views_per_s']:.0f} |" for r in results)
+    ok = all(r["co_vs_limit"] >= 0.8 and r["co_vs_byol"] >= 0.8 for r in results)
+    load = os.getloadavg()[0]
+    return f"""{START}
+## Training throughput (`benchmarks/train_throughput.py`)
+
+ResNet-18 ×{args.width}, small-image stem, 1 channel, batch {args.batch} per view,
+{'bf16 autocast' if args.bf16 else 'fp32'}, {device}, torch {torch.__version__},
+{args.rounds} interleaved rounds × {args.steps} steps, medians (load average at the end:
+{load:.1f}). Images/s counts both views. Command:
+`python benchmarks/train_throughput.py --width {args.width} --batch {args.batch}{' --bf16' if args.bf16 else ''}`.
+
+| input | limit img/s | byol img/s | co-byol img/s | co-byol / limit (≥ 0.8) | co-byol / byol (≥ 0.8) | augmentation img/s (1 process) |
+|---|---|---|---|---|---|---|
+{rows}
+
+Targets met: **{'yes' if ok else 'no'}**. Data loading is not the bottleneck when the
+augmentation column is well above the co-byol column (one worker process suffices).
+{END}"""
+
+
+def write_section(text: str) -> None:
+    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if START in doc and END in doc:
+        doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END):]
+    else:
+        doc = doc.rstrip() + "\n\n" + text + "\n"
+    DOC.write_text(doc)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--width", type=float, default=0.5)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--no-write", action="store_true")
+    args = p.parse_args()
+    device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    results = []
+    for s in args.sizes:
+        r = measure(s, args.width, args.batch, args.bf16, args.rounds, args.steps)
+        print(s, r)
+        results.append(r)
+    text = section(results, args, device)
+    print(text)
+    if not args.no_write:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()
