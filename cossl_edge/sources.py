@@ -99,15 +99,30 @@ def discover(root: str | Path, *, dicom_stride: int = 1, video_every: int = 1,
                 headers.append(read_header(p))
             else:
                 skipped.append(Skipped(p, "not an image, video or DICOM file"))
-        except (DicomSkip, VideoReadError, OSError) as e:
-            skipped.append(Skipped(p, str(e) if not isinstance(e, OSError) else
-                                   f"unreadable ({type(e).__name__})"))
+        except (DicomSkip, VideoReadError) as e:
+            skipped.append(Skipped(p, str(e)))
+        except OSError as e:
+            skipped.append(Skipped(p, f"unreadable ({type(e).__name__})"))
+    headers = _drop_duplicates(headers, skipped)
     for series in group_series(headers):
         for h, frame in series_frames(series, dicom_stride):
             key = h.sop_instance_uid or _rel(h.path, base)
             key = key if frame is None else f"{key}#{frame}"
             samples.append(SampleRef(h.path, "dicom", frame, key, h.series_uid))
     return Discovery(samples, skipped)
+
+
+def _drop_duplicates(headers: list[DicomHeader], skipped: list[Skipped]) -> list[DicomHeader]:
+    """Exports often hold the same instance twice; training on both would double it."""
+    seen: set[str] = set()
+    kept = []
+    for h in headers:
+        if h.sop_instance_uid and h.sop_instance_uid in seen:
+            skipped.append(Skipped(h.path, "duplicate (same SOPInstanceUID as another file)"))
+            continue
+        seen.add(h.sop_instance_uid)
+        kept.append(h)
+    return kept
 
 
 def _rel(path: Path, base: Path) -> str:

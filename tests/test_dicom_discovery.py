@@ -125,3 +125,14 @@ def test_labels_from_csv_by_series_folder_and_uid(tmp_path):
     assert classes == ["clear", "nodule", "other"]
     assert sorted(labels) == ["clear"] * 3 + ["nodule"] * 2 + ["other"]
     assert labels[[s.path for s in samples].index(mr)] == "other"
+
+
+def test_duplicate_instances_are_used_once(tmp_path):
+    paths = ct_series(tmp_path / "a", n=2)
+    copy = tmp_path / "b" / "copy.dcm"
+    copy.parent.mkdir()
+    copy.write_bytes(paths[0].read_bytes())
+    found = discover(tmp_path)
+    assert len(found.samples) == 2
+    assert [s.reason for s in found.skipped] == [
+        "duplicate (same SOPInstanceUID as another file)"]
