@@ -17,7 +17,8 @@ THREADS = typer.Option(0, "--threads", min=0, help="onnxruntime intra-op threads
                        "(0: onnxruntime's choice, all cores).")
 SPIN = typer.Option(True, "--spin/--no-spin", help="Let idle worker threads spin-wait; "
                     "--no-spin saves power on battery devices at some latency cost.")
-BATCH = typer.Option(64, "--batch-size", min=1, help="Images per onnxruntime call.")
+BATCH = typer.Option(16, "--batch-size", min=1, help="Images per onnxruntime call "
+                     "(`cossl-edge bench` finds the best for a device).")
 LABELS = typer.Option(None, "--labels", help="CSV of path,label (paths relative to the "
                       "folder) instead of class subfolders.")
 
