@@ -176,6 +176,9 @@ class Encoder:
                 kept.append(ref)
             except (ImageReadError, SourceError, ContractError, ValueError, OSError) as e:
                 bad.append(Skipped(ref.path, _clean_reason(str(e), ref.path)))
+            except Exception as e:  # a decoder bug on one file must not stop an archive run
+                reason = f"decoder failed ({type(e).__name__}: {e})"
+                bad.append(Skipped(ref.path, _clean_reason(reason, ref.path)))
         shape = (0, self.contract.size, self.contract.size, self.contract.channels)
         return kept, (np.stack(arrays) if arrays else np.zeros(shape, np.float32)), bad
 
