@@ -41,9 +41,14 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
 
 def report_skipped(skipped: dict[str, int], tokens: list[str]) -> None:
     """One warning per reason, with a few file tokens (never raw paths)."""
-    for reason, count in sorted(skipped.items(), key=lambda kv: -kv[1]):
+    ranked = sorted(skipped.items(), key=lambda kv: -kv[1])
+    for reason, count in ranked[:10]:
         typer.secho(f"warning: skipped {count} file(s): {reason}", fg=typer.colors.YELLOW,
                     err=True)
+    if len(ranked) > 10:
+        rest = sum(c for _, c in ranked[10:])
+        typer.secho(f"warning: skipped {rest} more file(s) for {len(ranked) - 10} other "
+                    "reasons", fg=typer.colors.YELLOW, err=True)
     if tokens:
         typer.secho(f"  e.g. {', '.join(tokens)}", fg=typer.colors.YELLOW, err=True)
 
