@@ -1,7 +1,7 @@
 """Latency of torch eager fp32, ORT fp32 and ORT int8 at given batch sizes and thread counts.
 
 Each figure is the median of repeated calls after one warm-up, repeated until a small time
-budget is spent (at least three calls), so a batch of 32 on a slow CPU stays affordable.
+budget is spent (at least two calls), so a batch of 32 on a slow CPU stays affordable.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from cossl_edge import model_metadata as mm
 
 
-def median_ms(call: Callable[[], object], budget_s: float = 1.0, min_runs: int = 3,
+def median_ms(call: Callable[[], object], budget_s: float = 1.0, min_runs: int = 2,
               max_runs: int = 200) -> float:
     call()  # warm-up: first-call allocations and kernel selection
     times: list[float] = []
