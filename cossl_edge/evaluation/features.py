@@ -1,0 +1,102 @@
+"""What the evaluation runs: prepared images → embeddings, and the local map when there is one.
+
+An extractor is any callable ``(prepared N×S×S×C in [0, 1]) → Features`` with a ``contract``
+and a ``description``. Here: an ONNX model (its optional ``local_map`` output, from
+``cossl-edge export --local-map``) and raw pixels (the floor every encoder must beat). A run
+directory's torch encoder is :class:`cossl_edge.training.evaluate.RunFeatures`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from cossl_edge import model_metadata as mm
+from cossl_edge.contract import PreprocessContract
+
+Advance = Callable[[int], None]
+
+
+@dataclass
+class Features:
+    """N×D embeddings; N×D×h×w local maps, or ``None`` with the reason they are missing."""
+
+    embeddings: np.ndarray
+    local_maps: np.ndarray | None = None
+    no_local_map: str | None = None
+
+
+class Extractor(Protocol):
+    contract: PreprocessContract
+    description: dict
+
+    def __call__(self, prepared: np.ndarray, advance: Advance | None = None) -> Features: ...
+
+
+def pooled(local_maps: np.ndarray) -> np.ndarray:
+    """The encoder's global average pooling, done in numpy so masking 0% is exactly it."""
+    return np.asarray(local_maps, np.float32).mean(axis=(2, 3))
+
+
+class OnnxFeatures:
+    """An exported encoder; local maps when it was exported with ``--local-map``."""
+
+    def __init__(self, path: str | Path, threads: int = 0, batch_size: int = 64) -> None:
+        from cossl_edge.encoder import Encoder  # onnxruntime loads only when used
+        from cossl_edge.privacy import file_token
+
+        self.encoder = Encoder(path, threads=threads)
+        self.contract = self.encoder.contract
+        self.batch_size = batch_size
+        outputs = [o.name for o in self.encoder.session.get_outputs()]
+        self.has_local_map = mm.LOCAL_MAP in outputs
+        method = self.encoder.metadata.get(mm.KEY_METHOD)
+        self.description = {"kind": "onnx", "model": file_token(path),
+                            "sha256": self.encoder.sha256,
+                            "precision": self.encoder.metadata.get(mm.KEY_PRECISION),
+                            "method": _json_or_none(method)}
+
+    def __call__(self, prepared: np.ndarray, advance: Advance | None = None) -> Features:
+        names = [mm.OUTPUT, mm.LOCAL_MAP] if self.has_local_map else [mm.OUTPUT]
+        emb, maps = [], []
+        for i in range(0, len(prepared), self.batch_size):
+            x = self.contract.normalize(prepared[i:i + self.batch_size])
+            out = self.encoder.session.run(names, {mm.INPUT: np.ascontiguousarray(x)})
+            emb.append(np.asarray(out[0], np.float32))
+            if self.has_local_map:
+                maps.append(np.asarray(out[1], np.float32))
+            if advance:
+                advance(len(x))
+        if not self.has_local_map:
+            return Features(np.concatenate(emb), None,
+                            "the model has no local_map output; re-export the run with "
+                            "`cossl-edge export --local-map`, or evaluate the run directory")
+        local = np.concatenate(maps)
+        return Features(pooled(local), local)
+
+
+class PixelFeatures:
+    """Raw pixels as the embedding: the floor. No feature map, so no masking or redundancy."""
+
+    def __init__(self, contract: PreprocessContract) -> None:
+        self.contract = contract
+        self.description = {"kind": "raw-pixels"}
+
+    def __call__(self, prepared: np.ndarray, advance: Advance | None = None) -> Features:
+        x = self.contract.normalize(np.asarray(prepared, np.float32))
+        if advance:
+            advance(len(x))
+        return Features(x.reshape(len(x), -1), None, "raw pixels have no feature map")
+
+
+def _json_or_none(text: str | None):
+    import json
+
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None

@@ -1,0 +1,83 @@
+"""Linear probe: L2 logistic regression on frozen, standardised embeddings.
+
+The regularisation strength is chosen on a validation quarter of the training part (so the
+test part is never looked at), then the probe is refitted on the whole training part.
+
+>>> import numpy as np
+>>> x = np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.1, 1.0]] * 4)
+>>> y = np.array([0, 0, 1, 1] * 4)
+>>> fit_linear_probe(x, y, seed=0).accuracy(x, y)
+1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from cossl_edge.logreg import fit_logistic, predict_logistic_proba
+
+DEFAULT_CS = (0.01, 0.1, 1.0, 10.0)
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float = 0.5, seed: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) indices; each class keeps at least one sample on each side when
+    it has two or more."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_test = int(round(test_fraction * len(idx)))
+        if len(idx) >= 2:
+            n_test = min(max(n_test, 1), len(idx) - 1)
+        test.extend(idx[:n_test])
+        train.extend(idx[n_test:])
+    return np.sort(np.asarray(train, int)), np.sort(np.asarray(test, int))
+
+
+@dataclass
+class LinearProbe:
+    """Standardisation (train statistics) + logistic regression over ``classes``."""
+
+    classes: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: np.ndarray
+    C: float
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = (np.asarray(x, np.float64) - self.mean) / self.scale
+        return self.classes[predict_logistic_proba(z, self.weights, self.bias).argmax(1)]
+
+    def accuracy(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float((self.predict(x) == np.asarray(y)).mean())
+
+
+def _fit_fixed(x: np.ndarray, y: np.ndarray, C: float) -> LinearProbe:
+    classes, codes = np.unique(y, return_inverse=True)
+    mean = x.mean(axis=0)
+    scale = np.maximum(x.std(axis=0), 1e-6)  # constant dims (e.g. border pixels) stay finite
+    w, b = fit_logistic((x - mean) / scale, codes, len(classes), C=C)
+    return LinearProbe(classes, mean, scale, w, b, C)
+
+
+def fit_linear_probe(x: np.ndarray, y: np.ndarray, seed: int = 0,
+                     Cs: Sequence[float] = DEFAULT_CS) -> LinearProbe:
+    """Fit on N×D features and N labels; C picked on a stratified validation quarter."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y)
+    if len(np.unique(y)) < 2:
+        raise ValueError("a linear probe needs at least two classes")
+    best_c = float(Cs[0])
+    if len(Cs) > 1:
+        fit_idx, val_idx = stratified_split(y, 0.25, seed + 1)
+        if len(np.unique(y[fit_idx])) >= 2 and len(val_idx):
+            scores = [_fit_fixed(x[fit_idx], y[fit_idx], c).accuracy(x[val_idx], y[val_idx])
+                      for c in Cs]
+            best_c = float(Cs[int(np.argmax(scores))])  # ties: the smallest C (strongest L2)
+    return _fit_fixed(x, y, best_c)
