@@ -31,8 +31,7 @@ def _root() -> None:
 
 
 # One module per command (group); each defines register(app).
-COMMAND_MODULES = ("pretrain", "export", "embed", "fewshot", "bench", "dicom", "evaluate",
-                   "report")
+COMMAND_MODULES = ("pretrain", "export", "embed", "fewshot", "bench", "dicom", "evaluate")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"cossl_edge.commands.{_name}").register(app)
