@@ -31,7 +31,8 @@ def _root() -> None:
 
 
 # One module per command (group); each defines register(app).
-COMMAND_MODULES = ("pretrain", "export", "embed", "fewshot", "bench", "dicom", "evaluate")
+COMMAND_MODULES = ("pretrain", "export", "embed", "fewshot", "bench", "dicom", "evaluate",
+                   "report")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"cossl_edge.commands.{_name}").register(app)

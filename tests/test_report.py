@@ -1,0 +1,142 @@
+"""The HTML report: sections filled from a run directory, honest when data is missing, and
+rendered by a real headless browser (Debian's chromium, installed by `make test`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_shapes
+from make_edge_fixtures import build_tiny_model
+from typer.testing import CliRunner
+
+from cossl_edge.cli import app
+from cossl_edge.contract import PreprocessContract
+from cossl_edge.report import build_report, pca_2d, read_metrics
+
+SECTIONS = ("training-curves", "knn-monitor", "embedding-map", "neighbours", "fewshot",
+            "export")
+
+
+def fake_run(root: Path) -> Path:
+    """A run directory as pretrain + export + fewshot eval leave it (tiny ONNX model)."""
+    run = root / "run"
+    run.mkdir()
+    contract = PreprocessContract(channels=1, size=16)
+    (run / "config.json").write_text(json.dumps(
+        {"method": "co-byol", "arch": "resnet10", "width": 0.25, "contract": contract.to_dict(),
+         "feature_grid": 2, "num_images": 40}))
+    recs = [{"epoch": 0, "step": 0, "event": "init", "effective_rank": 3.0, "knn_monitor": 0.4}]
+    recs += [{"epoch": e, "step": 10 * e, "loss": 1.0 / e, "lr": 1e-3, "tau": 0.99,
+              "effective_rank": 3.0 + e, "knn_monitor": 0.4 + 0.1 * e} for e in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + '\n{"cut')
+    rng = np.random.default_rng(0)
+    np.save(run / "calibration.npy", rng.random((24, 16, 16, 1)).astype(np.float16))
+    build_tiny_model(run / "encoder.onnx", contract)
+    (run / "export-report.json").write_text(json.dumps({
+        "files": {"fp32": {"file": "encoder.onnx", "bytes": 4_000_000},
+                  "int8": {"file": "encoder.int8.onnx", "bytes": 1_100_000}},
+        "int8_agreement": {"cosine_mean": 0.998, "cosine_min": 0.99,
+                           "knn_top1_agreement": 0.97},
+        "int8": {"target": "arm"},
+        "latency": [{"engine": e, "batch": b, "threads": t, "ms": ms}
+                    for e, ms in (("torch", 9.0), ("ort-fp32", 4.0), ("ort-int8", 2.0))
+                    for b in (1, 32) for t in (1, 2)]}))
+    curve = {"shots": {"1": {"accuracy": 0.5, "ci95": 0.05}, "5": {"accuracy": 0.7,
+                                                                   "ci95": 0.03}}}
+    (run / "fewshot.json").write_text(json.dumps(
+        {"encoders": {"pretrained": curve, "random-init": {"shots": {"1": {"accuracy": 0.4},
+                                                                     "5": {"accuracy": 0.5}}}}}))
+    return run
+
+
+def section(page: str, key: str) -> str:
+    match = re.search(f'<section id="{key}">(.*?)</section>', page, re.S)
+    assert match, f"section {key} missing"
+    return match.group(1)
+
+
+def test_full_run_fills_every_section(tmp_path):
+    page = build_report(fake_run(tmp_path))
+    for key in SECTIONS:
+        body = section(page, key)
+        assert 'class="missing"' not in body, key
+        assert body.count("data:image/png;base64,") == 1, key
+    assert "0.9980" in section(page, "export") and "arm" in section(page, "export")
+    assert "pretrained" in section(page, "fewshot") and "5-shot 70.0" in section(page, "fewshot")
+    assert "co-byol" in page and str(tmp_path) not in page  # no raw path on the page
+
+
+def test_missing_data_is_said(tmp_path):
+    run = tmp_path / "bare"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 0, "step": 0, "event": "init"}))
+    page = build_report(run)
+    for key in SECTIONS:
+        assert 'class="missing"' in section(page, key), key
+    assert "--monitor" in section(page, "knn-monitor")
+    assert "cossl-edge export" in section(page, "export")
+
+
+def test_labelled_data_colours_map_and_computes_fewshot(tmp_path):
+    run = fake_run(tmp_path)
+    (run / "fewshot.json").unlink()
+    data = write_shapes(tmp_path / "shapes", per_class=12, size=16)
+    page = build_report(run, data=data)
+    assert "48 labelled images" in section(page, "embedding-map")
+    fewshot = section(page, "fewshot")
+    assert "this encoder" in fewshot and "10-shot" in fewshot
+
+
+def test_not_a_run_dir_is_one_clear_error(tmp_path):
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a run directory" in result.output
+
+
+def test_metrics_reader_and_pca(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text('{"a": 1}\n{"trunc')
+    assert read_metrics(path) == [{"a": 1}]
+    x = np.random.default_rng(0).normal(size=(50, 6)) * np.array([10, 1, 1, 1, 1, 0.1])
+    p = pca_2d(x)
+    assert p.shape == (50, 2) and p[:, 0].var() > 20 * p[:, 1].var()
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "chromium is not installed: `make test` installs it (apt-get install chromium)"
+    return path
+
+
+CHECK_SCRIPT = """<script>window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  document.body.setAttribute('data-images', imgs.length);
+  document.body.setAttribute('data-decoded', imgs.filter(i => i.complete && i.naturalWidth > 0
+    && i.naturalHeight > 0).length);
+  document.body.setAttribute('data-sections', document.querySelectorAll('section h2').length);
+});</script>"""
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(tmp_path):
+    run = fake_run(tmp_path)
+    out = tmp_path / "out" / "report.html"
+    result = CliRunner().invoke(app, ["report", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    probe = tmp_path / "probe.html"
+    probe.write_text(out.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    found = dict(re.findall(r'data-(images|decoded|sections)="(\d+)"', dom))
+    assert found == {"images": "6", "decoded": "6", "sections": "6"}, dom[:300]
+    for key in SECTIONS:
+        assert f'id="{key}"' in dom
