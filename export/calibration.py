@@ -1,8 +1,9 @@
 """Calibration images: real, unlabeled images through the run's preprocessing contract.
 
 They serve int8 calibration, the fp32 parity check, the int8 agreement figures and the
-centring vector, so they come from the training data by default (``data_dir`` in
-config.json) or from a folder the user names.
+centring vector. By default they are the prepared training images that pretraining keeps in
+``calibration.npy`` (the run directory holds no raw path to the data); ``--calibration DIR``
+draws from a folder instead, decoded with :mod:`cossl_edge.sources` and the run's contract.
 """
 
 from __future__ import annotations
@@ -13,34 +14,58 @@ from pathlib import Path
 import numpy as np
 from cossl_edge.export.errors import ExportError
 
+from cossl_edge import rundir
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.sources import SourceError, discover, load_many
 
 DEFAULT_COUNT = 256
+Advance = Callable[[int], None]
 
 
-def calibration_folder(calibration: str | Path | None, extra: dict, config_path: Path) -> Path:
-    """The folder to draw from: the one given, else the run's recorded training data."""
-    if calibration is not None:
-        return Path(calibration)
-    recorded = extra.get("data_dir")
-    if not recorded:
-        raise ExportError(f"{config_path}: no training data folder recorded (key data_dir); "
-                          "pass --calibration DIR with a few hundred unlabeled images")
-    folder = Path(recorded)
-    if not folder.exists():
-        raise ExportError(f"{config_path}: the recorded training data folder no longer exists; "
-                          "pass --calibration DIR with a few hundred unlabeled images")
-    return folder
+def calibration_images(run_dir: Path, extra: dict, contract: PreprocessContract,
+                       folder: str | Path | None = None, count: int = DEFAULT_COUNT,
+                       advance: Advance | None = None) -> tuple[np.ndarray, int, str]:
+    """(N×C×S×S normalised images, unreadable files left out, where they came from)."""
+    if count < 1:
+        raise ExportError(f"--calibration-count must be at least 1, got {count}")
+    if folder is not None:
+        return (*load_calibration(Path(folder), contract, count, advance=advance), "folder")
+    stored = run_dir / rundir.CALIBRATION
+    if stored.is_file():
+        return load_stored(stored, contract, count), 0, rundir.CALIBRATION
+    if extra.get("data_dir") and Path(extra["data_dir"]).is_dir():  # runs that recorded it
+        images, skipped = load_calibration(Path(extra["data_dir"]), contract, count,
+                                           advance=advance)
+        return images, skipped, "data_dir"
+    raise ExportError(f"{stored}: not found, and no --calibration folder given; pass "
+                      "--calibration DIR with a few hundred unlabeled training-like images")
+
+
+def load_stored(path: Path, contract: PreprocessContract, count: int,
+                seed: int = 0) -> np.ndarray:
+    """Up to ``count`` images of ``calibration.npy`` (N×S×S×C, prepare() output)."""
+    try:
+        prepared = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ExportError(f"{path}: corrupt calibration images ({type(e).__name__}); pass "
+                          "--calibration DIR with unlabeled images instead") from e
+    expected = (contract.size, contract.size, contract.channels)
+    if prepared.ndim != 4 or prepared.shape[1:] != expected or len(prepared) == 0:
+        raise ExportError(f"{path}: holds images of shape {prepared.shape[1:]}, the run's "
+                          f"contract needs {expected}; pass --calibration DIR instead")
+    if len(prepared) > count:
+        picked = np.random.default_rng(seed).choice(len(prepared), count, replace=False)
+        prepared = prepared[np.sort(picked)]
+    prepared = prepared.astype(np.float32)
+    if not np.isfinite(prepared).all():
+        raise ExportError(f"{path}: holds NaN or infinite values; pass --calibration DIR")
+    return contract.normalize(prepared).astype(np.float32)
 
 
 def load_calibration(folder: Path, contract: PreprocessContract, count: int = DEFAULT_COUNT,
-                     seed: int = 0, advance: Callable[[int], None] | None = None
-                     ) -> tuple[np.ndarray, int]:
+                     seed: int = 0, advance: Advance | None = None) -> tuple[np.ndarray, int]:
     """Up to ``count`` images of ``folder`` (a fixed random pick), as N×C×S×S normalised,
     and how many picked files could not be read (left out)."""
-    if count < 1:
-        raise ExportError(f"--calibration-count must be at least 1, got {count}")
     try:
         samples = discover(folder).samples
     except SourceError as e:

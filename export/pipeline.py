@@ -45,14 +45,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
     contract = run.config.contract
-    folder = calib.calibration_folder(calibration, run.extra, run.run_dir / rundir.CONFIG)
     with _task(progress, "calibration images", calibration_count) as advance:
-        images, skipped = calib.load_calibration(folder, contract, calibration_count,
-                                                 advance=advance)
+        images, skipped, source = calib.calibration_images(
+            run.run_dir, run.extra, contract, calibration, calibration_count, advance)
     report: dict = {"cossl_edge_version": __version__, "opset": opset, "local_map": local_map,
                     "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
                     "input_shape": ["batch", contract.channels, contract.size, contract.size],
                     "calibration_images": int(len(images)), "calibration_skipped": skipped,
+                    "calibration_source": source,
                     "files": {}}
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
         work = Path(scratch)

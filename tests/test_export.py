@@ -11,16 +11,17 @@ import onnxruntime as ort
 import pytest
 import torch
 import typer
-from cossl_edge.export import ExportError, export_run, verify
-from cossl_edge.export.calibration import load_calibration
-from cossl_edge.training.backbones import build_encoder
-from cossl_edge.training.config import PretrainConfig
 from PIL import Image
 from typer.testing import CliRunner
 
 from cossl_edge import model_metadata as mm
 from cossl_edge.commands import export as export_command
 from cossl_edge.contract import PreprocessContract
+from cossl_edge.export import ExportError, export_run, verify
+from cossl_edge.export.calibration import load_calibration, load_stored
+from cossl_edge.sources import discover, load_many
+from cossl_edge.training.backbones import build_encoder
+from cossl_edge.training.config import PretrainConfig
 
 
 def make_images(folder: Path, n: int = 24, seed: int = 0) -> Path:
@@ -36,14 +37,19 @@ def make_images(folder: Path, n: int = 24, seed: int = 0) -> Path:
     return folder
 
 
-def make_run(root: Path, data: Path | None, channels: int = 1, seed: int = 0) -> Path:
-    """A run directory as pretrain writes it, with random-init encoder weights."""
+def make_run(root: Path, data: Path | None, channels: int = 1, seed: int = 0,
+             legacy_data_dir: bool = False) -> Path:
+    """A run directory as pretrain writes it (random-init encoder weights, and the prepared
+    images of ``data`` as calibration.npy); ``legacy_data_dir`` records the folder instead."""
     root.mkdir(parents=True, exist_ok=True)
     contract = PreprocessContract(channels=channels, size=32, mean=(0.5,), std=(0.25,))
     config = PretrainConfig(method="co-byol", arch="resnet10", width=0.25, contract=contract)
     torch.manual_seed(seed)
     torch.save(build_encoder(config).state_dict(), root / "encoder.pt")
-    config.save(root / "config.json", {"data_dir": str(data)} if data else {})
+    config.save(root / "config.json", {"data_dir": str(data)} if legacy_data_dir else {})
+    if data is not None and not legacy_data_dir:
+        prepared, _, _ = load_many(discover(data).samples, contract)
+        np.save(root / "calibration.npy", prepared.astype(np.float16), allow_pickle=False)
     (root / "data-fingerprint.txt").write_text("ab" * 32 + "\n")
     return root
 
@@ -67,7 +73,8 @@ def test_export_writes_verified_fp32_and_int8(exported):
     assert not list(run.glob(".export-*")), "scratch folder left behind"
     assert json.loads((run / "export-report.json").read_text()) == report
     assert report["parity_max_abs_diff"] < 1e-4
-    assert report["calibration_images"] == 16
+    assert (report["calibration_images"], report["calibration_source"]) == (16,
+                                                                             "calibration.npy")
     model = onnx.load(str(run / "encoder.onnx"))
     onnx.checker.check_model(model, full_check=True)
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
@@ -96,7 +103,7 @@ def test_int8_agreement_and_latency_rows(exported):
 def test_metadata_round_trips_through_onnxruntime(exported, data):
     run, report = exported
     config = PretrainConfig.load(run / "config.json")
-    images, _ = load_calibration(data, config.contract, 16)
+    images = load_stored(run / "calibration.npy", config.contract, 16)
     for precision, name in (("fp32", "encoder.onnx"), ("int8", "encoder.int8.onnx")):
         sess = ort.InferenceSession(str(run / name), providers=["CPUExecutionProvider"])
         meta = sess.get_modelmeta().custom_metadata_map
@@ -157,13 +164,13 @@ def test_broken_run_directory_gives_one_clear_line(tmp_path, data, damage, match
     assert not (run / "encoder.onnx").exists()
 
 
-def test_calibration_folder_is_required_without_data_dir(tmp_path, data):
+def test_calibration_sources(tmp_path, data):
     run = make_run(tmp_path / "run", None)
-    with pytest.raises(ExportError, match="--calibration DIR"):
+    with pytest.raises(ExportError, match=r"calibration\.npy: not found.*--calibration DIR"):
         export_run(run, measure_latency=False)
     report = export_run(run, calibration=data, calibration_count=4, int8=False,
                         measure_latency=False)
-    assert report["calibration_images"] == 4
+    assert (report["calibration_images"], report["calibration_source"]) == (4, "folder")
 
     (data / "zz-broken.png").write_bytes(b"not a png")  # picked last, left out and counted
     try:
@@ -171,6 +178,24 @@ def test_calibration_folder_is_required_without_data_dir(tmp_path, data):
     finally:
         (data / "zz-broken.png").unlink()
     assert (report["calibration_images"], report["calibration_skipped"]) == (24, 1)
+
+    legacy = make_run(tmp_path / "legacy", data, legacy_data_dir=True)
+    report = export_run(legacy, calibration_count=6, int8=False, measure_latency=False)
+    assert (report["calibration_images"], report["calibration_source"]) == (6, "data_dir")
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"\x93NUMPY garbage", r"calibration\.npy: corrupt"),
+    (np.zeros((3, 16, 16, 1), np.float16), r"calibration\.npy: holds images of shape"),
+])
+def test_bad_calibration_npy_gives_one_clear_line(tmp_path, data, content, match):
+    run = make_run(tmp_path / "run", data)
+    if isinstance(content, bytes):
+        (run / "calibration.npy").write_bytes(content)
+    else:
+        np.save(run / "calibration.npy", content)
+    with pytest.raises(ExportError, match=match):
+        export_run(run, measure_latency=False)
 
 
 def test_cli_prints_report_and_fails_cleanly(tmp_path, data):

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
-from cossl_edge.export import export_run
-from cossl_edge.training.config import PretrainConfig
-from cossl_edge.training.loop import pretrain
 from test_export import make_images
 
 from cossl_edge import model_metadata as mm
 from cossl_edge.contract import PreprocessContract
+from cossl_edge.export import export_run
+from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.loop import pretrain
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +28,10 @@ def test_briefly_trained_encoder_exports_with_faithful_int8(tmp_path, data, meth
     run = tmp_path / "run"
     summary = pretrain(config, data, run, progress=False, max_steps=2)
     assert summary["steps"] == 2
-    # calibration defaults to the training folder recorded in config.json
-    report = export_run(run, calibration_count=24, measure_latency=False)
-    assert report["calibration_images"] == 24
+    # calibration defaults to the prepared training images that pretrain keeps
+    report = export_run(run, measure_latency=False)
+    assert (report["calibration_images"], report["calibration_source"]) == (24,
+                                                                             "calibration.npy")
     assert report["parity_max_abs_diff"] < 1e-4
     assert report["int8_agreement"]["cosine_mean"] >= 0.99
     assert report["int8_recommended"] is True
