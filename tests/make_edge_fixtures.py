@@ -78,6 +78,7 @@ def export_tiny_run(out: Path, calibration: Path) -> Path | None:
     ``calibration``); None only when the exporter is not installed."""
     try:
         import torch
+
         from cossl_edge.export import export_run
         from cossl_edge.training.backbones import build_encoder
         from cossl_edge.training.config import PretrainConfig
