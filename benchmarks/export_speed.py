@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+
 from cossl_edge.export import onnx_export, quantize
 from cossl_edge.export.latency import ort_call, torch_call
 from cossl_edge.training.backbones import ResNetEncoder

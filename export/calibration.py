@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from cossl_edge.export.errors import ExportError
 
 from cossl_edge import rundir
 from cossl_edge.contract import PreprocessContract
+from cossl_edge.export.errors import ExportError
 from cossl_edge.sources import SourceError, discover, load_many
 
 DEFAULT_COUNT = 256

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cossl_edge.export.verify import session
 from torch import nn
 
 from cossl_edge import model_metadata as mm
+from cossl_edge.export.verify import session
 
 
 def median_ms(call: Callable[[], object], budget_s: float = 1.0, min_runs: int = 2,

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from cossl_edge import rundir
 from cossl_edge.export.errors import ExportError
 from cossl_edge.training.backbones import ResNetEncoder, build_encoder
 from cossl_edge.training.config import PretrainConfig
-
-from cossl_edge import rundir
 
 
 @dataclass

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
-from cossl_edge.training.config import PretrainConfig
 from torch import nn
 
 from cossl_edge import __version__
 from cossl_edge import model_metadata as mm
+from cossl_edge.training.config import PretrainConfig
 
 # Settings of the method that the runtime or a reader of the file may want to know.
 METHOD_KEYS = ("method", "arch", "width", "stem", "w_s", "rf_bounded_after", "local_grid",

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from cossl_edge import __version__, rundir
 from cossl_edge.export import calibration as calib
 from cossl_edge.export import latency, onnx_export, quantize, verify
 from cossl_edge.export.loaded_run import LoadedRun, load_run
@@ -25,8 +27,6 @@ from cossl_edge.export.report import (
     recommend_int8,
     write_report,
 )
-
-from cossl_edge import __version__, rundir
 
 FP32_FILE = "encoder.onnx"
 INT8_FILE = "encoder.int8.onnx"

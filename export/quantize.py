@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from cossl_edge.export.errors import ExportError
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -25,6 +24,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cossl_edge import model_metadata as mm
+from cossl_edge.export.errors import ExportError
 
 TARGETS = ("auto", "x86-vnni", "x86", "arm")
 # target → (activation type, weight type, reduce_range)

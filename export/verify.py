@@ -14,10 +14,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-from cossl_edge.export.errors import ExportError
 from torch import nn
 
 from cossl_edge import model_metadata as mm
+from cossl_edge.export.errors import ExportError
 
 PARITY_TOLERANCE = 1e-4
 

@@ -6,11 +6,12 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import numpy_helper
+
 from cossl_edge.export import ExportError, onnx_export, quantize
 from cossl_edge.export.report import recommend_int8, report_tables
 from cossl_edge.export.verify import agreement
 from cossl_edge.training.backbones import ResNetEncoder
-from onnx import numpy_helper
 
 
 @pytest.mark.parametrize("flags, expected", [
