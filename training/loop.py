@@ -150,7 +150,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     optimizer = build_optimizer(config.optimizer, method, peak_lr, config.weight_decay)
     steps_per_epoch = max(1, len(epoch_batches(len(images), batch, 0, config.seed,
                                                 dist.rank, dist.world)) // config.accumulate)
-    total_steps = (config.epochs or 0) * steps_per_epoch
+    # --max-steps alone (no --epochs) sets the schedule's length too
+    total_steps = config.epochs * steps_per_epoch if config.epochs else max_steps or 0
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "elapsed": 0.0}
     if resume and (out / rundir.LAST_CHECKPOINT).exists():
@@ -251,7 +252,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
             return True
         if budget:
             return state["elapsed"] >= budget
-        return state["epoch"] >= (config.epochs or 0)
+        return config.epochs is not None and state["epoch"] >= config.epochs
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(),
                TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[info]}"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import sys
 from enum import Enum
 from pathlib import Path
 
@@ -33,6 +35,7 @@ def parse_duration(text: str) -> float:
 def register(app: typer.Typer) -> None:
     @app.command(no_args_is_help=True)
     def pretrain(
+        ctx: typer.Context,
         data_dir: Path = typer.Argument(..., help="Folder of unlabeled images (PNG/JPEG/TIFF, "
                                         "searched recursively), DICOM files, or video files."),
         out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o",
@@ -75,8 +78,17 @@ def register(app: typer.Typer) -> None:
         max_steps: int | None = typer.Option(None, help="Stop after this many steps "
                                              "(smoke tests)."),
         quiet: bool = typer.Option(False, help="No progress bar."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Train with N processes on this "
+                                  "machine (PyTorch DDP through torchrun: gloo on CPU, NCCL on "
+                                  "GPUs, one GPU each). --batch-size is per process; the LR "
+                                  "is scaled (linear for lars, sqrt for adamw)."),
+        sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPU processes: "
+                                     "BatchNorm statistics over the whole batch of all "
+                                     "processes (SyncBatchNorm; GPUs only)."),
     ) -> None:
         """Pretrain an encoder with CO-SSL on unlabeled images and write a run directory."""
+        if nproc > 1 and "WORLD_SIZE" not in os.environ:
+            launch_torchrun(nproc, ctx)
         with user_errors():
             from cossl_edge.contract import PreprocessContract
             from cossl_edge.training.config import PretrainConfig
@@ -94,5 +106,40 @@ def register(app: typer.Typer) -> None:
             if epochs is None and time_budget is None and max_steps is None and not resume:
                 config.time_budget = 600.0
             summary = run(config, data_dir, out, resume=resume, progress=not quiet,
-                          max_steps=max_steps)
+                          max_steps=max_steps, sync_bn=sync_bn)
+            if int(os.environ.get("RANK", "0")) != 0:
+                return  # one summary, from rank 0
             typer.echo(json.dumps(summary, indent=2))
+
+
+def relaunch_args(ctx: typer.Context) -> list[str]:
+    """The command line of this call, rebuilt from its parsed values, without --nproc."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name == "nproc" or value is None:
+            continue
+        value = value.value if isinstance(value, Enum) else value
+        if param.param_type_name == "argument":
+            args.append(str(value))
+        elif getattr(param, "is_flag", False):
+            names = param.opts if value else param.secondary_opts
+            args += names[:1]
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def launch_torchrun(nproc: int, ctx: typer.Context) -> None:
+    """Replace this process by torchrun on this machine, running the same command in
+    ``nproc`` processes. exec (not a child process) so that Ctrl-C and SIGTERM reach
+    torchrun, which passes them to every worker: each stops at the same batch and rank 0
+    writes the checkpoint."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc_per_node", str(nproc), "-m", "cossl_edge", "pretrain",
+           *relaunch_args(ctx)]
+    typer.echo(f"launching {nproc} processes: torchrun --standalone --nproc_per_node {nproc} "
+               "-m cossl_edge pretrain …", err=True)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)

@@ -1,0 +1,188 @@
+"""Distributed pretraining on 2 CPU processes (torchrun, gloo, loopback).
+
+Run as a script under torchrun, this file is the worker: it runs the ``pretrain`` command
+and then dumps the weights that its rank holds, so that the test can compare the ranks
+without the product writing anything on ranks other than 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cossl_edge import rundir
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+            "2"]
+
+
+# BatchNorm running statistics are buffers, not weights: DDP broadcasts rank 0's at the start
+# of every forward, so those of the other ranks (from their own last batch) are never used.
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _env() -> dict[str, str]:
+    # One thread per process: two ranks share the CI machine's cores.
+    return dict(os.environ, OMP_NUM_THREADS="1", NO_ALBUMENTATIONS_UPDATE="1")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory) -> Path:
+    """32 random-blob 16-px PNGs: 16 per rank, 2 batches of 8 per rank and epoch."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for i in range(32):
+        img = (rng.random((16, 16)) * 255).astype(np.uint8)
+        Image.fromarray(img).save(root / f"{i:02d}.png")
+    return root
+
+
+def _args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["pretrain", str(data), "--out", str(out), "--arch", "resnet10", "--width",
+            "0.125", "--image-size", "16", "--batch-size", "8", "--max-steps", str(steps),
+            "--quiet", *extra]
+
+
+def _run_workers(data: Path, out: Path, dumps: Path, steps: int, *extra: str
+                 ) -> subprocess.CompletedProcess:
+    cmd = [*TORCHRUN, __file__, str(dumps), *_args(data, out, steps, *extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
+
+
+def _rank_weights(dumps: Path) -> list[dict[str, torch.Tensor]]:
+    return [torch.load(dumps / f"rank-{r}.pt", weights_only=True) for r in (0, 1)]
+
+
+def _assert_ranks_equal(dumps: Path, out: Path) -> None:
+    w0, w1 = _rank_weights(dumps)
+    assert w0.keys() == w1.keys() and any(k.startswith("target_") for k in w0)
+    weights = [k for k in w0 if not k.endswith(BN_STATS)]
+    assert len(weights) > 50
+    for k in weights:  # online and target (EMA) parameters alike
+        assert torch.equal(w0[k], w1[k]), f"rank weights differ at {k}"
+    # rank 0 is the one that wrote the checkpoint: it holds what the ranks hold
+    saved = torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["model"]
+    assert all(torch.equal(saved[k], w0[k]) for k in w0)
+
+
+def test_two_ranks_hold_identical_weights_and_resume(tiny_folder, tmp_path):
+    out, dumps = tmp_path / "run", tmp_path / "dumps"
+    first = _run_workers(tiny_folder, out, dumps, 3)
+    assert first.returncode == 0, first.stderr[-3000:]
+    _assert_ranks_equal(dumps, out)
+    init = torch.load(dumps / "init-rank-1.pt", weights_only=True)
+    moved = _rank_weights(dumps)[1]
+    assert any(not torch.equal(init[k], moved[k]) for k in init), "training changed nothing"
+    facts = json.loads((out / rundir.CONFIG).read_text())
+    assert facts["world_size"] == 2 and facts["effective_batch_size"] == 16
+    assert facts["lr_scaling"] == "sqrt" and facts["peak_lr"] == pytest.approx(2e-3 * 2**0.5)
+    assert "batch 16 · lr 0.00283 (sqrt scaling) (2 processes)" in " ".join(first.stderr.split())
+    assert json.loads(first.stdout[first.stdout.index("{"):])["steps"] == 3  # rank 0 only
+    assert not list(out.rglob("*.tmp"))  # every write was atomic and finished
+
+    resumed = _run_workers(tiny_folder, out, dumps, 5, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming at epoch 1 step 3" in resumed.stderr
+    _assert_ranks_equal(dumps, out)
+    state = torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["state"]
+    assert state["global_step"] == 5 and state["epoch"] == 2
+    steps = [json.loads(line)["step"] for line in (out / rundir.METRICS).open()]
+    assert steps == sorted(steps) and steps[-1] == 5
+
+
+def test_nproc_launches_torchrun(tiny_folder, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cossl_edge", *_args(tiny_folder, out, 2, "--nproc", "2",
+                                                       "--optimizer", "lars", "--lr", "0.1")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "launching 2 processes" in done.stderr
+    facts = json.loads((out / rundir.CONFIG).read_text())
+    assert facts["world_size"] == 2 and facts["lr_scaling"] == "linear"
+    assert facts["peak_lr"] == pytest.approx(0.2) and facts["optimizer"] == "lars"
+    assert torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["state"][
+        "global_step"] == 2
+
+
+def test_relaunch_args_rebuild_the_command_without_nproc():
+    import typer
+
+    from cossl_edge.commands.pretrain import register, relaunch_args
+
+    app = typer.Typer()
+    register(app)
+    cmd = typer.main.get_command(app)
+    args = ["data", "--out", "o", "--method", "byol", "--nproc", "4", "--resume", "--sync-bn"]
+    with cmd.make_context("pretrain", list(args)) as ctx:
+        rebuilt = relaunch_args(ctx)
+    assert "--nproc" not in rebuilt and rebuilt[0] == "data"
+    for pair in (["--out", "o"], ["--method", "byol"]):
+        i = rebuilt.index(pair[0])
+        assert rebuilt[i:i + 2] == pair
+    assert "--resume" in rebuilt and "--sync-bn" in rebuilt and "--no-bf16" in rebuilt
+    with cmd.make_context("pretrain", rebuilt) as ctx:  # what the workers will parse
+        assert ctx.params["method"].value == "byol" and ctx.params["nproc"] == 1
+
+
+def test_lr_scaling_rules():
+    from cossl_edge.training.distributed import scaled_lr
+
+    assert scaled_lr("adamw", 1e-3, 1) == (1e-3, "none")
+    assert scaled_lr("adamw", 1e-3, 4) == (pytest.approx(2e-3), "sqrt")
+    assert scaled_lr("lars", 0.3, 8) == (pytest.approx(2.4), "linear")
+
+
+def test_sync_bn_on_cpu_is_a_clear_error(monkeypatch):
+    from cossl_edge.training.distributed import DistributedSetupError, setup_distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DistributedSetupError, match="drop --sync-bn"):
+        setup_distributed(sync_bn=True)
+
+
+def _worker(dumps: Path, argv: list[str]) -> None:
+    """Run the CLI; keep the method the loop builds; dump its weights for this rank."""
+    import cossl_edge.training.loop as loop
+    from cossl_edge.cli import app
+
+    built: list[torch.nn.Module] = []
+    build = loop.build_method
+
+    def keep(config):
+        method = build(config)
+        built.append(method)
+        return method
+
+    loop.build_method = keep
+    rank = os.environ["RANK"]
+    original_setup = loop.setup_distributed
+
+    def setup(sync_bn: bool = False):
+        dist = original_setup(sync_bn)
+        wrap = dist.wrap
+
+        def wrap_and_dump(model):  # the weights each rank starts from, after DDP's broadcast
+            wrapped = wrap(model)
+            torch.save(model.state_dict(), dumps / f"init-rank-{rank}.pt")
+            return wrapped
+        dist.wrap = wrap_and_dump
+        return dist
+
+    loop.setup_distributed = setup
+    dumps.mkdir(parents=True, exist_ok=True)
+    app(argv, standalone_mode=False)
+    torch.save(built[0].state_dict(), dumps / f"rank-{rank}.pt")
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]), sys.argv[2:])
