@@ -39,6 +39,12 @@ def test_orthogonal_local_vectors_give_redundancy_zero():
         local_redundancy(np.ones((2, 3, 1, 1)))
 
 
+def test_masking_identical_positions_changes_nothing():
+    maps = np.broadcast_to(np.arange(5.0).reshape(1, 5, 1, 1), (3, 5, 4, 4))
+    for fraction in (0.25, 0.5, 0.9):
+        np.testing.assert_allclose(masked_pooling(maps, fraction), pooled(maps), rtol=1e-6)
+
+
 def test_masking_zero_changes_nothing_and_everything_gives_zero():
     maps = np.random.default_rng(1).random((6, 8, 4, 4)).astype(np.float32)
     np.testing.assert_array_equal(masked_pooling(maps, 0.0), pooled(maps))
@@ -48,7 +54,7 @@ def test_masking_zero_changes_nothing_and_everything_gives_zero():
 def test_masking_zeroes_the_asked_number_of_positions():
     # Position p carries the value 2^p in every channel, so the pooled sum says which survived.
     maps = np.broadcast_to((2.0 ** np.arange(16)).reshape(1, 1, 4, 4), (5, 3, 4, 4))
-    out = masked_pooling(maps, 0.5, seed=3) * 16
+    out = masked_pooling(maps, 0.5, seed=3) * 8  # the mean over the 8 positions left
     for row in out:
         kept = int(row[0])
         assert bin(kept).count("1") == 8 and np.all(row == row[0])

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cossl_edge.training.backbones import ResNetEncoder, build_encoder
-from cossl_edge.training.config import PretrainConfig
 
 from cossl_edge import rundir
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.evaluation.features import Features, pooled
 from cossl_edge.privacy import file_token
+from cossl_edge.training.backbones import ResNetEncoder, build_encoder
+from cossl_edge.training.config import PretrainConfig
 
 
 class RunFeatures:
