@@ -171,13 +171,24 @@ def _write_chunk(work: Path, ids: list[str], vectors: np.ndarray, failed: list[s
 
 def _merge(work: Path, out: Path, samples: Sequence[SampleRef], salt: str | None,
            encoder: Encoder) -> None:
-    rows: dict[str, np.ndarray] = {}
-    for f in sorted(work.glob("chunk-*.npz")):
+    """Chunks → one file in sample order, through a memory-mapped array on disk, so an
+    archive's embeddings never need to fit in memory at once."""
+    chunks = sorted(work.glob("chunk-*.npz"))
+    done: set[str] = set()
+    for f in chunks:
         with np.load(f, allow_pickle=False) as z:
-            rows.update(zip((str(i) for i in z["ids"]), z["embeddings"], strict=True))
-    ids = [i for i in (s.sample_id(salt) for s in samples) if i in rows]
-    vectors = np.stack([rows[i] for i in ids]) if ids else np.zeros((0, encoder.dim), np.float32)
-    save_embeddings(out, ids, vectors, encoder.sha256, encoder.contract.to_json())
+            done.update(str(i) for i in z["ids"])
+    # a file copied twice (same SOPInstanceUID) has one id: keep its first row only
+    ids = list(dict.fromkeys(i for i in (s.sample_id(salt) for s in samples) if i in done))
+    row = {i: n for n, i in enumerate(ids)}
+    table = np.lib.format.open_memmap(work / "merged.npy", mode="w+", dtype=np.float32,
+                                      shape=(len(ids), encoder.dim))
+    for f in chunks:
+        with np.load(f, allow_pickle=False) as z:
+            if len(z["ids"]):
+                table[[row[str(i)] for i in z["ids"]]] = z["embeddings"]
+    save_embeddings(out, ids, table, encoder.sha256, encoder.contract.to_json())
+    del table
 
 
 def write_id_map(path: Path, samples: Sequence[SampleRef], salt: str | None, root: Path) -> None:
