@@ -64,6 +64,7 @@ class Encoder:
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.contract = _resolve_contract(self.path, self.metadata, contract)
         _check_io(self.path, self.session)
+        _check_input_shape(self.path, self.session, self.contract, contract)
         self.centering = _read_centering(self.path, self.metadata)
 
     @cached_property
@@ -232,6 +233,20 @@ def _check_io(path: Path, session: ort.InferenceSession) -> None:
     if mm.INPUT not in inputs or mm.OUTPUT not in outputs:
         raise ModelError(f"{path}: expected input {mm.INPUT!r} and output {mm.OUTPUT!r}, "
                          f"found {inputs} → {outputs}; re-export it with `cossl-edge export`")
+
+
+def _check_input_shape(path: Path, session: ort.InferenceSession, contract: PreprocessContract,
+                       given) -> None:
+    """Refuse at load, not at the first batch, a contract the model's input cannot take."""
+    dims = session.get_inputs()[0].shape
+    want = [contract.channels, contract.size, contract.size]
+    fixed = [(d, w) for d, w in zip(dims[1:], want, strict=False) if isinstance(d, int)]
+    if len(dims) != 4 or any(d != w for d, w in fixed):
+        source = f"the contract {Path(given).name}" if isinstance(given, str | Path) else \
+            "its contract"
+        raise ModelError(f"{path}: the model takes {'×'.join(map(str, dims[1:]))} input but "
+                         f"{source} says {contract.channels} channel(s) of {contract.size}×"
+                         f"{contract.size}; pass the contract the model was exported with")
 
 
 def _read_centering(path: Path, meta: dict[str, str]) -> np.ndarray | None:

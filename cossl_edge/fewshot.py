@@ -161,6 +161,9 @@ class FewShotClassifier:
             raise ClassifierError(f"{path}: schema {d['schema_version']} is newer than this "
                                   f"cossl-edge reads ({SCHEMA_VERSION}); upgrade cossl-edge")
         d.pop("schema_version")
+        problem = _schema_problem(d)
+        if problem:
+            raise ClassifierError(f"{path}: malformed classifier file ({problem}); refit it")
         try:
             return cls(**d)
         except TypeError as e:
@@ -178,6 +181,32 @@ class FewShotClassifier:
                 f"{where}fitted on another model (sha256 {self.model_sha256[:12]}…), not "
                 f"{model_path} (sha256 {sha256[:12]}…); refit with `cossl-edge fewshot fit` "
                 "on this model, or pass the original model with --model")
+
+
+# What each kind's ``params`` must hold (lists of numbers, checked before any use).
+PARAM_KEYS = {"proto": ("prototypes",), "logreg": ("weights", "bias"),
+              "knn": ("support", "support_labels")}
+
+
+def _schema_problem(d: dict) -> str | None:
+    """The first way ``d`` differs from a classifier file's schema, or None."""
+    if d.get("kind") not in KINDS:
+        return f"kind must be one of {KINDS}"
+    classes = d.get("classes")
+    if not isinstance(classes, list) or len(classes) < 2 or \
+            not all(isinstance(c, str) for c in classes):
+        return "classes must be a list of at least two names"
+    params = d.get("params")
+    if not isinstance(params, dict) or any(not isinstance(params.get(k), list)
+                                           for k in PARAM_KEYS[d["kind"]]):
+        return f"params must hold the lists {PARAM_KEYS[d['kind']]}"
+    if not isinstance(d.get("centering"), list | None):
+        return "centering must be a list of numbers"
+    if not isinstance(d.get("abstain_threshold", 0.0), int | float):
+        return "abstain_threshold must be a number"
+    if not isinstance(d.get("settings", {}), dict):
+        return "settings must be an object"
+    return None
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

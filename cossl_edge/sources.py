@@ -83,11 +83,17 @@ def discover(root: str | Path, *, dicom_stride: int = 1, video_every: int = 1,
         raise SourceError("dicom_stride and video_every must be at least 1")
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     base = root.parent if root.is_file() else root
+    inside = root.resolve() if root.is_dir() else None
     samples: list[SampleRef] = []
     skipped: list[Skipped] = []
     headers: list[DicomHeader] = []
     for p in _maybe_track(files, progress, "Finding samples"):
         if p.name.startswith("."):
+            continue
+        if inside is not None and p.is_symlink() and not p.resolve().is_relative_to(inside):
+            # A link must not pull files from elsewhere on the machine into a data set.
+            skipped.append(Skipped(p, "links outside the folder (symlink); copy the file "
+                                      "into the folder instead"))
             continue
         try:
             if p.suffix.lower() in IMAGE_SUFFIXES:
@@ -192,12 +198,18 @@ def _read_labels_csv(path: Path, root: Path) -> dict[str, str]:
     if not path.is_file():
         raise SourceError(f"{path}: labels CSV not found")
     out: dict[str, str] = {}
+    inside = root.resolve()
     with path.open(newline="") as f:
-        for row in csv.reader(f):
+        rows = csv.reader(f)
+        for row in rows:
             if len(row) < 2 or row[0].strip().lower() == "path":
                 continue
             name, label = row[0].strip(), row[1].strip()
             target = (root / name).resolve()
+            if not _is_uid(name) and not target.is_relative_to(inside):
+                # The row's path is not echoed: it may hold a patient's name.
+                raise SourceError(f"{path}: line {rows.line_num}: the path leads outside the "
+                                  "folder; list files inside the folder only")
             out[str(target) if target.exists() or not _is_uid(name) else name] = label
     return out
 
