@@ -85,6 +85,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits", choices=["digits", "mnist5k"])
     p.add_argument("--budget", type=float, default=600.0, help="seconds of pretraining")
+    p.add_argument("--steps", type=int, default=None,
+                   help="train for this many steps instead of --budget (load-independent)")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--set", action="append", default=[], help="config field=value")
     p.add_argument("--floors", action="store_true", help="also score raw pixels, random init")
@@ -99,13 +101,15 @@ def main() -> None:
         overrides[k] = json.loads(v) if v[:1] in "0123456789-[{tn" or v in ("true", "false") \
             else v
     contract = PreprocessContract(size=args.size)
-    cfg = PretrainConfig(contract=contract, time_budget=args.budget, **overrides)
+    budget = None if args.steps else args.budget
+    cfg = PretrainConfig(contract=contract, time_budget=budget, **overrides)
     x = contract.normalize(np.stack([contract.prepare(im) for im in images]))
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
 
     def record(name: str, result: dict) -> None:
-        rec = {"dataset": args.dataset, "name": name, "tag": args.tag, "budget": args.budget,
+        rec = {"dataset": args.dataset, "name": name, "tag": args.tag, "budget": budget,
+               "max_steps": args.steps,
                "size": args.size, "overrides": overrides, **result}
         print(json.dumps(rec))
         with log.open("a") as f:
@@ -117,7 +121,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = write_folder(images, y, Path(tmp) / "data")
         t0 = time.time()
-        summary = pretrain(cfg, data, Path(tmp) / "run", progress=False)
+        summary = pretrain(cfg, data, Path(tmp) / "run", progress=False,
+                           max_steps=args.steps)
         wall = time.time() - t0
         r = score(embed(cfg, Path(tmp) / "run" / "encoder.pt", x), y)
         r.update(steps=summary["steps"], epochs=summary["epochs"], wall_s=round(wall, 1))
