@@ -7,7 +7,9 @@ files and absurd declared sizes are refused before any array is allocated.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,19 +102,39 @@ def read_header(path: Path) -> DicomHeader:
     size = path.stat().st_size
     if size == 0:
         raise DicomSkip("empty file (0 bytes)")
+    # pydicom converts elements lazily: reading the facts belongs inside the same guard (a
+    # damaged element raises on first access, and its warning would quote the value).
     try:
-        with path.open("rb") as f, pydicom_quiet():
+        with open_bounded(path) as f, pydicom_quiet():
             ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
             pixel_start = f.tell()
+            # A deflated file is read through an inflated copy, so its position says nothing
+            # about the file; bound its pixel bytes by the file size instead.
+            if _transfer_syntax(ds).is_deflated:
+                pixel_start = 0
+            return _header_from(ds, path, size - pixel_start)
+    except DicomSkip:
+        raise
     except InvalidDicomError as e:
         raise DicomSkip(f"not a DICOM file ({e})") from e
     except Exception as e:  # damaged files raise many types; one must not stop a run
         raise DicomSkip(f"corrupt DICOM header ({type(e).__name__})") from e
-    # A deflated file is read through an inflated copy, so its position says nothing about
-    # the file; bound its pixel bytes by the file size instead.
-    if _transfer_syntax(ds).is_deflated:
-        pixel_start = 0
-    return _header_from(ds, path, size - pixel_start)
+
+
+class _BoundedReader(io.BufferedReader):
+    """A file whose reads never ask for more than it holds. A damaged element length (up
+    to 4 GiB) would otherwise have Python allocate that much before finding the file short."""
+
+    def read(self, n: int | None = -1) -> bytes:
+        if n is not None and n > 0:
+            n = min(n, max(0, self.size - self.tell()))
+        return super().read(n)
+
+
+def open_bounded(path: Path) -> _BoundedReader:
+    f = _BoundedReader(io.FileIO(path, "rb"))
+    f.size = os.fstat(f.fileno()).st_size
+    return f
 
 
 def _header_from(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:

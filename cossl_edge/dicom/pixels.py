@@ -17,7 +17,7 @@ from pydicom.pixels import pixel_array as pydicom_pixel_array
 from pydicom.tag import Tag
 from pydicom.uid import UID
 
-from cossl_edge.dicom.header import DicomSkip, pydicom_quiet, read_header
+from cossl_edge.dicom.header import DicomSkip, open_bounded, pydicom_quiet, read_header
 from cossl_edge.dicom.windowing import CT_PRESETS, auto_to_unit, window_to_unit
 
 CODECS_HINT = "pip install 'cossl-edge[codecs]'"
@@ -66,12 +66,12 @@ def read_frame(path: str | Path, frame: int | None = None, window: str = "header
 def _decode(path: Path, index: int | None, deflated: bool) -> tuple[np.ndarray, Dataset]:
     """One frame and the attributes the chain needs. Reading from the path decodes only that
     frame; a deflated file must be inflated whole first, which only ``dcmread`` does."""
-    with pydicom_quiet():
+    with pydicom_quiet(), open_bounded(path) as f:  # reads capped at the file's size
         if deflated:
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(f)
             return pydicom_pixel_array(ds, index=index), ds
         ds = Dataset()
-        return pydicom_pixel_array(path, index=index, ds_out=ds, specific_tags=EXTRA_TAGS), ds
+        return pydicom_pixel_array(f, index=index, ds_out=ds, specific_tags=EXTRA_TAGS), ds
 
 
 def to_unit(arr: np.ndarray, ds: Dataset, frame: int = 0, window: str = "header"
