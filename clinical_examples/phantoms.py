@@ -180,9 +180,9 @@ def _finding(shape: tuple[int, int], lungs: list[np.ndarray], finding: str,
     """Where the finding is, as a soft [0, 1] map."""
     if finding == "nodule":
         lung = lungs[int(rng.integers(2))]
-        n = int(rng.integers(1, 3))
+        n = int(rng.integers(1, 4))
         centres = _points_in(lung, n, rng, _erode(lung, max(2, int(size * 0.05))))
-        return _blobs(shape, centres, rng.uniform(0.030, 0.055, n) * size)
+        return _blobs(shape, centres, rng.uniform(0.040, 0.070, n) * size)
     if finding == "effusion":
         sides = [int(rng.integers(2))] if rng.random() < 0.6 else [0, 1]
         out = np.zeros(shape, np.float32)
@@ -218,7 +218,7 @@ def ct_slice_hu(rng: np.random.Generator, finding: str, z: float = 0.5,
     spot = _finding(shape, lungs, finding, rng, size)
     fluid = 10.0 if finding == "effusion" else 25.0
     hu = hu * (1 - spot) + fluid * spot
-    return hu + rng.normal(0, rng.uniform(8, 45), shape).astype(np.float32)  # dose
+    return hu + rng.normal(0, rng.uniform(5, 60), shape).astype(np.float32)  # dose
 
 
 def write_ct_series(folder: Path | Callable[[str], Path], patient: FakePatient,
@@ -229,7 +229,7 @@ def write_ct_series(folder: Path | Callable[[str], Path], patient: FakePatient,
     folder_of = folder if callable(folder) else (lambda _finding: folder)
     rng = np.random.default_rng([seed, _stable(series_key)])
     slope = float(rng.choice([1.0, 2.0]))
-    center, width = -600.0 + rng.normal(0, 40), 1500.0 + rng.normal(0, 80)
+    center, width = -600.0 + rng.normal(0, 120), rng.uniform(1000.0, 2000.0)
     anatomy = int(rng.integers(2**31))
     out = []
     n = len(findings)
@@ -284,15 +284,17 @@ def write_radiograph(path: Path, patient: FakePatient, finding: str, seed: int, 
     """A 12-bit CR or DX image with a header window; MONOCHROME1 stores dense as dark."""
     rng = np.random.default_rng([seed, _stable(key)])
     att = radiograph(rng, finding)
-    gamma = rng.uniform(0.8, 1.25)  # exposure and processing differ between images
+    gamma = rng.uniform(0.55, 1.7)  # exposure and processing differ between images
     stored = np.round(4095 * att ** gamma).astype(np.uint16)
     if photometric == "MONOCHROME1":
         stored = 4095 - stored
     sop = CR_STORAGE if modality == "CR" else DX_STORAGE
     ds = _dataset(sop, modality, patient, f"{key}-study", key, key)
     _set_pixels(ds, stored, photometric, 12)
-    lo, hi = np.percentile(stored, [1, 99])
-    ds.WindowCenter, ds.WindowWidth = round(float(lo + hi) / 2, 1), round(float(hi - lo), 1)
+    lo, hi = np.percentile(stored, [1, 99])  # each site windows its own way
+    center = (lo + hi) / 2 + rng.uniform(-0.1, 0.1) * (hi - lo)
+    ds.WindowCenter = round(float(center), 1)
+    ds.WindowWidth = round(float(hi - lo) * rng.uniform(0.7, 1.3), 1)
     ds.ViewPosition = "PA"
     ds.ImagerPixelSpacing = [0.35 * 3, 0.35 * 3]
     ds.SeriesDescription = "CHEST PA"
