@@ -8,6 +8,7 @@ typed on the command line is echoed back as typed.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -146,6 +147,36 @@ def _corrupt_checkpoint(tmp: Path, models: dict[str, Path]) -> list[str]:
     return [*first[:-2], "2", "--quiet", "--resume"]
 
 
+class _Payload:
+    """Unpickling this would run code: it touches a file named by the test."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _resume_args(tmp: Path, checkpoint: object, config_text: str | None = None) -> list[str]:
+    """A run directory as pretrain writes it, with the given checkpoint / config.json."""
+    import torch
+
+    from cossl_edge.training.config import PretrainConfig
+
+    run = tmp / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    config = PretrainConfig(arch="resnet10", width=0.125, batch_size=4, contract=CONTRACT)
+    config.save(run / "config.json")
+    if config_text is not None:
+        (run / "config.json").write_text(config_text)
+    torch.save(checkpoint, run / "checkpoints" / "last.pt")
+    return [*_pretrain(tmp, _pngs(tmp / "data", 8)), "--resume"]
+
+
+def _pickled_checkpoint(tmp: Path, models: dict[str, Path]) -> list[str]:
+    return _resume_args(tmp, {"model": _Payload(tmp / "code-ran")})
+
+
 def _labels_escaping(tmp: Path, models: dict[str, Path]) -> list[str]:
     support = _pngs(tmp / "support", 4)
     _pngs(tmp / "elsewhere")
@@ -212,6 +243,11 @@ CASES: dict[str, Case] = {
         _malformed_classifier, 2, ("clf.json: malformed classifier file", "refit")),
     "corrupt checkpoint": Case(_corrupt_checkpoint, 2,
                                ("last.pt: corrupt or unreadable checkpoint", "delete it")),
+    "checkpoint carrying a pickled object": Case(
+        _pickled_checkpoint, 2, ("last.pt: corrupt or unreadable checkpoint (Unpickling",)),
+    "corrupt config.json on resume": Case(
+        lambda t, m: _resume_args(t, {}, "{not json"), 2,
+        ("config.json: corrupt run configuration (JSONDecodeError)", "without --resume")),
     "labels CSV path escaping the folder": Case(
         _labels_escaping, 2, ("labels.csv", "line 4", "outside the folder")),
     "symlink out of the folder": Case(_symlink_out, 0, ("links outside the folder",),
@@ -280,3 +316,36 @@ def test_bad_input(name, models, tmp_path):
         assert re.search(rf"; skipped {case.skipped}\b", flat), output
     if case.skipped:
         assert re.search(r"file-[0-9a-f]{10}", flat), "the skipped file is named by token"
+    assert not (tmp_path / "code-ran").exists(), "a user file ran code when loaded"
+
+
+PRODUCT = [Path(__file__).parents[1] / d for d in ("cossl_edge", "training", "export")]
+
+
+def _calls(name: str) -> list[tuple[Path, ast.Call]]:
+    found = []
+    for folder in PRODUCT:
+        for path in folder.rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(name):
+                    found.append((path, node))
+    return found
+
+
+def _keyword(call: ast.Call, name: str):
+    return next((ast.literal_eval(k.value) for k in call.keywords if k.arg == name), None)
+
+
+def test_no_user_file_is_unpickled():
+    """torch.load only with weights_only=True, np.load only with allow_pickle=False, and no
+    pickle module at all, anywhere in the product."""
+    loads = _calls("torch.load")
+    assert loads, "the scan finds nothing: check PRODUCT"
+    for path, call in loads:
+        assert _keyword(call, "weights_only") is True, f"{path}:{call.lineno}"
+    for path, call in _calls("np.load"):
+        assert _keyword(call, "allow_pickle") is False, f"{path}:{call.lineno}"
+    for folder in PRODUCT:
+        for path in folder.rglob("*.py"):
+            assert not re.search(r"^\s*(import|from) (c?pickle|dill|joblib)\b",
+                                 path.read_text(), re.M), path

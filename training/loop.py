@@ -72,7 +72,11 @@ def _prepare_run_dir(config: PretrainConfig, out: Path, resume: bool) -> Pretrai
     if resume:
         if not cfg_path.exists():
             raise ValueError(f"{out}: no run to resume (config.json missing); drop --resume")
-        saved = PretrainConfig.load(cfg_path)
+        try:
+            saved = PretrainConfig.load(cfg_path)
+        except (ValueError, TypeError) as e:  # bad JSON, unknown or mistyped fields
+            raise ValueError(f"{cfg_path}: corrupt run configuration ({type(e).__name__}); "
+                             "restore it, or start a new --out without --resume") from e
         clash = saved.incompatible_with(config)
         if clash:
             raise ValueError(
