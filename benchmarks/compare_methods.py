@@ -1,0 +1,210 @@
+"""Does CO-SSL beat its base method here, and is it more robust? (issue "Evaluation")
+
+``python benchmarks/compare_methods.py --budget 10m --seeds 3 --datasets digits mnist5k``
+
+For each data set (``benchmarks/datasets.py``: pretrain on the unlabeled split, evaluate on
+the held-out labelled split) and seed: pretrain ``co-byol``, ``byol``, ``co-simclr`` and
+``simclr`` with the same wall-clock budget and the project's default recipe at 32 px, add a
+random-init encoder and raw pixels as floors, and evaluate all of them with the same
+protocol (:mod:`cossl_edge.evaluation.protocol`, evaluation seed = run seed). Writes a table
+(mean ± 95% CI over seeds, Student t), the CO − base differences, and plots into the
+``compare`` section of ``docs/benchmarks.md``; every record into
+``benchmarks/results/compare_methods.json``. Finished runs are cached in ``--work``, so an
+interrupted benchmark continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch
+from compare_report import write_report
+from datasets import DATASETS, write_split
+
+from cossl_edge.commands.pretrain import parse_duration
+from cossl_edge.contract import PreprocessContract
+from cossl_edge.evaluation.features import PixelFeatures
+from cossl_edge.evaluation.protocol import EvaluationSettings, drop_at, evaluate
+from cossl_edge.sources import labelled_samples, load_many
+from cossl_edge.training.backbones import build_encoder
+from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.diagnostics import effective_rank
+from cossl_edge.training.evaluate import RunFeatures
+from cossl_edge.training.loop import pretrain
+
+METHODS = ("co-byol", "byol", "co-simclr", "simclr")
+FLOORS = ("random-init", "raw-pixels")
+PROTOCOL = 2  # bump when the evaluation changes, so cached results are evaluated again
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", default="10m", help="Wall-clock pretraining budget per run "
+                    "(e.g. 10m, 90s).")
+    ap.add_argument("--seeds", type=int, default=3, help="Seeds per method (0..N-1).")
+    ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--size", type=int, default=32, help="Input side in pixels.")
+    ap.add_argument("--episodes", type=int, default=200, help="Few-shot episodes per K.")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda.")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast in pretraining.")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "compare",
+                    help="Data sets, run directories and cached results.")
+    ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    ap.add_argument("--results", type=Path,
+                    default=ROOT / "benchmarks" / "results" / "compare_methods.json")
+    ap.add_argument("--smoke", action="store_true", help="Label the output a smoke run "
+                    "(implied by a budget under 5 minutes).")
+    return ap.parse_args()
+
+
+def base_config(method: str, seed: int, args: argparse.Namespace) -> PretrainConfig:
+    """The project's default recipe; only what the comparison fixes is set here."""
+    return PretrainConfig(method=method, seed=seed, time_budget=args.budget_s,
+                          contract=PreprocessContract(channels=1, size=args.size),
+                          device=args.device, bf16=args.bf16)
+
+
+def load_labelled(folder: Path, contract: PreprocessContract) -> tuple[np.ndarray, list[str]]:
+    samples, labels, _ = labelled_samples(folder)
+    images, kept, skipped = load_many(samples, contract)
+    if skipped:
+        raise SystemExit(f"{len(skipped)} unreadable images in {folder}")
+    return images, [labels[i] for i in kept]
+
+
+class _Capture:
+    """Wraps an extractor to keep the clean embeddings (first call) for the effective rank."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.first = inner, None
+        self.contract, self.description = inner.contract, inner.description
+
+    def __call__(self, prepared, advance=None):
+        out = self.inner(prepared, advance)
+        if self.first is None:
+            self.first = out.embeddings
+        return out
+
+
+def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[object, dict]:
+    """The encoder to evaluate and what its pretraining cost (empty for the floors). A run
+    that finished with the same pretraining settings is reused, not trained again."""
+    config = base_config(name if name in METHODS else "byol", seed, args)
+    if name == "raw-pixels":
+        return PixelFeatures(config.contract), {}
+    if name == "random-init":
+        torch.manual_seed(seed)
+        return RunFeatures(build_encoder(config), config.contract, {"kind": "random-init"}), {}
+    run_dir, done = folder / "run", folder / "pretrain.json"
+    key = {"config": config.to_dict(), "data": split.name}
+    if done.exists() and json.loads(done.read_text())["key"] == key:
+        return RunFeatures.from_run_dir(run_dir), json.loads(done.read_text())["cost"]
+    if run_dir.exists():  # a run that did not finish, or other settings: start again
+        shutil.rmtree(run_dir)
+    from rich.console import Console
+
+    t0 = time.perf_counter()
+    summary = pretrain(config, split.unlabeled, run_dir, progress=False,
+                       console=Console(stderr=True, quiet=True))
+    facts = json.loads((run_dir / "config.json").read_text())
+    cost = {"steps": summary["steps"], "epochs": summary["epochs"],
+            "train_s": summary["elapsed_s"], "wall_s": round(time.perf_counter() - t0, 1),
+            "images_per_s": summary["steps"] * facts["effective_batch_size"]
+            / max(1e-9, summary["elapsed_s"]),
+            "recipe": {k: facts.get(k) for k in ("arch", "width", "batch_size", "lr",
+                                                 "w_s_resolved", "feature_grid", "min_scale")}}
+    done.write_text(json.dumps({"key": key, "cost": cost}))
+    return RunFeatures.from_run_dir(run_dir), cost
+
+
+def run_one(name: str, seed: int, split, args, images, labels) -> dict:
+    """One encoder × seed, pretrained if needed and evaluated; cached in the work folder."""
+    folder = args.work / split.name / f"{name}-s{seed}"
+    cached = folder / "result.json"
+    key = {"budget_s": args.budget_s, "size": args.size, "episodes": args.episodes,
+           "bf16": args.bf16, "protocol": PROTOCOL}
+    if cached.exists():
+        record = json.loads(cached.read_text())
+        if record.get("key") == key:
+            return record
+    folder.mkdir(parents=True, exist_ok=True)
+    extractor, cost = extractor_for(name, seed, split, args, folder)
+    capture = _Capture(extractor)
+    settings = EvaluationSettings(seed=seed, episodes=args.episodes,
+                                  noise_levels=(0.1, 0.2, 0.3), mask_levels=(0.25, 0.5, 0.75))
+    t0 = time.perf_counter()
+    result = evaluate(capture, images, labels, settings)
+    record = {"key": key, "dataset": split.name, "encoder": name, "seed": seed, "cost": cost,
+              "eval_s": round(time.perf_counter() - t0, 1),
+              "effective_rank": effective_rank(capture.first), "metrics": flat(result),
+              "result": result}
+    cached.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def flat(result: dict) -> dict:
+    """The numbers the comparison tables show, for one encoder and seed."""
+    shot5 = result["fewshot"]["shots"].get("5", {})
+    red = result["redundancy"]
+    return {"fewshot5": shot5.get("accuracy"), "fewshot5_ci": shot5.get("ci95"),
+            "probe": result["linear_probe"]["accuracy"], "knn": result["knn"]["accuracy"],
+            "redundancy": red["mean"] if red["available"] else None,
+            "drop_mask50": drop_at(result["robustness"]["masking"], 0.5),
+            "drop_noise02": drop_at(result["robustness"]["noise"], 0.2)}
+
+
+def machine() -> dict:
+    info = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "date": datetime.date.today().isoformat()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    if hasattr(os, "getloadavg"):
+        info["load_average"] = round(os.getloadavg()[0], 1)
+    return info
+
+
+def main() -> None:
+    args = parse_args()
+    args.budget_s = parse_duration(args.budget)
+    args.smoke = args.smoke or args.budget_s < 300
+    records = []
+    for name in args.datasets:
+        split = write_split(name, args.work / "data")
+        contract = base_config("byol", 0, args).contract
+        images, labels = load_labelled(split.labeled, contract)
+        n_pretrain = len(list(split.unlabeled.glob("*.png")))
+        for seed in range(args.seeds):
+            for encoder in (*args.methods, *FLOORS):
+                rec = run_one(encoder, seed, split, args, images, labels)
+                rec["n_labeled"], rec["n_pretrain"] = len(labels), n_pretrain
+                records.append(rec)
+                m = rec["metrics"]
+                print(f"{name} s{seed} {encoder:11s} 5-shot {m['fewshot5']:.3f} "
+                      f"probe {m['probe']:.3f} kNN {m['knn']:.3f} "
+                      f"({rec['cost'].get('steps', '-')} steps)", flush=True)
+    command = "python benchmarks/compare_methods.py " + " ".join(sys.argv[1:])
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps({"command": command, "machine": machine(),
+                                        "records": records}, indent=1))
+    write_report(records, args, command.strip(), machine())
+    print(f"tables and plots → {args.docs}; records → {args.results}")
+
+
+if __name__ == "__main__":
+    main()
