@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test test-edge lint venv bench clean
+.PHONY: demo test test-edge lint venv bench clean browser
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,9 +18,15 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python -m cossl_edge.demo
 
-test: venv test-edge
+test: venv test-edge browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
+
+# The report test opens the HTML page in a real headless browser: Debian's chromium
+# (CI runs as root; nothing happens when it is already installed).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 # The minimal (edge) environment: only the base package's dependencies, pinned by the lock,
 # plus pytest; no torch, MONAI, albumentations, onnx or scikit-learn. The full environment

@@ -180,14 +180,14 @@ def _finding(shape: tuple[int, int], lungs: list[np.ndarray], finding: str,
     """Where the finding is, as a soft [0, 1] map."""
     if finding == "nodule":
         lung = lungs[int(rng.integers(2))]
-        n = int(rng.integers(1, 4))
+        n = int(rng.integers(2, 5))
         centres = _points_in(lung, n, rng, _erode(lung, max(2, int(size * 0.05))))
-        return _blobs(shape, centres, rng.uniform(0.040, 0.070, n) * size)
+        return _blobs(shape, centres, rng.uniform(0.045, 0.075, n) * size)
     if finding == "effusion":
         sides = [int(rng.integers(2))] if rng.random() < 0.6 else [0, 1]
         out = np.zeros(shape, np.float32)
         for s in sides:
-            out = np.maximum(out, _effusion(lungs[s], rng, rng.uniform(0.3, 0.55)))
+            out = np.maximum(out, _effusion(lungs[s], rng, rng.uniform(0.35, 0.6)))
         return out
     return np.zeros(shape, np.float32)
 
@@ -203,7 +203,7 @@ def ct_slice_hu(rng: np.random.Generator, finding: str, z: float = 0.5,
     body = _ellipse(shape, cy, cx, ry, rx)
     hu[body] = -100.0  # subcutaneous fat
     hu[_ellipse(shape, cy, cx, ry * 0.88, rx * 0.9)] = 40.0  # muscle and mediastinum
-    grow = 0.7 + 0.4 * z
+    grow = 0.85 + 0.15 * z
     lungs = _lungs(shape, rng, cy - 0.05 * size, cx, rx * 0.45, ry * 0.62 * grow,
                    rx * 0.32 * grow)
     for lung in lungs:
@@ -218,7 +218,7 @@ def ct_slice_hu(rng: np.random.Generator, finding: str, z: float = 0.5,
     spot = _finding(shape, lungs, finding, rng, size)
     fluid = 10.0 if finding == "effusion" else 25.0
     hu = hu * (1 - spot) + fluid * spot
-    return hu + rng.normal(0, rng.uniform(5, 60), shape).astype(np.float32)  # dose
+    return hu + rng.normal(0, rng.uniform(5, 35), shape).astype(np.float32)  # dose
 
 
 def write_ct_series(folder: Path | Callable[[str], Path], patient: FakePatient,
@@ -229,7 +229,7 @@ def write_ct_series(folder: Path | Callable[[str], Path], patient: FakePatient,
     folder_of = folder if callable(folder) else (lambda _finding: folder)
     rng = np.random.default_rng([seed, _stable(series_key)])
     slope = float(rng.choice([1.0, 2.0]))
-    center, width = -600.0 + rng.normal(0, 120), rng.uniform(1000.0, 2000.0)
+    center, width = -600.0 + rng.normal(0, 60), rng.uniform(1200.0, 1800.0)
     anatomy = int(rng.integers(2**31))
     out = []
     n = len(findings)
