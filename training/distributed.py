@@ -89,6 +89,11 @@ def setup_distributed(sync_bn: bool = False) -> Dist:
     rank = int(os.environ["RANK"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
+        if local >= torch.cuda.device_count():
+            raise DistributedSetupError(
+                f"process {local} of this machine has no GPU of its own "
+                f"({torch.cuda.device_count()} visible); use --nproc "
+                f"{torch.cuda.device_count()} or fewer (one process per GPU)")
         torch.cuda.set_device(local)
         device, backend = torch.device("cuda", local), "nccl"
     else:
