@@ -34,6 +34,7 @@ import torch
 from compare_report import write_report
 from datasets import DATASETS, write_split
 
+from cossl_edge.commands.evaluate import progress_factory
 from cossl_edge.commands.pretrain import parse_duration
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.evaluation.features import PixelFeatures
@@ -116,11 +117,8 @@ def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[obje
         return RunFeatures.from_run_dir(run_dir), json.loads(done.read_text())["cost"]
     if run_dir.exists():  # a run that did not finish, or other settings: start again
         shutil.rmtree(run_dir)
-    from rich.console import Console
-
     t0 = time.perf_counter()
-    summary = pretrain(config, split.unlabeled, run_dir, progress=False,
-                       console=Console(stderr=True, quiet=True))
+    summary = pretrain(config, split.unlabeled, run_dir, progress=True)
     facts = json.loads((run_dir / "config.json").read_text())
     cost = {"steps": summary["steps"], "epochs": summary["epochs"],
             "train_s": summary["elapsed_s"], "wall_s": round(time.perf_counter() - t0, 1),
@@ -148,7 +146,7 @@ def run_one(name: str, seed: int, split, args, images, labels) -> dict:
     settings = EvaluationSettings(seed=seed, episodes=args.episodes,
                                   noise_levels=(0.1, 0.2, 0.3), mask_levels=(0.25, 0.5, 0.75))
     t0 = time.perf_counter()
-    result = evaluate(capture, images, labels, settings)
+    result = evaluate(capture, images, labels, settings, progress=progress_factory)
     record = {"key": key, "dataset": split.name, "encoder": name, "seed": seed, "cost": cost,
               "eval_s": round(time.perf_counter() - t0, 1),
               "effective_rank": effective_rank(capture.first), "metrics": flat(result),

@@ -133,7 +133,9 @@ def section(records: list[dict], args, command: str, machine: dict, docs: Path) 
               "(`docs/evaluation.md`): 10-way 5-shot CL2N prototypes "
               f"({args.episodes} episodes), linear probe and weighted kNN on a 50/50 split, "
               "accuracy drops of the linear probe at 50% internal masking and at noise σ = 0.2, "
-              "local redundancy. Mean ± 95% CI over seeds (Student t; no CI with one seed).", ""]
+              "local redundancy; eff. rank of the clean embeddings (RankMe); steps and img/s of "
+              "pretraining within the budget. Mean ± 95% CI over seeds (Student t; no CI with "
+              "one seed).", ""]
     folder = docs.parent / "img"
     for dataset in dict.fromkeys(r["dataset"] for r in records):
         groups = _by(records, dataset)

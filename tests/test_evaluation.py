@@ -232,3 +232,58 @@ def test_cli_errors_are_one_line(tmp_path, shapes_dir):
     res = _cli(tmp_path, shapes_dir)  # a folder that is no run directory
     assert res.exit_code == 2 and "config.json" in res.output
     assert "Traceback" not in res.output
+
+
+# -- the comparison benchmark's data and report ----------------------------------------------
+def _bench():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import compare_report
+    import datasets
+
+    return compare_report, datasets
+
+
+def test_digits_upsampled_and_split_stratified():
+    _, datasets = _bench()
+    images, labels = datasets.load_digits32()
+    assert images.shape == (1797, 32, 32) and 0 <= images.min() and images.max() <= 1
+    picked = datasets.eval_indices(labels, 0.3, seed=0)
+    counts = np.bincount(labels[picked], minlength=10)
+    assert np.all(np.abs(counts - 0.3 * np.bincount(labels)) <= 0.5)
+
+
+def _record(encoder, seed, fewshot5, dataset="toy"):
+    metrics = {"fewshot5": fewshot5, "fewshot5_ci": 0.01, "probe": 0.9, "knn": 0.8,
+               "redundancy": 0.5, "drop_mask50": 0.1, "drop_noise02": 0.2}
+    curve = {"available": True, "levels": [0.0, 0.5], "probe": [0.9, 0.8], "knn": [0.8, 0.7]}
+    return {"dataset": dataset, "encoder": encoder, "seed": seed, "cost": {},
+            "effective_rank": 10.0, "metrics": metrics, "n_labeled": 40, "n_pretrain": 100,
+            "result": {"robustness": {"noise": curve, "masking": curve}}}
+
+
+def test_compare_report_replaces_only_its_section(tmp_path):
+    from types import SimpleNamespace
+
+    report, _ = _bench()
+    m, ci = report.mean_ci([0.5, 0.6, 0.7])
+    assert m == pytest.approx(0.6) and ci == pytest.approx(4.303 * 0.1 / np.sqrt(3), rel=1e-3)
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("# Benchmarks\n\nother section\n")
+    records = [_record("co-byol", s, 0.62 + 0.01 * s) for s in range(2)]
+    records += [_record("byol", s, 0.60 + 0.01 * s) for s in range(2)]
+    records += [_record("co-simclr", s, 0.60) for s in range(2)]
+    records += [_record("simclr", s, 0.60) for s in range(2)]
+    args = SimpleNamespace(docs=docs, smoke=True, budget_s=20.0, seeds=2, size=32, episodes=5)
+    machine = {"date": "2026-01-01", "cores": 2}
+    for _ in range(2):  # written twice: replaced, not appended
+        report.write_report(records, args, "python benchmarks/compare_methods.py", machine)
+    text = docs.read_text()
+    assert text.count(report.START) == 1 and "other section" in text
+    assert "SMOKE RUN" in text
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if " − " in line}
+    assert rows["| co-byol − byol"].endswith("| met |")  # +2 points
+    assert rows["| co-simclr − simclr"].endswith("| **not met** |")  # +0 points
+    assert (tmp_path / "img" / "compare-toy-masking.png").exists()

@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
                 mask_levels=_floats(masking, "--masking"))
             extractor = open_extractor(model, threads, batch_size)
             images, y = load_labelled(labeled_dir, extractor.contract, labels)
-            res = run(extractor, images, y, settings, progress=_progress)
+            res = run(extractor, images, y, settings, progress=progress_factory)
             if json_out is not None:
                 json_out.parent.mkdir(parents=True, exist_ok=True)
                 json_out.write_text(json.dumps(res, indent=1))
@@ -145,14 +145,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"results → {json_out}")
 
 
-def _progress(description: str, total: int):
+def progress_factory(description: str, total: int):
     """A progress factory for the protocol: each task gets a bar that closes when done."""
     from rich.console import Console
     from rich.progress import Progress
 
-    if total <= 0:
+    console = Console(stderr=True)
+    if total <= 0 or not console.is_terminal:  # no bar residue in logs and pipes
         return lambda n: None
-    bar = Progress(console=Console(stderr=True), transient=True)
+    bar = Progress(console=console, transient=True)
     task = bar.add_task(description, total=total)
     bar.start()
     done = {"n": 0}
