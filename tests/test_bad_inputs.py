@@ -242,7 +242,7 @@ CASES: dict[str, Case] = {
     "few-shot JSON of the wrong shape": Case(
         _malformed_classifier, 2, ("clf.json: malformed classifier file", "refit")),
     "corrupt checkpoint": Case(_corrupt_checkpoint, 2,
-                               ("last.pt: corrupt or unreadable checkpoint", "delete it")),
+                               ("last.pt: corrupt or unreadable checkpoint", "epoch-*.pt over it")),
     "checkpoint carrying a pickled object": Case(
         _pickled_checkpoint, 2, ("last.pt: corrupt or unreadable checkpoint (Unpickling",)),
     "corrupt config.json on resume": Case(

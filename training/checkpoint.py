@@ -32,6 +32,6 @@ def load_checkpoint(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged zip/pickle stream
         raise CheckpointError(
-            f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}); delete it to "
-            "resume from the previous periodic checkpoint (checkpoints/epoch-*.pt) or retrain"
+            f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}); copy the latest "
+            "checkpoints/epoch-*.pt over it to resume from there, or retrain"
         ) from e
