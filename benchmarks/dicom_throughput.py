@@ -61,11 +61,10 @@ def timed(fn):
 
 
 def measure(args, syntax: str) -> dict:
-    from cossl_edge.training.dataset import build_cache
-    from cossl_edge.training.views import TwoViews
-
     from cossl_edge.contract import PreprocessContract
     from cossl_edge.sources import discover
+    from cossl_edge.training.dataset import build_cache
+    from cossl_edge.training.views import TwoViews
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "dicom"

@@ -25,14 +25,13 @@ from PIL import Image
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from cossl_edge.contract import PreprocessContract
+from cossl_edge.episodes import evaluate_episodes
+from cossl_edge.logreg import fit_logistic, predict_logistic_proba
 from cossl_edge.training.backbones import build_encoder
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.diagnostics import effective_rank, stratified_halves
 from cossl_edge.training.loop import pretrain
-
-from cossl_edge.contract import PreprocessContract
-from cossl_edge.episodes import evaluate_episodes
-from cossl_edge.logreg import fit_logistic, predict_logistic_proba
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:

@@ -25,12 +25,11 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from cossl_edge.contract import PreprocessContract  # noqa: E402
 from cossl_edge.training.config import PretrainConfig  # noqa: E402
 from cossl_edge.training.methods import build_method  # noqa: E402
 from cossl_edge.training.optim import build_optimizer  # noqa: E402
 from cossl_edge.training.views import TwoViews  # noqa: E402
-
-from cossl_edge.contract import PreprocessContract  # noqa: E402
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- train-throughput:start -->", "<!-- train-throughput:end -->"

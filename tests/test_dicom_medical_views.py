@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cossl_edge.training.views import TwoViews
 
 from cossl_edge.contract import PreprocessContract
+from cossl_edge.training.views import TwoViews
 
 
 def _unnormalise(view: np.ndarray, c: PreprocessContract) -> np.ndarray:

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from cossl_edge.training.views import TwoViews
 from rich.progress import Progress
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.sources import SampleRef, Skipped, load_sample
+from cossl_edge.training.views import TwoViews
 
 
 def cache_root() -> Path:

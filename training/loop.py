@@ -20,6 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from cossl_edge import rundir
+from cossl_edge.privacy import file_token
+from cossl_edge.sources import SourceError, discover, labelled_samples
 from cossl_edge.training import diagnostics
 from cossl_edge.training.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from cossl_edge.training.config import PretrainConfig
@@ -28,12 +34,6 @@ from cossl_edge.training.distributed import scaled_lr, setup_distributed
 from cossl_edge.training.methods import build_method, resolved_w_s
 from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at
 from cossl_edge.training.views import TwoViews
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-from cossl_edge import rundir
-from cossl_edge.privacy import file_token
-from cossl_edge.sources import SourceError, discover, labelled_samples
 
 CALIBRATION_COUNT = 256  # prepared training images kept for export (int8 calibration)
 CHECKPOINT_SECONDS = 120.0  # also checkpoint mid-epoch this often, so a SIGKILL loses little

@@ -15,11 +15,12 @@ import copy
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from cossl_edge.training.backbones import ResNetEncoder, build_encoder
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.heads import MLPHead, local_vectors
 from cossl_edge.training.losses import byol_loss, co_byol_loss, co_simclr_loss
-from torch import nn
 
 
 @dataclass(frozen=True)
