@@ -17,7 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from clinical_examples import phantoms  # noqa: E402
-
 from cossl_edge.dicom import read_frame  # noqa: E402
 from cossl_edge.sources import labelled_samples  # noqa: E402
 
