@@ -51,6 +51,9 @@ class PretrainConfig:
     preset: str = "auto"  # camera | medical | auto (medical for DICOM, camera otherwise)
     min_scale: float = 0.2
     workers: int = 0
+    dicom_stride: int = 1  # every k-th slice/frame of DICOM volumes and multi-frame objects
+    video_every: int = 1  # every k-th video frame ...
+    video_fps: float | None = None  # ... or about this many frames per second
     contract: PreprocessContract = field(default_factory=PreprocessContract)
     # run
     device: str = "auto"

@@ -125,7 +125,9 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     seed_everything(config.seed + dist.rank)
 
     # data: discover, decode once, cache
-    found = discover(data_dir)
+    found = discover(data_dir, dicom_stride=config.dicom_stride,
+                     video_every=config.video_every, video_fps=config.video_fps,
+                     progress=progress and dist.is_main)
     if not found.samples:
         raise SourceError(f"{data_dir}: no images found ({len(found.skipped)} files skipped); "
                           "point to a folder of PNG/JPEG/TIFF, DICOM or video files")

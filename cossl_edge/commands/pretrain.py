@@ -66,6 +66,17 @@ def register(app: typer.Typer) -> None:
                                    "(medical for DICOM, camera otherwise)."),
         stem: str = typer.Option("auto", help="small (3×3 stride 1, no max-pool), standard, "
                                  "or auto (small for ≤ 64 px)."),
+        window: str = typer.Option("header", help="DICOM intensity window: header (the "
+                                   "file's WindowCenter/Width, percentiles when absent), auto "
+                                   "(0.5–99.5th percentiles), or a CT preset: lung, "
+                                   "mediastinum, brain, bone, abdomen."),
+        resize: str = typer.Option("resize", help="How images become square: resize "
+                                   "(stretch), pad (keep aspect, pad), center-crop."),
+        dicom_stride: int = typer.Option(1, help="Use every k-th slice of DICOM volumes and "
+                                         "multi-frame objects."),
+        video_every: int = typer.Option(1, help="Use every k-th frame of video files."),
+        video_fps: float | None = typer.Option(None, help="Or sample videos at about this "
+                                               "many frames per second."),
         bf16: bool = typer.Option(False, help="bf16 autocast (faster on recent CPUs/GPUs)."),
         accumulate: int = typer.Option(1, help="Gradient accumulation steps."),
         workers: int = typer.Option(0, help="Data-loading worker processes."),
@@ -100,7 +111,9 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size, accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
                 seed=seed, preset=preset, min_scale=min_scale, workers=workers,
-                contract=PreprocessContract(channels=channels, size=image_size),
+                contract=PreprocessContract(channels=channels, size=image_size,
+                                            resize=resize, window=window),
+                dicom_stride=dicom_stride, video_every=video_every, video_fps=video_fps,
                 device=device, monitor=str(monitor) if monitor else None,
             )
             if epochs is None and time_budget is None and max_steps is None and not resume:
