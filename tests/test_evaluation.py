@@ -226,11 +226,16 @@ def test_cli_run_dir_and_onnx_agree_and_write_json_and_plots(encoders, shapes_di
     assert plain["knn"]["accuracy"] == pytest.approx(onnx_map["knn"]["accuracy"], abs=0.02)
 
 
-def test_cli_errors_are_one_line(tmp_path, shapes_dir):
+def test_cli_errors_are_one_line(tmp_path, shapes_dir, encoders):
     res = _cli(tmp_path / "missing.onnx", shapes_dir)
     assert res.exit_code == 2 and "not found" in res.output
     res = _cli(tmp_path, shapes_dir)  # a folder that is no run directory
     assert res.exit_code == 2 and "config.json" in res.output
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "x.png").write_bytes((shapes_dir / "disk" / "000.png").read_bytes())
+    res = _cli(encoders["map"], flat)  # images but no class subfolders
+    assert res.exit_code == 2 and "subfolder" in res.output
     assert "Traceback" not in res.output
 
 

@@ -23,7 +23,7 @@ def _floats(text: str, option: str) -> tuple[float, ...]:
     return values
 
 
-def open_extractor(path: Path, threads: int, batch_size: int):
+def open_extractor(path: Path, threads: int, batch_size: int, contract: Path | None = None):
     """An ONNX file → OnnxFeatures; a folder → the run directory's torch encoder."""
     if path.is_dir():
         try:
@@ -41,7 +41,7 @@ def open_extractor(path: Path, threads: int, batch_size: int):
         raise FileNotFoundError(f"{path}: not found; pass a run directory or an .onnx model")
     from cossl_edge.evaluation.features import OnnxFeatures
 
-    return OnnxFeatures(path, threads=threads, batch_size=batch_size)
+    return OnnxFeatures(path, threads=threads, batch_size=batch_size, contract=contract)
 
 
 def load_labelled(folder: Path, contract, labels_csv: Path | None
@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
                                        "call (onnxruntime or torch)."),
         threads: int = typer.Option(0, "--threads", min=0, help="Intra-op threads for "
                                     "onnxruntime or torch (0: their default)."),
+        contract: Path | None = opt.CONTRACT,
     ) -> None:
         """Evaluate an encoder: linear probe, weighted kNN, 1/5/10-shot episodes, accuracy
         under input noise and internal masking, and local redundancy."""
@@ -131,7 +132,7 @@ def register(app: typer.Typer) -> None:
                 shots=tuple(int(k) for k in _floats(shots, "--shots")), episodes=episodes,
                 queries=queries, noise_levels=_floats(noise, "--noise"),
                 mask_levels=_floats(masking, "--masking"))
-            extractor = open_extractor(model, threads, batch_size)
+            extractor = open_extractor(model, threads, batch_size, contract)
             images, y = load_labelled(labeled_dir, extractor.contract, labels)
             res = run(extractor, images, y, settings, progress=progress_factory)
             if json_out is not None:

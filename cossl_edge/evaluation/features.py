@@ -45,11 +45,12 @@ def pooled(local_maps: np.ndarray) -> np.ndarray:
 class OnnxFeatures:
     """An exported encoder; local maps when it was exported with ``--local-map``."""
 
-    def __init__(self, path: str | Path, threads: int = 0, batch_size: int = 64) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, batch_size: int = 64,
+                 contract: PreprocessContract | str | Path | None = None) -> None:
         from cossl_edge.encoder import Encoder  # onnxruntime loads only when used
         from cossl_edge.privacy import file_token
 
-        self.encoder = Encoder(path, threads=threads)
+        self.encoder = Encoder(path, contract=contract, threads=threads)
         self.contract = self.encoder.contract
         self.batch_size = batch_size
         outputs = [o.name for o in self.encoder.session.get_outputs()]

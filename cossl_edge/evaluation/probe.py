@@ -19,7 +19,9 @@ import numpy as np
 
 from cossl_edge.logreg import fit_logistic, predict_logistic_proba
 
-DEFAULT_CS = (0.01, 0.1, 1.0, 10.0)
+# Larger C rarely wins on standardised features of a few hundred images, and on nearly
+# separable data its L-BFGS runs take several times longer.
+DEFAULT_CS = (0.01, 0.1, 1.0)
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float = 0.5, seed: int = 0
