@@ -16,10 +16,12 @@ interrupted benchmark continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -65,19 +67,52 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast in pretraining.")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "compare",
                     help="Data sets, run directories and cached results.")
-    ap.add_argument("--docs", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    ap.add_argument("--results", type=Path,
-                    default=ROOT / "benchmarks" / "results" / "compare_methods.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="Override a PretrainConfig field for every method (a sweep: "
+                    "w_s, min_scale, local_grid, local_target, width, lr, ...). Runs are "
+                    "cached per set of overrides; docs are then written only with --docs.")
+    ap.add_argument("--docs", type=Path, default=None,
+                    help="Markdown file for the tables [default: docs/benchmarks.md "
+                    "without --set].")
+    ap.add_argument("--results", type=Path, default=None, help="JSON of every record "
+                    "[default: benchmarks/results/compare_methods[-<overrides>].json].")
     ap.add_argument("--smoke", action="store_true", help="Label the output a smoke run "
                     "(implied by a budget under 5 minutes).")
-    return ap.parse_args()
+    args = ap.parse_args()
+    args.overrides = parse_overrides(args.set)
+    tag = "-".join(f"{k}={v}" for k, v in sorted(args.overrides.items())) or "default"
+    args.tag = re.sub(r"[^\w.=-]", "_", tag)
+    if args.docs is None and not args.overrides:
+        args.docs = ROOT / "docs" / "benchmarks.md"
+    suffix = "" if not args.overrides else "-" + args.tag
+    args.results = args.results or ROOT / "benchmarks" / "results" / f"compare_methods{suffix}.json"
+    return args
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """['w_s=0.5', 'local_target=g1'] → {'w_s': 0.5, 'local_target': 'g1'} (JSON values)."""
+    known = {f.name for f in dataclasses.fields(PretrainConfig)} - {"contract", "method", "seed"}
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(known)}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
 
 
 def base_config(method: str, seed: int, args: argparse.Namespace) -> PretrainConfig:
     """The project's default recipe; only what the comparison fixes is set here."""
-    return PretrainConfig(method=method, seed=seed, time_budget=args.budget_s,
-                          contract=PreprocessContract(channels=1, size=args.size),
-                          device=args.device, bf16=args.bf16)
+    config = PretrainConfig(method=method, seed=seed, time_budget=args.budget_s,
+                            contract=PreprocessContract(channels=1, size=args.size),
+                            device=args.device, bf16=args.bf16)
+    # w_s = 0 is what makes a base method; an override of w_s is for the CO variants only
+    overrides = {k: v for k, v in args.overrides.items()
+                 if k != "w_s" or method.startswith("co-")}
+    return dataclasses.replace(config, **overrides)
 
 
 def load_labelled(folder: Path, contract: PreprocessContract) -> tuple[np.ndarray, list[str]]:
@@ -132,10 +167,10 @@ def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[obje
 
 def run_one(name: str, seed: int, split, args, images, labels) -> dict:
     """One encoder × seed, pretrained if needed and evaluated; cached in the work folder."""
-    folder = args.work / split.name / f"{name}-s{seed}"
+    folder = args.work / split.name / args.tag / f"{name}-s{seed}"
     cached = folder / "result.json"
     key = {"budget_s": args.budget_s, "size": args.size, "episodes": args.episodes,
-           "bf16": args.bf16, "protocol": PROTOCOL}
+           "bf16": args.bf16, "protocol": PROTOCOL, "overrides": args.overrides}
     if cached.exists():
         record = json.loads(cached.read_text())
         if record.get("key") == key:
@@ -200,8 +235,10 @@ def main() -> None:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps({"command": command, "machine": machine(),
                                         "records": records}, indent=1))
-    write_report(records, args, command.strip(), machine())
-    print(f"tables and plots → {args.docs}; records → {args.results}")
+    if args.docs is not None:
+        write_report(records, args, command.strip(), machine())
+        print(f"tables and plots → {args.docs}")
+    print(f"records → {args.results}")
 
 
 if __name__ == "__main__":

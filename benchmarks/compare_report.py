@@ -122,6 +122,9 @@ def section(records: list[dict], args, command: str, machine: dict, docs: Path) 
                   "to prove that it works; the numbers below say nothing about the method. "
                   "The real comparison is `python benchmarks/compare_methods.py` (10 min per "
                   "run, 3 seeds, digits and mnist5k).", ""]
+    if args.overrides:
+        lines += ["Overrides of the default recipe (`--set`): "
+                  + ", ".join(f"`{k}={v}`" for k, v in args.overrides.items()), ""]
     rec0 = next((r for r in records if r["cost"]), records[0])
     recipe = ", ".join(f"{k} {v}" for k, v in rec0["cost"].get("recipe", {}).items())
     lines += [f"Command: `{command}` · {machine['date']} · "

@@ -281,13 +281,14 @@ def test_compare_report_replaces_only_its_section(tmp_path):
     records += [_record("byol", s, 0.60 + 0.01 * s) for s in range(2)]
     records += [_record("co-simclr", s, 0.60) for s in range(2)]
     records += [_record("simclr", s, 0.60) for s in range(2)]
-    args = SimpleNamespace(docs=docs, smoke=True, budget_s=20.0, seeds=2, size=32, episodes=5)
+    args = SimpleNamespace(docs=docs, smoke=True, budget_s=20.0, seeds=2, size=32, episodes=5,
+                           overrides={"w_s": 0.5})
     machine = {"date": "2026-01-01", "cores": 2}
     for _ in range(2):  # written twice: replaced, not appended
         report.write_report(records, args, "python benchmarks/compare_methods.py", machine)
     text = docs.read_text()
     assert text.count(report.START) == 1 and "other section" in text
-    assert "SMOKE RUN" in text
+    assert "SMOKE RUN" in text and "`w_s=0.5`" in text
     rows = {line.split(" | ")[0]: line for line in text.splitlines() if " − " in line}
     assert rows["| co-byol − byol"].endswith("| met |")  # +2 points
     assert rows["| co-simclr − simclr"].endswith("| **not met** |")  # +0 points
