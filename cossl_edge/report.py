@@ -48,10 +48,11 @@ class Section:
     def render(self) -> str:
         body = "".join(f'<img alt="{self.title}" src="data:image/png;base64,'
                        f'{base64.b64encode(png).decode()}">' for png in self.figures)
+        body += self.html
         if self.missing:
             body += f'<p class="missing">{html.escape(self.missing)}</p>'
         return (f'<section id="{self.key}"><h2>{html.escape(self.title)}</h2>'
-                f"{body}{self.html}</section>")
+                f"{body}</section>")
 
 
 @dataclass

@@ -108,20 +108,12 @@ def fewshot_curves(curves: dict[str, dict[int, tuple[float, float]]]) -> bytes:
         acc = np.asarray([100 * points[k][0] for k in shots])
         ci = np.asarray([100 * points[k][1] for k in shots])
         ax.errorbar(shots, acc, yerr=ci, marker="o", capsize=3, label=name)
-    ax.set_xscale("log")
     ax.set_xticks(sorted({k for p in curves.values() for k in p}))
-    ax.get_xaxis().set_major_formatter(_plain_ticks())
     ax.set_xlabel("shots per class")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
-
-
-def _plain_ticks():
-    from matplotlib.ticker import ScalarFormatter
-
-    return ScalarFormatter()
 
 
 def latency_bars(rows: list[dict]) -> bytes:
