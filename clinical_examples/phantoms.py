@@ -179,15 +179,15 @@ def _finding(shape: tuple[int, int], lungs: list[np.ndarray], finding: str,
              rng: np.random.Generator, size: float) -> np.ndarray:
     """Where the finding is, as a soft [0, 1] map."""
     if finding == "nodule":
-        lung = lungs[int(rng.integers(2))]
-        n = int(rng.integers(2, 5))
+        lung = lungs[0] | lungs[1]
+        n = int(rng.integers(3, 7))
         centres = _points_in(lung, n, rng, _erode(lung, max(2, int(size * 0.05))))
         return _blobs(shape, centres, rng.uniform(0.045, 0.075, n) * size)
     if finding == "effusion":
-        sides = [int(rng.integers(2))] if rng.random() < 0.6 else [0, 1]
+        sides = [int(rng.integers(2))] if rng.random() < 0.3 else [0, 1]
         out = np.zeros(shape, np.float32)
         for s in sides:
-            out = np.maximum(out, _effusion(lungs[s], rng, rng.uniform(0.35, 0.6)))
+            out = np.maximum(out, _effusion(lungs[s], rng, rng.uniform(0.4, 0.7)))
         return out
     return np.zeros(shape, np.float32)
 
@@ -218,7 +218,7 @@ def ct_slice_hu(rng: np.random.Generator, finding: str, z: float = 0.5,
     spot = _finding(shape, lungs, finding, rng, size)
     fluid = 10.0 if finding == "effusion" else 25.0
     hu = hu * (1 - spot) + fluid * spot
-    return hu + rng.normal(0, rng.uniform(5, 35), shape).astype(np.float32)  # dose
+    return hu + rng.normal(0, 15.0, shape).astype(np.float32)  # dose
 
 
 def write_ct_series(folder: Path | Callable[[str], Path], patient: FakePatient,
@@ -229,7 +229,7 @@ def write_ct_series(folder: Path | Callable[[str], Path], patient: FakePatient,
     folder_of = folder if callable(folder) else (lambda _finding: folder)
     rng = np.random.default_rng([seed, _stable(series_key)])
     slope = float(rng.choice([1.0, 2.0]))
-    center, width = -600.0 + rng.normal(0, 60), rng.uniform(1200.0, 1800.0)
+    center, width = -600.0 + rng.normal(0, 30), 1500.0 + rng.normal(0, 60)
     anatomy = int(rng.integers(2**31))
     out = []
     n = len(findings)
@@ -276,7 +276,7 @@ def radiograph(rng: np.random.Generator, finding: str, shape: tuple[int, int] = 
     spot = _finding(shape, lungs, finding, rng, float(w))
     att = att * (1 - spot) + 0.62 * spot
     heel = 1.0 + rng.uniform(-0.12, 0.12) * (yy / h - 0.5)  # anode heel effect
-    return np.clip(att * heel + rng.normal(0, rng.uniform(0.01, 0.04), shape), 0, 1)
+    return np.clip(att * heel + rng.normal(0, 0.02, shape), 0, 1)
 
 
 def write_radiograph(path: Path, patient: FakePatient, finding: str, seed: int, key: str,
@@ -284,7 +284,7 @@ def write_radiograph(path: Path, patient: FakePatient, finding: str, seed: int, 
     """A 12-bit CR or DX image with a header window; MONOCHROME1 stores dense as dark."""
     rng = np.random.default_rng([seed, _stable(key)])
     att = radiograph(rng, finding)
-    gamma = rng.uniform(0.55, 1.7)  # exposure and processing differ between images
+    gamma = rng.uniform(0.85, 1.2)  # exposure and processing differ between images
     stored = np.round(4095 * att ** gamma).astype(np.uint16)
     if photometric == "MONOCHROME1":
         stored = 4095 - stored
@@ -292,9 +292,9 @@ def write_radiograph(path: Path, patient: FakePatient, finding: str, seed: int, 
     ds = _dataset(sop, modality, patient, f"{key}-study", key, key)
     _set_pixels(ds, stored, photometric, 12)
     lo, hi = np.percentile(stored, [1, 99])  # each site windows its own way
-    center = (lo + hi) / 2 + rng.uniform(-0.1, 0.1) * (hi - lo)
+    center = (lo + hi) / 2 + rng.uniform(-0.05, 0.05) * (hi - lo)
     ds.WindowCenter = round(float(center), 1)
-    ds.WindowWidth = round(float(hi - lo) * rng.uniform(0.7, 1.3), 1)
+    ds.WindowWidth = round(float(hi - lo) * rng.uniform(0.9, 1.1), 1)
     ds.ViewPosition = "PA"
     ds.ImagerPixelSpacing = [0.35 * 3, 0.35 * 3]
     ds.SeriesDescription = "CHEST PA"

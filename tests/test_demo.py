@@ -22,12 +22,12 @@ def tiny_demo(tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_demo_writes_everything(tiny_demo):
     out = tiny_demo
-    for run in ("run-co-byol", "run-random-init"):
+    for run in ("run-pretrained", "run-random-init"):
         assert (out / run / "encoder.int8.onnx").is_file()
-    metrics = [json.loads(line) for line in (out / "run-co-byol" / "metrics.jsonl").open()]
+    metrics = [json.loads(line) for line in (out / "run-pretrained" / "metrics.jsonl").open()]
     assert metrics[-1]["step"] == demo.DemoSettings.tiny().max_steps
-    curves = json.loads((out / "run-co-byol" / "fewshot.json").read_text())["encoders"]
-    assert len(curves) == 3 * len(demo.TASKS)  # co-byol, random-init, raw pixels × tasks
+    curves = json.loads((out / "run-pretrained" / "fewshot.json").read_text())["encoders"]
+    assert len(curves) == 3 * len(demo.TASKS)  # pretrained, random-init, raw pixels × tasks
     for res in curves.values():
         assert set(res["shots"]) == {"1", "3"}
         assert all(0 <= r["accuracy"] <= 1 for r in res["shots"].values())
@@ -67,7 +67,7 @@ def test_settings_and_headline():
     assert tiny.max_steps and tiny.max_steps < 10 and not tiny.latency
     assert demo.DemoSettings().time_budget <= 300  # the demo's pretraining stays ≤ 5 min
     res = {name: {t: {"shots": {"5": {"accuracy": acc}}} for t in demo.TASKS}
-           for name, acc in (("co-byol int8", 0.8), ("random-init int8", 0.5),
+           for name, acc in (("co-simclr int8", 0.8), ("random-init int8", 0.5),
                              ("raw pixels", 0.6))}
     h = demo.headline(res, demo.DemoSettings())
-    assert h == {"shots": 5, "co-byol": 0.8, "random": 0.5, "raw": 0.6}
+    assert h == {"shots": 5, "pretrained": 0.8, "random": 0.5, "raw": 0.6}

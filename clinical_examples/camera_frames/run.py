@@ -4,7 +4,7 @@ computer → embeddings and nearest-neighbour search on new frames.
     python clinical_examples/camera_frames/run.py [--tiny] [--out camera-output]
 
 Writes two synthetic road-camera videos with OpenCV (moving cars, pedestrians and balls on
-a textured road; the second video is new footage), pretrains a small co-byol encoder on the
+a textured road; the second video is new footage), pretrains a small co-simclr encoder on the
 frames of the first (camera augmentations, RGB), exports it with ``--target arm`` (S8/S8
 int8, what ARM CPUs run fastest), embeds both videos with ``cossl-edge embed``, and for each
 new frame finds its nearest frame of the first video: how often does it show the same kind

@@ -3,7 +3,7 @@
     python clinical_examples/ct_triage/run.py [--tiny] [--out ct-triage-output]
 
 Writes CT series of fake patients (slope/intercept, window tags, slices in shuffled file
-order), pretrains a small co-byol encoder on the unlabelled series with the ``lung`` CT
+order), pretrains a small co-simclr encoder on the unlabelled series with the ``lung`` CT
 window, exports it to int8, then with the ``cossl-edge`` edge commands: fits a prototype
 classifier on 5 labelled slices per finding, triages every other labelled slice, and runs
 few-shot episodes.

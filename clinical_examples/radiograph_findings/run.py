@@ -4,7 +4,7 @@ with an abstain threshold.
     python clinical_examples/radiograph_findings/run.py [--tiny] [--abstain 0.5]
 
 Writes chest radiographs of fake patients (half CR, half DX; half stored MONOCHROME1, where
-dense is dark, which the reader inverts), pretrains a small co-byol encoder on the unlabelled
+dense is dark, which the reader inverts), pretrains a small co-simclr encoder on the unlabelled
 ones, exports it to int8, fits a prototype classifier on 5 labelled images per finding, and
 predicts the others: below the abstain threshold the answer is ``unknown`` (left to a
 reader). It prints coverage and accuracy with and without abstaining.
