@@ -196,10 +196,10 @@ def evaluate(runs: tuple[Path, Path], labelled_dir: Path, s: DemoSettings, seed:
     vectors["raw pixels"] = (raw, raw.mean(axis=0))
     results: dict = {}
     with console.status("few-shot episodes"):
-        for name, (z, centre) in vectors.items():
+        for encoder_name, (z, centre) in vectors.items():
             for task in TASKS:
                 sel = data.tasks == task
-                results.setdefault(name, {})[task] = evaluate_episodes(
+                results.setdefault(encoder_name, {})[task] = evaluate_episodes(
                     z[sel], data.labels[sel], shots=s.shots, episodes=s.episodes,
                     kind="proto", seed=seed, centering=centre)
     results["_classifiers"] = fit_classifiers(encoders[name], vectors[name][0], data,
