@@ -112,7 +112,7 @@ def fewshot_curves(curves: dict[str, dict[int, tuple[float, float]]]) -> bytes:
     ax.set_xlabel("shots per class")
     ax.set_ylabel("accuracy (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))  # off the curves
     return _png(fig)
 
 
