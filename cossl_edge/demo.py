@@ -132,7 +132,7 @@ def export_both(runs: tuple[Path, Path], train: Path, s: DemoSettings, console: 
 
     for i, run in enumerate(runs):
         console.rule(f"int8 export · {run.name}")
-        with _bars(console, progress) as bars:
+        with _ProgressBars(console, progress) as bars:
             report = export_run(run, calibration=train, target="auto",
                                 measure_latency=s.latency and i == 0, progress=bars)
         agree = report.get("int8_agreement", {})
@@ -141,7 +141,7 @@ def export_both(runs: tuple[Path, Path], train: Path, s: DemoSettings, console: 
                       f"to fp32 {agree.get('cosine_mean', float('nan')):.4f}")
 
 
-class _bars:
+class _ProgressBars:
     """rich progress bars as export_run's ``progress(description, total)`` callback."""
 
     def __init__(self, console: Console, enabled: bool) -> None:
