@@ -40,11 +40,11 @@ def make_step(kind: str, size: int, width: float, batch: int, bf16: bool):
     cfg = PretrainConfig(method=method, arch="resnet18", width=width,
                          contract=PreprocessContract(size=size))
     torch.manual_seed(0)
-    m = build_method(cfg)
+    m = build_method(cfg).to(memory_format=torch.channels_last)  # as the training loop does
     m.train()
     opt = build_optimizer("adamw", m, 1e-3, 1e-4)
-    a = torch.randn(batch, 1, size, size)
-    b = torch.randn(batch, 1, size, size)
+    a = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
     amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def step_method():
@@ -56,7 +56,7 @@ def make_step(kind: str, size: int, width: float, batch: int, bf16: bool):
         m.momentum_update(0.99)
 
     def step_limit():
-        x = torch.cat([a, b])
+        x = torch.cat([a, b]).contiguous(memory_format=torch.channels_last)
         with amp:
             y = m.backbone(x)
             with torch.no_grad():

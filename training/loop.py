@@ -143,7 +143,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     views = TwoViews(preset, config.contract, config.min_scale)
     dataset = TwoViewDataset(images, views)
 
-    method = build_method(config).to(device)
+    # channels_last: 1.5× faster convolutions on this CPU (oneDNN), and the usual GPU layout.
+    method = build_method(config).to(device, memory_format=torch.channels_last)
     grid = method.backbone.feature_grid(config.contract.size)
     w_s = resolved_w_s(config)
     if w_s > 0 and grid < 2 and (config.local_grid or grid) < 2:
@@ -206,7 +207,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         was = method.training
         method.eval()
         with torch.no_grad():
-            z = torch.cat([method.backbone(x[i:i + 256].to(device)).float().cpu()
+            z = torch.cat([method.backbone(x[i:i + 256].to(
+                device, memory_format=torch.channels_last)).float().cpu()
                            for i in range(0, len(x), 256)])
         method.train(was)
         return z.numpy()
@@ -284,7 +286,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                 for view_a, view_b in loader:
                     if dist.any(stop_requested["flag"]):  # all ranks stop at one batch
                         raise Stop
-                    view_a, view_b = view_a.to(device), view_b.to(device)
+                    view_a = view_a.to(device, memory_format=torch.channels_last)
+                    view_b = view_b.to(device, memory_format=torch.channels_last)
                     with autocast:
                         loss, _stats = model(view_a, view_b)
                     (loss / config.accumulate).backward()

@@ -77,8 +77,11 @@ class SSLMethod(nn.Module):
     @torch.no_grad()
     def momentum_update(self, tau: float) -> None:
         for online, target in self.momentum_pairs():
-            for po, pt in zip(online.parameters(), target.parameters(), strict=True):
-                pt.mul_(tau).add_(po.detach(), alpha=1 - tau)
+            tp, op = list(target.parameters()), [p.detach() for p in online.parameters()]
+            if len(tp) != len(op):
+                raise RuntimeError("online and target networks differ in structure")
+            # one fused update over all tensors instead of a Python loop per tensor
+            torch._foreach_lerp_(tp, op, 1 - tau)
             for bo, bt in zip(online.buffers(), target.buffers(), strict=True):
                 bt.copy_(bo)
 

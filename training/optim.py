@@ -52,7 +52,8 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float)
     if name == "adamw":
         for g in groups:
             g.pop("lars_exclude")
-        return torch.optim.AdamW(groups, lr=lr)
+        # the fused kernel runs on CPU and CUDA and is faster than the per-tensor loop
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
     if name == "lars":
         return LARS(groups, lr=lr)
     raise ValueError(f"optimizer must be 'adamw' or 'lars', got {name!r}")
