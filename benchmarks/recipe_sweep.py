@@ -11,9 +11,14 @@ Results are appended as JSON lines to ``--log`` (default benchmarks/results/reci
 
 from __future__ import annotations
 
+import os
+
+# before torch loads: no network call from albumentations, no OpenMP spin-waiting (cli.py)
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -21,8 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.episodes import evaluate_episodes

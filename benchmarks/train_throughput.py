@@ -13,8 +13,13 @@ machine shared with other jobs still gives fair ratios. Figures go to docs/bench
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# before torch loads: no network call from albumentations, no OpenMP spin-waiting (cli.py)
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse
 import platform
 import statistics
 import time
@@ -22,8 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from cossl_edge.contract import PreprocessContract  # noqa: E402
 from cossl_edge.training.config import PretrainConfig  # noqa: E402
