@@ -118,3 +118,22 @@ def test_killed_run_resumes(shapes_dir, tmp_path, sig):
     after = torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["state"]
     assert after["global_step"] > step_before["global_step"]
     assert after["epoch"] == step_before["epoch"] + 1
+
+
+def test_cli_options_reach_the_config(shapes_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from cossl_edge.cli import app
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, [
+        "pretrain", str(shapes_dir), "--out", str(out), "--arch", "resnet10", "--width", "0.25",
+        "--image-size", "16", "--batch-size", "16", "--max-steps", "1", "--quiet",
+        "--method", "co-simclr", "--w-s", "0.4", "--temperature", "0.1", "--proj-dim", "32",
+        "--local-grid", "1", "--min-scale", "0.5", "--resize", "pad", "--ema-base", "0.98"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((out / rundir.CONFIG).read_text())
+    assert (cfg["method"], cfg["w_s"], cfg["temperature"], cfg["proj_dim"]) == \
+        ("co-simclr", 0.4, 0.1, 32)
+    assert (cfg["local_grid"], cfg["min_scale"], cfg["ema_base"]) == (1, 0.5, 0.98)
+    assert cfg["contract"]["resize"] == "pad" and cfg["contract"]["size"] == 16

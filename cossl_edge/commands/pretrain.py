@@ -61,6 +61,16 @@ def register(app: typer.Typer) -> None:
                                          "copy of the local head) or g1 (global head)."),
         local_grid: int | None = typer.Option(None, help="Pool the feature map to n×n before "
                                               "the local term (default: its natural size)."),
+        temperature: float = typer.Option(0.2, help="InfoNCE temperature (co-simclr, "
+                                          "simclr)."),
+        ema_base: float = typer.Option(0.99, help="Starting EMA decay of the target network "
+                                       "(co-byol, byol); rises to 1 on a cosine schedule."),
+        proj_dim: int = typer.Option(128, help="Output size of the projector and predictor "
+                                     "heads."),
+        proj_hidden: int = typer.Option(1024, help="Hidden size of the global projector and "
+                                        "predictor."),
+        local_hidden: int = typer.Option(512, help="Hidden size of the local (per-position) "
+                                         "heads."),
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
         preset: str = typer.Option("auto", help="View pipeline: camera, medical, or auto "
                                    "(medical for DICOM, camera otherwise)."),
@@ -108,6 +118,8 @@ def register(app: typer.Typer) -> None:
             config = PretrainConfig(
                 method=method.value, arch=arch, width=width, stem=stem, w_s=w_s,
                 local_target=local_target, local_grid=local_grid, optimizer=optimizer, lr=lr,
+                temperature=temperature, ema_base=ema_base, proj_dim=proj_dim,
+                proj_hidden=proj_hidden, pred_hidden=proj_hidden, local_hidden=local_hidden,
                 batch_size=batch_size, accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
                 seed=seed, preset=preset, min_scale=min_scale, workers=workers,
