@@ -108,7 +108,7 @@ def test_killed_run_resumes(shapes_dir, tmp_path, sig):
     else:
         assert proc.returncode == -signal.SIGKILL
     done = json.loads((out / rundir.CONFIG).read_text())
-    assert done["method"] == "co-byol"
+    assert done["method"] == "co-simclr"
     step_before = torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["state"]
     resumed = subprocess.run(_cli(*args[:-3], "--epochs", str(step_before["epoch"] + 1),
                                   "--resume", "--quiet"),

@@ -21,9 +21,9 @@ STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "proj_hidde
 @dataclass
 class PretrainConfig:
     # model
-    method: str = "co-byol"
+    method: str = "co-simclr"  # see docs/recipe.md: BYOL-family learns too slowly on a CPU budget
     arch: str = "resnet18"
-    width: float = 0.5
+    width: float = 0.25
     stem: str = "auto"  # auto: small for inputs ≤ 64 px, standard otherwise
     rf_bounded_after: int | None = None
     # heads and method settings

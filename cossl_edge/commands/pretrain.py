@@ -40,10 +40,11 @@ def register(app: typer.Typer) -> None:
                                         "searched recursively), DICOM files, or video files."),
         out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o",
                                  help="Run directory: config, metrics, checkpoints, encoder."),
-        method: Method = typer.Option(Method.co_byol, help="co-byol (default), byol, co-simclr, "
-                                      "simclr. byol/simclr are the co- variants with w_s = 0."),
+        method: Method = typer.Option(Method.co_simclr, help="co-simclr (default), simclr, "
+                                      "co-byol, byol. byol/simclr are the co- variants with "
+                                      "w_s = 0."),
         arch: str = typer.Option("resnet18", help="Backbone: resnet18 or resnet10."),
-        width: float = typer.Option(0.5, help="Width multiplier of the ResNet (1.0 = 64..512 "
+        width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
                                     "channels). Smaller trains faster on a CPU."),
         image_size: int = typer.Option(64, help="Side of the square input in pixels."),
         channels: int = typer.Option(1, help="Input channels: 1 (grayscale) or 3 (RGB)."),
