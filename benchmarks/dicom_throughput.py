@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+from doc_section import replace_section
+
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- dicom-throughput:start -->", "<!-- dicom-throughput:end -->"
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic DICOM factory lives with the tests
@@ -115,15 +117,6 @@ same folder and contract starts from the disk cache.
 {END}"""
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=300, help="CT slices to write and read")
@@ -140,7 +133,7 @@ def main() -> None:
     text = section(results, args)
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section(START, END, text)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+from doc_section import replace_section
+
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- edge:start -->", "<!-- edge:end -->"
 
@@ -123,16 +125,6 @@ Targets met (median wall, peak RSS): **{'yes' if ok else 'no'}**. Wall: spawn to
 {END}"""
 
 
-def write_section(text: str) -> None:
-    DOC.parent.mkdir(exist_ok=True)
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     edge_cli = ROOT / ".venv-edge" / "bin" / "cossl-edge"
@@ -152,7 +144,7 @@ def main() -> None:
                    if Path(args.cli).is_relative_to(ROOT) else args.cli)
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section(START, END, text)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
+from doc_section import replace_section
 
 from cossl_edge.export import onnx_export, quantize
 from cossl_edge.export.latency import ort_call, torch_call
@@ -103,18 +104,6 @@ def markdown(results: list[dict], meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, doc: Path = DOC) -> None:
-    """Replace only the export section of docs/benchmarks.md (others own the rest)."""
-    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in old and END in old:
-        head, _, rest = old.partition(START)
-        _, _, tail = rest.partition(END)
-        new = head + text.rstrip("\n") + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    doc.write_text(new)
-
-
 def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -154,7 +143,7 @@ def main() -> None:
     text = markdown(results, meta)
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section(START, END, text)
 
 
 if __name__ == "__main__":

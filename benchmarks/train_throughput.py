@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from doc_section import replace_section
 
 from cossl_edge.contract import PreprocessContract  # noqa: E402
 from cossl_edge.training.config import PretrainConfig  # noqa: E402
@@ -125,15 +126,6 @@ augmentation column is well above the co-byol column (one worker process suffice
 {END}"""
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + "\n\n" + text + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
@@ -153,7 +145,7 @@ def main() -> None:
     text = section(results, args, device)
     print(text)
     if not args.no_write:
-        write_section(text)
+        replace_section(START, END, text)
 
 
 if __name__ == "__main__":
