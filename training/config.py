@@ -22,7 +22,7 @@ STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "proj_hidde
 class PretrainConfig:
     # model
     method: str = "co-simclr"  # see docs/recipe.md: BYOL-family learns too slowly on a CPU budget
-    arch: str = "resnet18"
+    arch: str = "resnet10"  # more steps per CPU minute; docs/recipe.md
     width: float = 0.25
     stem: str = "auto"  # auto: small for inputs ≤ 64 px, standard otherwise
     rf_bounded_after: int | None = None

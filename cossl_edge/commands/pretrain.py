@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         method: Method = typer.Option(Method.co_simclr, help="co-simclr (default), simclr, "
                                       "co-byol, byol. byol/simclr are the co- variants with "
                                       "w_s = 0."),
-        arch: str = typer.Option("resnet18", help="Backbone: resnet18 or resnet10."),
+        arch: str = typer.Option("resnet10", help="Backbone: resnet10 (default: more "
+                                 "steps per CPU minute) or resnet18."),
         width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
                                     "channels). Smaller trains faster on a CPU."),
         image_size: int = typer.Option(64, help="Side of the square input in pixels."),
