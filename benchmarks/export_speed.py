@@ -84,8 +84,8 @@ def markdown(results: list[dict], meta: dict) -> str:
         f"{meta['cores']} cores, onnxruntime {ort.__version__}, torch {torch.__version__}, "
         f"int8 target `{meta['target']}` (static QDQ, per-channel). Measured {meta['date']} "
         f"with `{meta['command']}`.",
-        "", "The CPU was shared with other engineers' jobs (load average "
-        f"{meta['load'][0]:.1f} at start, {meta['load'][1]:.1f} at end): engines were timed "
+        "", "Load average "
+        f"{meta['load'][0]:.1f} at start, {meta['load'][1]:.1f} at end. Engines were timed "
         f"interleaved, {meta['rounds']} rounds × {meta['calls']} calls, ratios taken within "
         "each round, median over rounds (range in brackets).", "",
         "| input | threads | torch fp32 ms | ORT fp32 ms | ORT int8 ms | int8 vs ORT fp32 "
