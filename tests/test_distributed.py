@@ -50,7 +50,8 @@ def tiny_folder(tmp_path_factory) -> Path:
 def _args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
     return ["pretrain", str(data), "--out", str(out), "--arch", "resnet10", "--width",
             "0.125", "--image-size", "16", "--batch-size", "8", "--max-steps", str(steps),
-            "--quiet", *extra]
+            # co-byol: the target network's EMA must stay in step across ranks too
+            "--method", "co-byol", "--quiet", *extra]
 
 
 def _run_workers(data: Path, out: Path, dumps: Path, steps: int, *extra: str
