@@ -6,6 +6,7 @@ the ``cossl-edge`` commands a user would type, so each example shows them as wri
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -62,6 +63,16 @@ def pretrain_and_export(data: Path, run: Path, *, size: int, time_budget: float,
                   f"target {report['int8']['target']}, cosine to fp32 "
                   f"{agree['cosine_mean']:.4f}")
     return run / "encoder.int8.onnx"
+
+
+def example_parser(doc: str, out: str, outputs: str, tiny: str) -> argparse.ArgumentParser:
+    """The options every example has: --out, --tiny, --time-budget."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(out),
+                        help=f"output folder ({outputs})")
+    parser.add_argument("--tiny", action="store_true", help=f"{tiny} (CI)")
+    parser.add_argument("--time-budget", default=None, help="pretraining budget (default 3m)")
+    return parser
 
 
 def budget(tiny: bool, given: str | None, default: str) -> tuple[float, int | None]:

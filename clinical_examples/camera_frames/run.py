@@ -13,7 +13,6 @@ of object?
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from clinical_examples.common import (  # noqa: E402
     budget,
     console,
     cossl_edge,
+    example_parser,
     pretrain_and_export,
 )
 
@@ -100,11 +100,8 @@ def frame_labels(video: Path, labels: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("camera-output"),
-                        help="output folder (videos, run, embeddings, neighbours.csv)")
-    parser.add_argument("--tiny", action="store_true", help="short videos, a few steps (CI)")
-    parser.add_argument("--time-budget", default=None, help="pretraining budget (default 3m)")
+    parser = example_parser(__doc__, "camera-output", "videos, run, embeddings, neighbours.csv",
+                            "short videos, a few steps")
     args = parser.parse_args(argv)
     segs, per = (6, 6) if args.tiny else (60, 12)
     videos = args.out / "videos"

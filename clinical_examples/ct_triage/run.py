@@ -11,7 +11,6 @@ few-shot episodes.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from clinical_examples.common import (  # noqa: E402
     budget,
     console,
     cossl_edge,
+    example_parser,
     phantoms,
     pretrain_and_export,
     read_predictions,
@@ -30,11 +30,8 @@ from clinical_examples.common import (  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("ct-triage-output"),
-                        help="output folder (data, run, classifier, predictions)")
-    parser.add_argument("--tiny", action="store_true", help="small data, a few steps (CI)")
-    parser.add_argument("--time-budget", default=None, help="pretraining budget (default 3m)")
+    parser = example_parser(__doc__, "ct-triage-output", "data, run, classifier, predictions",
+                            "small data, a few steps")
     parser.add_argument("--model", type=Path, default=None,
                         help="use this exported encoder instead of pretraining one")
     args = parser.parse_args(argv)

@@ -12,7 +12,6 @@ reader). It prints coverage and accuracy with and without abstaining.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from clinical_examples.common import (  # noqa: E402
     budget,
     console,
     cossl_edge,
+    example_parser,
     phantoms,
     pretrain_and_export,
     read_predictions,
@@ -31,11 +31,8 @@ from clinical_examples.common import (  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("radiograph-output"),
-                        help="output folder (data, run, classifier, predictions)")
-    parser.add_argument("--tiny", action="store_true", help="small data, a few steps (CI)")
-    parser.add_argument("--time-budget", default=None, help="pretraining budget (default 3m)")
+    parser = example_parser(__doc__, "radiograph-output", "data, run, classifier, predictions",
+                            "small data, a few steps")
     parser.add_argument("--abstain", type=float, default=0.5,
                         help="answer 'unknown' below this probability (default 0.5)")
     parser.add_argument("--model", type=Path, default=None,
