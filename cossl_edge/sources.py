@@ -267,3 +267,35 @@ def _decode_all(refs: list[SampleRef], contract: PreprocessContract
             if k not in done:
                 yield k, refs[k], error
         i = j
+
+
+def native_side(samples: list[SampleRef], limit: int = 64) -> int | None:
+    """Median short side, in pixels, of up to ``limit`` evenly spaced samples, read from
+    headers only (image headers, DICOM Rows/Columns, the video's frame size). None when no
+    sample can be read."""
+    if not samples:
+        return None
+    picks = np.unique(np.linspace(0, len(samples) - 1, min(limit, len(samples))).astype(int))
+    sides = []
+    for i in picks:
+        ref = samples[int(i)]
+        try:
+            if ref.kind == "image":
+                from PIL import Image
+
+                with Image.open(ref.path) as im:
+                    sides.append(min(im.size))
+            elif ref.kind == "dicom":
+                h = read_header(ref.path)
+                sides.append(min(h.rows, h.columns))
+            elif ref.kind == "video":
+                import cv2
+
+                cap = cv2.VideoCapture(str(ref.path))
+                w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+                cap.release()
+                if w and h:
+                    sides.append(int(min(w, h)))
+        except Exception:  # noqa: BLE001 - a file that fails here is reported by the decoder
+            continue
+    return int(np.median(sides)) if sides else None

@@ -66,6 +66,31 @@ def test_small_stem_keeps_local_positions_standard_stem_does_not():
     assert ResNetEncoder("resnet10", 0.125, 1, "standard").feature_grid(32) == 1
 
 
+def test_auto_stem_keeps_the_first_map_near_32_px():
+    from cossl_edge.training.config import stem_for_size
+
+    assert [stem_for_size(s) for s in (24, 32, 48, 64, 96, 128, 224)] == \
+        ["small", "small", "small", "strided", "strided", "standard", "standard"]
+    for size in (32, 64, 128):
+        enc = ResNetEncoder("resnet10", 0.125, 1, stem_for_size(size))
+        assert size // (enc.stride // 8) == 32
+        assert enc.feature_grid(size) == 4
+
+
+def test_saved_run_keeps_its_resolved_stem(tmp_path):
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.training.config import PretrainConfig
+
+    cfg = PretrainConfig(contract=PreprocessContract(size=64))
+    cfg.save(tmp_path / "config.json", {"stem_resolved": "small"})  # an older rule for "auto"
+    saved = PretrainConfig.load(tmp_path / "config.json")
+    assert saved.resolved_stem() == "small"
+    assert saved.incompatible_with(cfg) == ["stem"]  # resuming would change the weights' shape
+    # at 32 px "auto" still means "small": only the input size differs
+    assert saved.incompatible_with(PretrainConfig(contract=PreprocessContract(size=32))) \
+        == ["contract"]
+
+
 def test_rf_bounded_variant_runs():
     enc = ResNetEncoder("resnet18", 0.125, 3, "small", rf_bounded_after=2)
     assert enc.forward_features(torch.zeros(2, 3, 32, 32)).shape == (2, 64, 4, 4)

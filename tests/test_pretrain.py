@@ -137,3 +137,32 @@ def test_cli_options_reach_the_config(shapes_dir, tmp_path):
         ("co-simclr", 0.4, 0.1, 32)
     assert (cfg["local_grid"], cfg["min_scale"], cfg["ema_base"]) == (1, 0.5, 0.98)
     assert cfg["contract"]["resize"] == "pad" and cfg["contract"]["size"] == 16
+
+
+@pytest.mark.parametrize("side, size, stem", [(28, 32, "small"), (72, 64, "strided"),
+                                              (300, 128, "standard")])
+def test_image_size_auto_follows_the_data(tmp_path, side, size, stem):
+    """With no --image-size the recipe size nearest the images' short side is used, with the
+    stem that keeps the first feature map at 32×32; a resumed run keeps its size."""
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from cossl_edge.cli import app
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(8):  # landscape images: the short side counts
+        Image.fromarray(rng.integers(0, 255, (side, side + 10), np.uint8)).save(data / f"{i}.png")
+    out = tmp_path / "run"
+    common = ["pretrain", str(data), "--out", str(out), "--batch-size", "4", "--quiet",
+              "--proj-dim", "16", "--proj-hidden", "32", "--local-hidden", "16"]
+    result = CliRunner().invoke(app, [*common, "--max-steps", "1"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((out / rundir.CONFIG).read_text())
+    assert (cfg["contract"]["size"], cfg["stem_resolved"], cfg["feature_grid"]) == \
+        (size, stem, 4)
+    result = CliRunner().invoke(app, [*common, "--max-steps", "2", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / rundir.CONFIG).read_text())["contract"]["size"] == size

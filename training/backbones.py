@@ -2,9 +2,10 @@
 
 Built on MONAI's :class:`monai.networks.nets.ResNet` (2D), with a ``forward_features`` that
 stops before pooling, as timm does. Options: depth (ResNet-10/18), width multiplier, input
-channels, the small-image stem (3×3 stride 1, no max-pool) for inputs of 64 px or less, and an
-RF-bounded variant whose later blocks use 1×1 convolutions (BagNet-style), which limits the
-receptive field of each local vector (Aubret et al. 2025, "RF-ResNet").
+channels, a stem chosen by input size (``small``: 3×3 stride 1, no max-pool; ``strided``:
+3×3 stride 2, no max-pool; ``standard``: 7×7 stride 2 and a max-pool), and an RF-bounded
+variant whose later blocks use 1×1 convolutions (BagNet-style), which limits the receptive
+field of each local vector (Aubret et al. 2025, "RF-ResNet").
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from monai.networks.nets.resnet import ResNet, ResNetBlock
 from torch import nn
 
 DEPTHS = {"resnet10": [1, 1, 1, 1], "resnet18": [2, 2, 2, 2]}
+# stem name → (kernel, stride, max-pool): the input is divided by 1, 2 or 4 before the stages
+STEMS = {"small": (3, 1, False), "strided": (3, 2, False), "standard": (7, 2, True)}
 
 
 class ResNetEncoder(nn.Module):
@@ -29,21 +32,21 @@ class ResNetEncoder(nn.Module):
         super().__init__()
         if arch not in DEPTHS:
             raise ValueError(f"arch must be one of {sorted(DEPTHS)}, got {arch!r}")
-        if stem not in ("small", "standard"):
-            raise ValueError(f"stem must be 'small' or 'standard', got {stem!r}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {sorted(STEMS)}, got {stem!r}")
         planes = [max(8, int(round(c * width))) for c in (64, 128, 256, 512)]
-        small = stem == "small"
+        kernel, stride, pool = STEMS[stem]
         net = ResNet(
             block=ResNetBlock, layers=DEPTHS[arch], block_inplanes=planes, spatial_dims=2,
-            n_input_channels=in_channels, conv1_t_size=3 if small else 7,
-            conv1_t_stride=1 if small else 2, no_max_pool=small, shortcut_type="B",
+            n_input_channels=in_channels, conv1_t_size=kernel,
+            conv1_t_stride=stride, no_max_pool=not pool, shortcut_type="B",
             feed_forward=False, bias_downsample=False,
         )
         self.stem = nn.Sequential(net.conv1, net.bn1, net.act,
-                                  nn.Identity() if small else net.maxpool)
+                                  net.maxpool if pool else nn.Identity())
         self.stages = nn.Sequential(net.layer1, net.layer2, net.layer3, net.layer4)
         self.out_channels = planes[-1]
-        self.stride = 8 if small else 32
+        self.stride = 8 * stride * (2 if pool else 1)
         if rf_bounded_after is not None:
             _bound_receptive_field(self.stages, rf_bounded_after)
 

@@ -13,6 +13,25 @@ from cossl_edge.contract import PreprocessContract
 
 CONFIG_VERSION = 1
 
+
+def size_for_native(side: int | None) -> int:
+    """``--image-size auto``: the recipe size (32, 64 or 128 px) nearest to the data's median
+    short side; 64 when it cannot be read. Larger images are downsampled to 128 px, which a
+    CPU can train on; pass --image-size for more."""
+    if side is None:
+        return 64
+    return 32 if side <= 45 else 64 if side <= 90 else 128
+
+
+def stem_for_size(size: int) -> str:
+    """The stem of the per-size recipe: the first feature map stays at about 32×32 or less,
+    so a step costs about the same at 32, 64 or 128 px (docs/recipe.md)."""
+    if size <= 48:
+        return "small"  # 3×3 stride 1: 32 px → 32×32
+    if size <= 96:
+        return "strided"  # 3×3 stride 2: 64 px → 32×32
+    return "standard"  # 7×7 stride 2 + max-pool: 128 px → 32×32
+
 # Settings that change the model's shape or meaning: a resumed run must not change them.
 STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "proj_hidden", "proj_dim",
               "pred_hidden", "local_hidden", "local_grid", "local_target", "contract")
@@ -24,7 +43,7 @@ class PretrainConfig:
     method: str = "co-simclr"  # see docs/recipe.md: BYOL-family learns too slowly on a CPU budget
     arch: str = "resnet10"  # more steps per CPU minute; docs/recipe.md
     width: float = 0.25
-    stem: str = "auto"  # auto: small for inputs ≤ 64 px, standard otherwise
+    stem: str = "auto"  # auto: by input size (stem_for_size), docs/recipe.md
     rf_bounded_after: int | None = None
     # heads and method settings
     proj_hidden: int = 1024
@@ -64,7 +83,7 @@ class PretrainConfig:
     def resolved_stem(self) -> str:
         if self.stem != "auto":
             return self.stem
-        return "small" if self.contract.size <= 64 else "standard"
+        return stem_for_size(self.contract.size)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -92,8 +111,11 @@ class PretrainConfig:
     def load(cls, path: Path) -> PretrainConfig:
         d = json.loads(Path(path).read_text())
         names = {f.name for f in fields(cls)}
+        if d.get("stem") == "auto" and d.get("stem_resolved"):
+            d["stem"] = d["stem_resolved"]  # the rule for "auto" may change; the run keeps its stem
         return cls.from_dict({k: v for k, v in d.items() if k in names})
 
     def incompatible_with(self, other: PretrainConfig) -> list[str]:
         a, b = self.to_dict(), other.to_dict()
+        a["stem"], b["stem"] = self.resolved_stem(), other.resolved_stem()
         return [k for k in STRUCTURAL if a.get(k) != b.get(k)]

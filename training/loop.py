@@ -16,6 +16,7 @@ import random
 import signal
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +26,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cossl_edge import rundir
 from cossl_edge.privacy import file_token
-from cossl_edge.sources import SourceError, discover, labelled_samples
+from cossl_edge.sources import SourceError, discover, labelled_samples, native_side
 from cossl_edge.training import diagnostics
 from cossl_edge.training.checkpoint import CheckpointError, load_checkpoint, save_atomic
-from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.config import PretrainConfig, size_for_native
 from cossl_edge.training.dataset import TwoViewDataset, build_cache, epoch_batches
 from cossl_edge.training.distributed import scaled_lr, setup_distributed
 from cossl_edge.training.methods import build_method, resolved_w_s
@@ -111,14 +112,23 @@ class _Monitor:
 
 def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
              resume: bool = False, progress: bool = True, max_steps: int | None = None,
-             console: Console | None = None, sync_bn: bool = False) -> dict:
-    """Train; return a summary dict. ``max_steps`` stops early (tests, smoke runs)."""
+             console: Console | None = None, sync_bn: bool = False,
+             auto_size: bool = False) -> dict:
+    """Train; return a summary dict. ``max_steps`` stops early (tests, smoke runs).
+    ``auto_size``: choose the input size from the data (:func:`size_for_native`) instead of
+    ``config.contract.size``; a resumed run keeps its size."""
     dist = setup_distributed(sync_bn)
     console = console or Console(stderr=True, quiet=not dist.is_main)
     out = Path(out_dir)
     if config.epochs is None and config.time_budget is None and max_steps is None:
         raise ValueError("give --epochs or --time-budget")
     monitor_dir = config.monitor  # a path: used, never written to the run directory
+    saved_cfg = out / rundir.CONFIG
+    if auto_size and resume and saved_cfg.exists():
+        saved_size = json.loads(saved_cfg.read_text()).get("contract", {}).get("size")
+        if isinstance(saved_size, int):
+            config = replace(config, contract=replace(config.contract, size=saved_size))
+        auto_size = False
     config = _prepare_run_dir(config, out, resume)
     config.monitor = file_token(monitor_dir) if monitor_dir else None
     device = pick_device(config.device) if dist.world == 1 else dist.device
@@ -131,6 +141,12 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     if not found.samples:
         raise SourceError(f"{data_dir}: no images found ({len(found.skipped)} files skipped); "
                           "point to a folder of PNG/JPEG/TIFF, DICOM or video files")
+    if auto_size:
+        side = native_side(found.samples)
+        size = size_for_native(side)
+        config = replace(config, contract=replace(config.contract, size=size))
+        console.print(f"image size: {size} px (auto; the images' median short side is "
+                      f"{side if side is not None else 'unknown'} px; --image-size to choose)")
     images, kept, skipped = build_cache(found.samples, config.contract,
                                         progress=progress and dist.is_main)
     skipped = found.skipped + skipped

@@ -47,7 +47,9 @@ def register(app: typer.Typer) -> None:
                                  "steps per CPU minute) or resnet18."),
         width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
                                     "channels). Smaller trains faster on a CPU."),
-        image_size: int = typer.Option(64, help="Side of the square input in pixels."),
+        image_size: str = typer.Option("auto", help="Side of the square input in pixels, or "
+                                       "auto: 32, 64 or 128, nearest to the images' median "
+                                       "short side (larger images → 128)."),
         channels: int = typer.Option(1, help="Input channels: 1 (grayscale) or 3 (RGB)."),
         epochs: int | None = typer.Option(None, help="Number of passes over the data. "
                                           "Give this or --time-budget."),
@@ -76,8 +78,10 @@ def register(app: typer.Typer) -> None:
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
         preset: str = typer.Option("auto", help="View pipeline: camera, medical, or auto "
                                    "(medical for DICOM, camera otherwise)."),
-        stem: str = typer.Option("auto", help="small (3×3 stride 1, no max-pool), standard, "
-                                 "or auto (small for ≤ 64 px)."),
+        stem: str = typer.Option("auto", help="small (3×3 stride 1, no max-pool), strided "
+                                 "(3×3 stride 2, no max-pool), standard (7×7 stride 2, "
+                                 "max-pool), or auto: small ≤ 48 px, strided ≤ 96 px, "
+                                 "standard above."),
         window: str = typer.Option("header", help="DICOM intensity window: header (the "
                                    "file's WindowCenter/Width, percentiles when absent), auto "
                                    "(0.5–99.5th percentiles), or a CT preset: lung, "
@@ -117,6 +121,9 @@ def register(app: typer.Typer) -> None:
             from cossl_edge.training.config import PretrainConfig
             from cossl_edge.training.loop import pretrain as run
 
+            auto_size = image_size.strip().lower() == "auto"
+            if not auto_size and not image_size.strip().isdigit():
+                raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
             config = PretrainConfig(
                 method=method.value, arch=arch, width=width, stem=stem, w_s=w_s,
                 local_target=local_target, local_grid=local_grid, optimizer=optimizer, lr=lr,
@@ -125,7 +132,8 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size, accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
                 seed=seed, preset=preset, min_scale=min_scale, workers=workers,
-                contract=PreprocessContract(channels=channels, size=image_size,
+                contract=PreprocessContract(channels=channels,
+                                            size=64 if auto_size else int(image_size),
                                             resize=resize, window=window),
                 dicom_stride=dicom_stride, video_every=video_every, video_fps=video_fps,
                 device=device, monitor=str(monitor) if monitor else None,
@@ -133,7 +141,7 @@ def register(app: typer.Typer) -> None:
             if epochs is None and time_budget is None and max_steps is None and not resume:
                 config.time_budget = 600.0
             summary = run(config, data_dir, out, resume=resume, progress=not quiet,
-                          max_steps=max_steps, sync_bn=sync_bn)
+                          max_steps=max_steps, sync_bn=sync_bn, auto_size=auto_size)
             if int(os.environ.get("RANK", "0")) != 0:
                 return  # one summary, from rank 0
             typer.echo(json.dumps(summary, indent=2))
