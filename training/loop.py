@@ -68,7 +68,8 @@ def data_fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def _prepare_run_dir(config: PretrainConfig, out: Path, resume: bool) -> PretrainConfig:
+def _prepare_run_dir(config: PretrainConfig, out: Path, resume: bool,
+                     auto_size: bool = False) -> PretrainConfig:
     cfg_path = out / rundir.CONFIG
     if resume:
         if not cfg_path.exists():
@@ -78,6 +79,9 @@ def _prepare_run_dir(config: PretrainConfig, out: Path, resume: bool) -> Pretrai
         except (ValueError, TypeError) as e:  # bad JSON, unknown or mistyped fields
             raise ValueError(f"{cfg_path}: corrupt run configuration ({type(e).__name__}); "
                              "restore it, or start a new --out without --resume") from e
+        if auto_size:  # the size was chosen from the data when the run started
+            config = replace(config, contract=replace(config.contract,
+                                                      size=saved.contract.size))
         clash = saved.incompatible_with(config)
         if clash:
             raise ValueError(
@@ -123,13 +127,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     if config.epochs is None and config.time_budget is None and max_steps is None:
         raise ValueError("give --epochs or --time-budget")
     monitor_dir = config.monitor  # a path: used, never written to the run directory
-    saved_cfg = out / rundir.CONFIG
-    if auto_size and resume and saved_cfg.exists():
-        saved_size = json.loads(saved_cfg.read_text()).get("contract", {}).get("size")
-        if isinstance(saved_size, int):
-            config = replace(config, contract=replace(config.contract, size=saved_size))
-        auto_size = False
-    config = _prepare_run_dir(config, out, resume)
+    config = _prepare_run_dir(config, out, resume, auto_size)
+    auto_size = auto_size and not resume  # a resumed run keeps its size
     config.monitor = file_token(monitor_dir) if monitor_dir else None
     device = pick_device(config.device) if dist.world == 1 else dist.device
     seed_everything(config.seed + dist.rank)
