@@ -62,7 +62,7 @@ def embed(config: PretrainConfig, weights: Path | None, x: np.ndarray) -> np.nda
     torch.manual_seed(config.seed)
     enc = build_encoder(config)
     if weights is not None:
-        enc.load_state_dict(torch.load(weights, weights_only=True))
+        enc.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     enc.eval()
     t = torch.from_numpy(x)
     with torch.no_grad():

@@ -20,6 +20,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import json
 import platform
 import statistics
 import time
@@ -39,17 +40,19 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 START, END = "<!-- train-throughput:start -->", "<!-- train-throughput:end -->"
 
 
-def make_step(kind: str, size: int, width: float, batch: int, bf16: bool):
+def make_step(kind: str, size: int, width: float, batch: int, bf16: bool, device: str = "cpu"):
     method = "co-byol" if kind == "limit" else kind
     cfg = PretrainConfig(method=method, arch="resnet18", width=width,
                          contract=PreprocessContract(size=size))
     torch.manual_seed(0)
-    m = build_method(cfg).to(memory_format=torch.channels_last)  # as the training loop does
+    m = build_method(cfg).to(device, memory_format=torch.channels_last)  # as the loop does
     m.train()
     opt = build_optimizer("adamw", m, 1e-3, 1e-4)
-    a = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
-    b = torch.randn(batch, 1, size, size).contiguous(memory_format=torch.channels_last)
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+    a = torch.randn(batch, 1, size, size, device=device).contiguous(
+        memory_format=torch.channels_last)
+    b = torch.randn(batch, 1, size, size, device=device).contiguous(
+        memory_format=torch.channels_last)
+    amp = torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16)
 
     def step_method():
         with amp:
@@ -80,11 +83,19 @@ def views_per_second(size: int, n: int = 400) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def measure(size: int, width: float, batch: int, bf16: bool, rounds: int, steps: int) -> dict:
+def _sync(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(size: int, width: float, batch: int, bf16: bool, rounds: int, steps: int,
+            device: str = "cpu") -> dict:
     kinds = ("limit", "co-byol", "byol")
-    fns = {k: make_step(k, size, width, batch, bf16) for k in kinds}
+    fns = {k: make_step(k, size, width, batch, bf16, device) for k in kinds}
     for f in fns.values():  # warm-up
-        f()
+        for _ in range(3 if device != "cpu" else 1):
+            f()
+    _sync(device)
     per_round: dict[str, list[float]] = {k: [] for k in kinds}
     for r in range(rounds):
         order = kinds[r % 3:] + kinds[:r % 3]
@@ -92,6 +103,7 @@ def measure(size: int, width: float, batch: int, bf16: bool, rounds: int, steps:
             t0 = time.perf_counter()
             for _ in range(steps):
                 fns[k]()
+            _sync(device)
             per_round[k].append(2 * batch * steps / (time.perf_counter() - t0))
     ratio = lambda a, b: statistics.median(x / y for x, y in zip(per_round[a], per_round[b], strict=True))  # noqa: E731
     return {
@@ -134,14 +146,22 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
     device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    if args.device != "cpu":
+        device = f"{torch.cuda.get_device_name(0)} ({device})"
     results = []
     for s in args.sizes:
-        r = measure(s, args.width, args.batch, args.bf16, args.rounds, args.steps)
-        print(s, r)
+        r = measure(s, args.width, args.batch, args.bf16, args.rounds, args.steps, args.device)
+        print(s, r, flush=True)
         results.append(r)
+    if args.json is not None:
+        args.json.write_text(json.dumps({"device": device, "torch": torch.__version__,
+                                         "width": args.width, "batch": args.batch,
+                                         "bf16": args.bf16, "results": results}, indent=1))
     text = section(results, args, device)
     print(text)
     if not args.no_write:

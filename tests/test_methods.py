@@ -66,6 +66,14 @@ def test_small_stem_keeps_local_positions_standard_stem_does_not():
     assert ResNetEncoder("resnet10", 0.125, 1, "standard").feature_grid(32) == 1
 
 
+def test_feature_grid_probes_on_the_model_device():
+    # A GPU run called feature_grid on a CUDA model with a CPU probe and failed at once; the
+    # meta device stands in for CUDA here: a probe on any other device raises.
+    for stem in ("small", "strided", "standard"):
+        enc = ResNetEncoder("resnet10", 0.125, 1, stem).to("meta")
+        assert enc.feature_grid(64) == {"small": 8, "strided": 4, "standard": 2}[stem]
+
+
 def test_auto_stem_keeps_the_first_map_near_32_px():
     from cossl_edge.training.config import stem_for_size
 
@@ -104,3 +112,30 @@ def test_schedules():
     assert lr_at(1.0, 1.0, 0.1) == pytest.approx(0.0)
     assert ema_tau_at(0.0, 0.99) == pytest.approx(0.99)
     assert ema_tau_at(1.0, 0.99) == pytest.approx(1.0)
+
+
+def test_hflip_default_follows_the_channels():
+    gray, colour = PreprocessContract(channels=1, size=32), PreprocessContract(channels=3, size=32)
+    assert PretrainConfig(contract=gray).resolved_hflip() == 0.0
+    assert PretrainConfig(contract=colour).resolved_hflip() == 0.5
+    assert PretrainConfig(contract=gray, hflip=0.5).resolved_hflip() == 0.5
+    with pytest.raises(ValueError, match="hflip"):
+        PretrainConfig(hflip=1.5).resolved_hflip()
+
+
+@pytest.mark.parametrize("preset", ["camera", "medical"])
+def test_hflip_probability_reaches_the_views(preset):
+    import numpy as np
+
+    from cossl_edge.training.views import TwoViews
+
+    img = np.full((32, 32, 1), 0.2, np.float32)
+    img[:, :16] = 0.8  # bright left half: a flip moves it to the right
+    np.random.seed(0)
+    for p, left_brighter in ((0.0, True), (1.0, False)):
+        views = TwoViews(preset, PreprocessContract(size=32), min_scale=1.0, hflip=p,
+                         solarize=0.0)
+        for _ in range(20):
+            a, b = views(img)
+            for v in (a, b):
+                assert (v[0, :, :8].mean() > v[0, :, -8:].mean()) == left_brighter

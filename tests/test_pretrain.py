@@ -163,6 +163,18 @@ def test_image_size_auto_follows_the_data(tmp_path, side, size, stem):
     cfg = json.loads((out / rundir.CONFIG).read_text())
     assert (cfg["contract"]["size"], cfg["stem_resolved"], cfg["feature_grid"]) == \
         (size, stem, 4)
+    assert cfg["hflip"] is None and cfg["hflip_resolved"] == 0.0  # one channel: no flip
     result = CliRunner().invoke(app, [*common, "--max-steps", "2", "--resume"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / rundir.CONFIG).read_text())["contract"]["size"] == size
+
+
+def test_hflip_option_is_checked(tmp_path):
+    from typer.testing import CliRunner
+
+    from cossl_edge.cli import app
+
+    result = CliRunner().invoke(app, ["pretrain", str(tmp_path), "--out", str(tmp_path / "r"),
+                                      "--hflip", "often"])
+    assert result.exit_code != 0
+    assert "--hflip 'often'" in result.output and "between 0 and 1" in result.output

@@ -61,8 +61,9 @@ class ResNetEncoder(nn.Module):
         with torch.no_grad():
             training = self.training
             self.eval()
-            c = self.stem[0].in_channels
-            g = self.forward_features(torch.zeros(1, c, image_size, image_size)).shape[-1]
+            w = self.stem[0].weight
+            probe = torch.zeros(1, w.shape[1], image_size, image_size, device=w.device)
+            g = self.forward_features(probe).shape[-1]
             self.train(training)
         return int(g)
 

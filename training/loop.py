@@ -155,7 +155,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     ids = [found.samples[i].sample_id() for i in kept]
     kinds = {found.samples[i].kind for i in kept}
     preset = _resolve_preset(config, kinds)
-    views = TwoViews(preset, config.contract, config.min_scale)
+    views = TwoViews(preset, config.contract, config.min_scale, config.resolved_hflip(),
+                     config.solarize)
     dataset = TwoViewDataset(images, views)
 
     # channels_last: 1.5× faster convolutions on this CPU (oneDNN), and the usual GPU layout.
@@ -192,6 +193,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     # identified by a fingerprint of salted ids, and export calibrates on calibration.npy.
     facts = {"feature_grid": grid, "w_s_resolved": w_s,
              "preset_resolved": preset, "stem_resolved": config.resolved_stem(),
+             "hflip_resolved": config.resolved_hflip(),
              "num_images": len(images), "num_skipped": len(skipped),
              "effective_batch_size": batch * config.accumulate * dist.world,
              "world_size": dist.world, "device": str(device), "sync_bn": dist.sync_bn,

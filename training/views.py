@@ -5,7 +5,8 @@ in [0, 1], the thing the data cache stores) and returns two normalised C×size×
 
 Presets:
 - ``camera``: BYOL's asymmetric pipeline (Grill et al. 2020, Table 6) with albumentations:
-  random resized crop, flip, colour jitter (brightness/contrast only on 1-channel input),
+  random resized crop, horizontal flip (``hflip``; the configuration turns it off for
+  one-channel images), colour jitter (brightness/contrast only on 1-channel input),
   grayscale, Gaussian blur (always in view 1, 10% in view 2), solarize (view 2 only).
 - ``medical``: intensity transforms that make sense for scans (see its builder's docstring).
 """
@@ -31,7 +32,8 @@ def _blur_kernel(size: int) -> int:
     return k
 
 
-def camera_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewFn, ViewFn]:
+def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 0.5,
+                 solarize: float = 0.2) -> tuple[ViewFn, ViewFn]:
     import albumentations as A
 
     s, gray = contract.size, contract.channels == 1
@@ -45,7 +47,7 @@ def camera_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewFn
         )
         ops = [
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
-            A.HorizontalFlip(p=0.5),
+            A.HorizontalFlip(p=hflip),
             colour,
         ]
         if not gray:
@@ -57,17 +59,20 @@ def camera_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewFn
         pipe = A.Compose(ops)
         return lambda img: pipe(image=img)["image"]
 
-    return one(1.0, 0.0), one(0.1, 0.2)
+    return one(1.0, 0.0), one(0.1, solarize)
 
 
 class TwoViews:
     """prepared image → (view_a, view_b), each normalised C×size×size float32."""
 
-    def __init__(self, preset: str, contract: PreprocessContract, min_scale: float = 0.2):
+    def __init__(self, preset: str, contract: PreprocessContract, min_scale: float = 0.2,
+                 hflip: float = 0.5, solarize: float = 0.2):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
-        builder = {"camera": camera_views, "medical": _medical_views}[preset]
-        self.view_a, self.view_b = builder(contract, min_scale)
+        if preset == "camera":
+            self.view_a, self.view_b = camera_views(contract, min_scale, hflip, solarize)
+        else:  # solarizing a window of HU means nothing: the medical views have no solarize
+            self.view_a, self.view_b = medical_views(contract, min_scale, hflip)
         self.contract = contract
 
     def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,11 +83,8 @@ class TwoViews:
         return self.contract.normalize(a), self.contract.normalize(b)
 
 
-def _medical_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewFn, ViewFn]:
-    return medical_views(contract, min_scale)
-
-
-def medical_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewFn, ViewFn]:
+def medical_views(contract: PreprocessContract, min_scale: float,
+                  hflip: float = 0.5) -> tuple[ViewFn, ViewFn]:
     """Views for scans: the camera geometry (random resized crop, horizontal flip) and MONAI
     intensity transforms instead of colour jitter, which means nothing for a window of HU:
 
@@ -115,7 +117,7 @@ def medical_views(contract: PreprocessContract, min_scale: float) -> tuple[ViewF
     def one(smooth_p: float, noise_p: float) -> ViewFn:
         geometry = A.Compose([
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
-            A.HorizontalFlip(p=0.5),
+            A.HorizontalFlip(p=hflip),
         ])
         intensity = Compose([
             RandAdjustContrast(prob=0.8, gamma=(0.7, 1.5)),

@@ -21,6 +21,20 @@ class Method(str, Enum):
     simclr = "simclr"
 
 
+def parse_probability(option: str, text: str) -> float | None:
+    """'auto' → None (the recipe's rule), else a probability in [0, 1]."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        p = float(text)
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: give a probability between 0 and 1, or auto") \
+            from None
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{option} {text!r}: give a probability between 0 and 1, or auto")
+    return p
+
+
 def parse_duration(text: str) -> float:
     """'10m', '90s', '1h30m', '600' → seconds."""
     text = text.strip().lower()
@@ -76,6 +90,12 @@ def register(app: typer.Typer) -> None:
         local_hidden: int = typer.Option(512, help="Hidden size of the local (per-position) "
                                          "heads."),
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
+        hflip: str = typer.Option("auto", help="Probability of a horizontal flip in each view, "
+                                  "or auto: 0 for one-channel images (scans have a canonical "
+                                  "left and right; digits and characters are not "
+                                  "mirror-symmetric), 0.5 for colour."),
+        solarize: float = typer.Option(0.2, help="Probability of solarizing the second view "
+                                       "(camera views only)."),
         preset: str = typer.Option("auto", help="View pipeline: camera, medical, or auto "
                                    "(medical for DICOM, camera otherwise)."),
         stem: str = typer.Option("auto", help="small (3×3 stride 1, no max-pool), strided "
@@ -132,6 +152,7 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size, accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
                 seed=seed, preset=preset, min_scale=min_scale, workers=workers,
+                hflip=parse_probability("--hflip", hflip), solarize=solarize,
                 contract=PreprocessContract(channels=channels,
                                             size=64 if auto_size else int(image_size),
                                             resize=resize, window=window),
