@@ -5,8 +5,9 @@
 #   3. the four-method comparison on the GPU in bf16 (issue "Evaluation"), beside
 #   4. a step-matched recipe sweep (issue "Ten CPU minutes"): each run trains for the steps
 #      that ten minutes buy on the 2-core CPU, so the GPU answers a CPU question faster.
-# Usage: OUT=results-folder bash benchmarks/gpu_checks.sh  (wheels for the packages the
-# GPU image lacks in .whl/, see docs/benchmarks.md). Every part has its own time limit and
+# Usage: OUT=results-folder bash benchmarks/gpu_checks.sh, on a machine with torch and CUDA;
+# the packages it lacks (albumentations and its needs, monai, pydicom, mlxtend) as wheels in
+# .whl/ (`pip download --no-deps --only-binary=:all: -d .whl NAME==VERSION`). Every part has its own time limit and
 # writes into $OUT as it goes, so a part that fails costs only itself.
 set -u
 FINAL=${OUT:-build/gpu}
@@ -68,16 +69,17 @@ sweep() {  # dataset tag settings...
     --steps "$STEPS" --tag "$t" --log "$OUT/sweep.jsonl" --set bf16=true --set device=$DEV \
     "${sets[@]}" > "$OUT/sweep-$d-$t.log" 2>&1
 }
-sweep digits base-s0 &
-sweep digits base-s1 seed=1 &
-sweep digits simclr method=simclr &
+# "base" is the recipe as it was when this ran (flip 0.5); no flip is the default since.
+sweep digits base-s0 hflip=0.5 &
+sweep digits base-s1 hflip=0.5 seed=1 &
+sweep digits simclr hflip=0.5 method=simclr &
 sweep digits noflip hflip=0 &
-sweep digits nosolarize solarize=0 &
+sweep digits nosolarize hflip=0.5 solarize=0 &
 sweep digits noflip-nosolarize hflip=0 solarize=0 &
-sweep digits ws0.1 w_s=0.1 &
-sweep mnist5k base-s0 &
+sweep digits ws0.1 hflip=0.5 w_s=0.1 &
+sweep mnist5k base-s0 hflip=0.5 &
 sweep mnist5k noflip hflip=0 &
-sweep mnist5k nosolarize solarize=0 &
+sweep mnist5k nosolarize hflip=0.5 solarize=0 &
 wait
 tail -n 8 "$OUT/compare.log"
 cat "$OUT/sweep.jsonl" 2>/dev/null | cut -c1-300
