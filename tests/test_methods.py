@@ -99,6 +99,18 @@ def test_saved_run_keeps_its_resolved_stem(tmp_path):
         == ["contract"]
 
 
+def test_saved_run_keeps_its_flip(tmp_path):
+    import json
+
+    cfg = PretrainConfig(contract=PreprocessContract(size=32))
+    cfg.save(tmp_path / "config.json")
+    assert PretrainConfig.load(tmp_path / "config.json").resolved_hflip() == 0.0
+    older = json.loads((tmp_path / "config.json").read_text())
+    del older["hflip"], older["solarize"]  # written before these settings existed
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    assert PretrainConfig.load(tmp_path / "config.json").resolved_hflip() == 0.5
+
+
 def test_rf_bounded_variant_runs():
     enc = ResNetEncoder("resnet18", 0.125, 3, "small", rf_bounded_after=2)
     assert enc.forward_features(torch.zeros(2, 3, 32, 32)).shape == (2, 64, 4, 4)

@@ -128,6 +128,7 @@ class PretrainConfig:
         names = {f.name for f in fields(cls)}
         if d.get("stem") == "auto" and d.get("stem_resolved"):
             d["stem"] = d["stem_resolved"]  # the rule for "auto" may change; the run keeps its stem
+        d.setdefault("hflip", 0.5)  # runs saved before --hflip auto flipped every view
         return cls.from_dict({k: v for k, v in d.items() if k in names})
 
     def incompatible_with(self, other: PretrainConfig) -> list[str]:
