@@ -69,17 +69,18 @@ sweep() {  # dataset tag settings...
     --steps "$STEPS" --tag "$t" --log "$OUT/sweep.jsonl" --set bf16=true --set device=$DEV \
     "${sets[@]}" > "$OUT/sweep-$d-$t.log" 2>&1
 }
-# "base" is the recipe as it was when this ran (flip 0.5); no flip is the default since.
-sweep digits base-s0 hflip=0.5 &
-sweep digits base-s1 hflip=0.5 seed=1 &
-sweep digits simclr hflip=0.5 method=simclr &
-sweep digits noflip hflip=0 &
-sweep digits nosolarize hflip=0.5 solarize=0 &
-sweep digits noflip-nosolarize hflip=0 solarize=0 &
-sweep digits ws0.1 hflip=0.5 w_s=0.1 &
-sweep mnist5k base-s0 hflip=0.5 &
-sweep mnist5k noflip hflip=0 &
-sweep mnist5k nosolarize hflip=0.5 solarize=0 &
+# "base" is the recipe as it was when this ran (flip 0.5, no rotation); no flip and a
+# rotation of ±15° are the one-channel default since.
+sweep digits base-s0 rotate=0 hflip=0.5 &
+sweep digits base-s1 rotate=0 hflip=0.5 seed=1 &
+sweep digits simclr rotate=0 hflip=0.5 method=simclr &
+sweep digits noflip rotate=0 hflip=0 &
+sweep digits nosolarize rotate=0 hflip=0.5 solarize=0 &
+sweep digits noflip-nosolarize rotate=0 hflip=0 solarize=0 &
+sweep digits ws0.1 rotate=0 hflip=0.5 w_s=0.1 &
+sweep mnist5k base-s0 rotate=0 hflip=0.5 &
+sweep mnist5k noflip rotate=0 hflip=0 &
+sweep mnist5k nosolarize rotate=0 hflip=0.5 solarize=0 &
 wait
 tail -n 8 "$OUT/compare.log"
 cat "$OUT/sweep.jsonl" 2>/dev/null | cut -c1-300

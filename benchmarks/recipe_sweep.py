@@ -89,7 +89,7 @@ def _setting(rec: dict) -> str:
     # Records before "recipe" was logged were made when the default was ResNet-18.
     resolved = rec.get("recipe") or {"arch": rec["overrides"].get("arch", "resnet18")}
     changed = {k: v for k, v in {**rec["overrides"], **resolved}.items()
-               if k in rec["overrides"] or k in ("arch", "hflip")}
+               if k in rec["overrides"] or k in ("arch", "hflip", "rotate")}
     changed = {k: v for k, v in changed.items() if DEFAULTS.get(k) != v}
     if rec["name"] in ("raw-pixels", "random-init"):
         arch = {**DEFAULTS, **rec["overrides"], **(rec.get("recipe") or {})}
@@ -112,7 +112,9 @@ def write_report(log: Path) -> None:
              "co-simclr, ResNet-10 ×0.25, batch 128, AdamW lr 2e-3, T 0.2, min_scale 0.2 "
              "(older rows name the settings they changed, ResNet-18 included). Rows without "
              "an `hflip` setting trained with a horizontal flip of 0.5, the default before "
-             "`--hflip auto` (no flip for one-channel images). Analysis and "
+             "`--hflip auto` (no flip for one-channel images); rows without a `rotate` "
+             "setting trained without rotation, the default before `--rotate auto` (±15° "
+             "for one-channel images). Analysis and "
              "the chosen recipe: `docs/recipe.md`. Regenerate with "
              "`python benchmarks/recipe_sweep.py --report`.", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in records):
@@ -169,7 +171,7 @@ def main() -> None:
         rec = {"dataset": args.dataset, "name": name, "tag": args.tag, "budget": budget,
                "max_steps": args.steps,
                "recipe": {"arch": cfg.arch, "width": cfg.width, "stem": cfg.resolved_stem(),
-                          "hflip": cfg.resolved_hflip()},
+                          "hflip": cfg.resolved_hflip(), "rotate": cfg.resolved_rotate()},
                "size": args.size, "overrides": overrides, **result}
         print(json.dumps(rec))
         with log.open("a") as f:

@@ -105,10 +105,13 @@ def test_saved_run_keeps_its_flip(tmp_path):
     cfg = PretrainConfig(contract=PreprocessContract(size=32))
     cfg.save(tmp_path / "config.json")
     assert PretrainConfig.load(tmp_path / "config.json").resolved_hflip() == 0.0
+    assert PretrainConfig.load(tmp_path / "config.json").resolved_rotate() == 15.0
     older = json.loads((tmp_path / "config.json").read_text())
-    del older["hflip"], older["solarize"]  # written before these settings existed
+    for key in ("hflip", "solarize", "blur", "rotate"):  # written before these existed
+        del older[key]
     (tmp_path / "config.json").write_text(json.dumps(older))
     assert PretrainConfig.load(tmp_path / "config.json").resolved_hflip() == 0.5
+    assert PretrainConfig.load(tmp_path / "config.json").resolved_rotate() == 0.0
 
 
 def test_rf_bounded_variant_runs():
@@ -135,6 +138,16 @@ def test_hflip_default_follows_the_channels():
         PretrainConfig(hflip=1.5).resolved_hflip()
 
 
+def test_rotation_default_follows_the_channels():
+    gray, colour = PreprocessContract(channels=1, size=32), PreprocessContract(channels=3, size=32)
+    assert PretrainConfig(contract=gray).resolved_rotate() == 15.0
+    assert PretrainConfig(contract=colour).resolved_rotate() == 0.0
+    assert PretrainConfig(contract=gray, rotate=0).resolved_rotate() == 0.0
+    assert PretrainConfig(contract=colour, rotate=10).resolved_rotate() == 10.0
+    with pytest.raises(ValueError, match="rotate"):
+        PretrainConfig(rotate=-5).resolved_rotate()
+
+
 @pytest.mark.parametrize("preset", ["camera", "medical"])
 def test_hflip_probability_reaches_the_views(preset):
     import numpy as np
@@ -151,3 +164,55 @@ def test_hflip_probability_reaches_the_views(preset):
             a, b = views(img)
             for v in (a, b):
                 assert (v[0, :, :8].mean() > v[0, :, -8:].mean()) == left_brighter
+
+
+@pytest.mark.parametrize("preset", ["camera", "medical"])
+def test_rotation_reaches_the_views(preset):
+    import numpy as np
+
+    from cossl_edge.training.views import TwoViews
+
+    img = np.zeros((32, 32, 1), np.float32)
+    img[:, 15:17] = 1.0  # a vertical bar: rotated, its rows' brightest column moves
+    np.random.seed(0)
+
+    def off_centre_rows(rotate: float) -> int:
+        views = TwoViews(preset, PreprocessContract(size=32), min_scale=1.0, hflip=0.0,
+                         solarize=0.0, blur=0.0, rotate=rotate)
+        moved = 0
+        for _ in range(10):
+            for v in views(img):
+                cols = v[0].argmax(axis=1)
+                moved += int(((cols < 13) | (cols > 18)).sum())
+        return moved
+
+    assert off_centre_rows(0.0) == 0
+    assert off_centre_rows(45.0) > 20
+
+
+def test_blur_probability_reaches_the_camera_views():
+    import numpy as np
+
+    from cossl_edge.training.views import TwoViews
+
+    img = np.full((32, 32, 1), 0.25, np.float32)
+    img[:, 16:] = 0.75  # a sharp vertical edge between columns 15 and 16
+    np.random.seed(0)
+
+    def sharpness(blur: float) -> list[float]:
+        """Step across the edge over the difference of the two halves: 1 when unblurred.
+        Brightness and contrast change both alike."""
+        views = TwoViews("camera", PreprocessContract(size=32), min_scale=1.0, hflip=0.0,
+                         solarize=0.0, blur=blur)
+        out = []
+        for _ in range(20):
+            a, _ = views(img)
+            row = a[0, 16]
+            span = row[20:].mean() - row[:12].mean()
+            if abs(span) > 1e-3:
+                out.append(float((row[16] - row[15]) / span))
+        return out
+
+    unblurred = sharpness(0.0)
+    assert len(unblurred) > 10 and all(abs(x - 1.0) < 1e-4 for x in unblurred)
+    assert min(sharpness(1.0)) < 0.8

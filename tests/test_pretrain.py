@@ -164,6 +164,7 @@ def test_image_size_auto_follows_the_data(tmp_path, side, size, stem):
     assert (cfg["contract"]["size"], cfg["stem_resolved"], cfg["feature_grid"]) == \
         (size, stem, 4)
     assert cfg["hflip"] is None and cfg["hflip_resolved"] == 0.0  # one channel: no flip
+    assert cfg["rotate"] is None and cfg["rotate_resolved"] == 15.0  # ... and ±15°
     result = CliRunner().invoke(app, [*common, "--max-steps", "2", "--resume"])
     assert result.exit_code == 0, result.output
     assert json.loads((out / rundir.CONFIG).read_text())["contract"]["size"] == size
@@ -178,3 +179,7 @@ def test_hflip_option_is_checked(tmp_path):
                                       "--hflip", "often"])
     assert result.exit_code != 0
     assert "--hflip 'often'" in result.output and "between 0 and 1" in result.output
+    result = CliRunner().invoke(app, ["pretrain", str(tmp_path), "--out", str(tmp_path / "r"),
+                                      "--rotate", "400"])
+    assert result.exit_code != 0
+    assert "--rotate '400'" in result.output and "between 0 and 180" in result.output

@@ -71,6 +71,8 @@ class PretrainConfig:
     min_scale: float = 0.2
     hflip: float | None = None  # flip probability per view; None: resolved_hflip()
     solarize: float = 0.2  # probability of solarizing the second camera view
+    blur: float = 1.0  # camera views: blur probability of view 1 (view 2: a tenth of it)
+    rotate: float | None = None  # rotate each view within ±rotate degrees; None: resolved_rotate()
     workers: int = 0
     dicom_stride: int = 1  # every k-th slice/frame of DICOM volumes and multi-frame objects
     video_every: int = 1  # every k-th video frame ...
@@ -99,6 +101,18 @@ class PretrainConfig:
                 raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
             return float(self.hflip)
         return 0.0 if self.contract.channels == 1 else 0.5
+
+    def resolved_rotate(self) -> float:
+        """Largest angle (degrees) of the random rotation of each view. Unset: 15° for
+        one-channel images, none for colour. Where a left-right flip would be false (scans,
+        characters, documents), a small rotation is true: a patient lies a few degrees
+        askew, a hand slants its strokes. It took the held-out digits from 90.9% to 92.8%
+        5-shot (docs/recipe.md). Colour camera frames keep their horizon: none."""
+        if self.rotate is not None:
+            if not 0.0 <= self.rotate <= 180.0:
+                raise ValueError(f"rotate must be an angle in [0, 180] degrees, got {self.rotate}")
+            return float(self.rotate)
+        return 15.0 if self.contract.channels == 1 else 0.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -129,6 +143,7 @@ class PretrainConfig:
         if d.get("stem") == "auto" and d.get("stem_resolved"):
             d["stem"] = d["stem_resolved"]  # the rule for "auto" may change; the run keeps its stem
         d.setdefault("hflip", 0.5)  # runs saved before --hflip auto flipped every view
+        d.setdefault("rotate", 0.0)  # ... and did not rotate
         return cls.from_dict({k: v for k, v in d.items() if k in names})
 
     def incompatible_with(self, other: PretrainConfig) -> list[str]:

@@ -156,7 +156,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     kinds = {found.samples[i].kind for i in kept}
     preset = _resolve_preset(config, kinds)
     views = TwoViews(preset, config.contract, config.min_scale, config.resolved_hflip(),
-                     config.solarize)
+                     config.solarize, config.blur, config.resolved_rotate())
     dataset = TwoViewDataset(images, views)
 
     # channels_last: 1.5× faster convolutions on this CPU (oneDNN), and the usual GPU layout.
@@ -194,6 +194,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     facts = {"feature_grid": grid, "w_s_resolved": w_s,
              "preset_resolved": preset, "stem_resolved": config.resolved_stem(),
              "hflip_resolved": config.resolved_hflip(),
+             "rotate_resolved": config.resolved_rotate(),
              "num_images": len(images), "num_skipped": len(skipped),
              "effective_batch_size": batch * config.accumulate * dist.world,
              "world_size": dist.world, "device": str(device), "sync_bn": dist.sync_bn,

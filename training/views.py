@@ -5,9 +5,11 @@ in [0, 1], the thing the data cache stores) and returns two normalised C×size×
 
 Presets:
 - ``camera``: BYOL's asymmetric pipeline (Grill et al. 2020, Table 6) with albumentations:
-  random resized crop, horizontal flip (``hflip``; the configuration turns it off for
-  one-channel images), colour jitter (brightness/contrast only on 1-channel input),
-  grayscale, Gaussian blur (always in view 1, 10% in view 2), solarize (view 2 only).
+  random rotation (``rotate``; the configuration sets ±15° for one-channel images, none for
+  colour), random resized crop, horizontal flip (``hflip``; the configuration turns it off
+  for one-channel images), colour jitter (brightness/contrast only on 1-channel input),
+  grayscale, Gaussian blur (``blur``: always in view 1, 10% in view 2), solarize (view 2
+  only).
 - ``medical``: intensity transforms that make sense for scans (see its builder's docstring).
 """
 
@@ -32,8 +34,18 @@ def _blur_kernel(size: int) -> int:
     return k
 
 
+def _rotation(degrees: float) -> list:
+    """A random rotation within ±degrees, about the centre, corners filled with black."""
+    if degrees <= 0:
+        return []
+    import albumentations as A
+
+    return [A.Affine(rotate=(-degrees, degrees), border_mode=0, fill=0, p=1.0)]
+
+
 def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 0.5,
-                 solarize: float = 0.2) -> tuple[ViewFn, ViewFn]:
+                 solarize: float = 0.2, blur: float = 1.0,
+                 rotate: float = 0.0) -> tuple[ViewFn, ViewFn]:
     import albumentations as A
 
     s, gray = contract.size, contract.channels == 1
@@ -46,6 +58,7 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
             A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8)
         )
         ops = [
+            *_rotation(rotate),
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
             A.HorizontalFlip(p=hflip),
             colour,
@@ -59,20 +72,23 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
         pipe = A.Compose(ops)
         return lambda img: pipe(image=img)["image"]
 
-    return one(1.0, 0.0), one(0.1, solarize)
+    return one(blur, 0.0), one(0.1 * blur, solarize)
 
 
 class TwoViews:
     """prepared image → (view_a, view_b), each normalised C×size×size float32."""
 
     def __init__(self, preset: str, contract: PreprocessContract, min_scale: float = 0.2,
-                 hflip: float = 0.5, solarize: float = 0.2):
+                 hflip: float = 0.5, solarize: float = 0.2, blur: float = 1.0,
+                 rotate: float = 0.0):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
         if preset == "camera":
-            self.view_a, self.view_b = camera_views(contract, min_scale, hflip, solarize)
+            self.view_a, self.view_b = camera_views(contract, min_scale, hflip, solarize,
+                                                       blur, rotate)
         else:  # solarizing a window of HU means nothing: the medical views have no solarize
-            self.view_a, self.view_b = medical_views(contract, min_scale, hflip)
+            self.view_a, self.view_b = medical_views(contract, min_scale, hflip,
+                                                        rotate)
         self.contract = contract
 
     def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,9 +100,10 @@ class TwoViews:
 
 
 def medical_views(contract: PreprocessContract, min_scale: float,
-                  hflip: float = 0.5) -> tuple[ViewFn, ViewFn]:
-    """Views for scans: the camera geometry (random resized crop, horizontal flip) and MONAI
-    intensity transforms instead of colour jitter, which means nothing for a window of HU:
+                  hflip: float = 0.5, rotate: float = 0.0) -> tuple[ViewFn, ViewFn]:
+    """Views for scans: the camera geometry (rotation, random resized crop, horizontal flip)
+    and MONAI intensity transforms instead of colour jitter, which means nothing for a
+    window of HU:
 
     - ``RandAdjustContrast`` (gamma 0.7–1.5, p 0.8): another window shape;
     - ``RandHistogramShift`` (5–10 control points, p 0.3): a monotone remapping of
@@ -116,6 +133,7 @@ def medical_views(contract: PreprocessContract, min_scale: float,
 
     def one(smooth_p: float, noise_p: float) -> ViewFn:
         geometry = A.Compose([
+            *_rotation(rotate),
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
             A.HorizontalFlip(p=hflip),
         ])

@@ -35,6 +35,19 @@ def parse_probability(option: str, text: str) -> float | None:
     return p
 
 
+def parse_angle(option: str, text: str) -> float | None:
+    """'auto' → None (the recipe's rule), else an angle in [0, 180] degrees."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        a = float(text)
+    except ValueError:
+        a = -1.0
+    if not 0.0 <= a <= 180.0:
+        raise ValueError(f"{option} {text!r}: give an angle between 0 and 180 degrees, or auto")
+    return a
+
+
 def parse_duration(text: str) -> float:
     """'10m', '90s', '1h30m', '600' → seconds."""
     text = text.strip().lower()
@@ -96,6 +109,13 @@ def register(app: typer.Typer) -> None:
                                   "mirror-symmetric), 0.5 for colour."),
         solarize: float = typer.Option(0.2, help="Probability of solarizing the second view "
                                        "(camera views only)."),
+        blur: float = typer.Option(1.0, min=0.0, max=1.0, help="Probability of a Gaussian "
+                                   "blur of the first view; the second view is blurred a "
+                                   "tenth as often (camera views only)."),
+        rotate: str = typer.Option("auto", help="Rotate each view by a random angle within "
+                                   "±ROTATE degrees (0: none), or auto: 15 for one-channel "
+                                   "images (a patient lies askew, a hand slants), 0 for "
+                                   "colour."),
         preset: str = typer.Option("auto", help="View pipeline: camera, medical, or auto "
                                    "(medical for DICOM, camera otherwise)."),
         stem: str = typer.Option("auto", help="small (3×3 stride 1, no max-pool), strided "
@@ -153,6 +173,7 @@ def register(app: typer.Typer) -> None:
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
                 seed=seed, preset=preset, min_scale=min_scale, workers=workers,
                 hflip=parse_probability("--hflip", hflip), solarize=solarize,
+                blur=blur, rotate=parse_angle("--rotate", rotate),
                 contract=PreprocessContract(channels=channels,
                                             size=64 if auto_size else int(image_size),
                                             resize=resize, window=window),
