@@ -21,31 +21,18 @@ class Method(str, Enum):
     simclr = "simclr"
 
 
-def parse_probability(option: str, text: str) -> float | None:
-    """'auto' → None (the recipe's rule), else a probability in [0, 1]."""
+def parse_auto(option: str, text: str, high: float, what: str) -> float | None:
+    """'auto' → None (the recipe's rule), else a number in [0, high]; `what` names it in
+    the error ("a probability between 0 and 1")."""
     if text.strip().lower() == "auto":
         return None
     try:
-        p = float(text)
+        value = float(text)
     except ValueError:
-        raise ValueError(f"{option} {text!r}: give a probability between 0 and 1, or auto") \
-            from None
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{option} {text!r}: give a probability between 0 and 1, or auto")
-    return p
-
-
-def parse_angle(option: str, text: str) -> float | None:
-    """'auto' → None (the recipe's rule), else an angle in [0, 180] degrees."""
-    if text.strip().lower() == "auto":
-        return None
-    try:
-        a = float(text)
-    except ValueError:
-        a = -1.0
-    if not 0.0 <= a <= 180.0:
-        raise ValueError(f"{option} {text!r}: give an angle between 0 and 180 degrees, or auto")
-    return a
+        value = -1.0
+    if not 0.0 <= value <= high:
+        raise ValueError(f"{option} {text!r}: give {what}, or auto")
+    return value
 
 
 def parse_duration(text: str) -> float:
@@ -172,8 +159,9 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size, accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
                 seed=seed, preset=preset, min_scale=min_scale, workers=workers,
-                hflip=parse_probability("--hflip", hflip), solarize=solarize,
-                blur=blur, rotate=parse_angle("--rotate", rotate),
+                hflip=parse_auto("--hflip", hflip, 1.0, "a probability between 0 and 1"),
+                rotate=parse_auto("--rotate", rotate, 180.0, "an angle between 0 and 180 degrees"),
+                solarize=solarize, blur=blur,
                 contract=PreprocessContract(channels=channels,
                                             size=64 if auto_size else int(image_size),
                                             resize=resize, window=window),
