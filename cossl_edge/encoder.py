@@ -153,20 +153,44 @@ class Encoder:
 
     def iter_batches(self, samples: Sequence[SampleRef], batch_size: int = 64
                      ) -> Iterator[tuple[list[SampleRef], np.ndarray, list[Skipped]]]:
-        """Yield (samples read, their N×D vectors, samples skipped) per batch; the next
-        batch is decoded in a background thread while the session runs the current one."""
+        """Yield (samples read, their N×D vectors, samples skipped) per batch."""
+        for refs, prepared, bad in self.iter_prepared(samples, batch_size):
+            vectors = (self.run(self.contract.normalize(prepared)) if len(refs)
+                       else np.zeros((0, self.dim), np.float32))
+            yield refs, vectors, bad
+
+    def iter_prepared(self, samples: Sequence[SampleRef], batch_size: int = 64
+                      ) -> Iterator[tuple[list[SampleRef], np.ndarray, list[Skipped]]]:
+        """Yield (samples read, their N×S×S×C prepared images, samples skipped) per batch;
+        the next batch is decoded in a background thread while the caller runs this one."""
         chunks = [list(samples[i : i + batch_size]) for i in range(0, len(samples), batch_size)]
         if not chunks:
             return
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self._decode, chunks[0])
             for nxt in chunks[1:] + [None]:
-                refs, prepared, bad = pending.result()
+                decoded = pending.result()
                 if nxt is not None:
                     pending = pool.submit(self._decode, nxt)
-                vectors = (self.run(self.contract.normalize(prepared)) if len(refs)
-                           else np.zeros((0, self.dim), np.float32))
-                yield refs, vectors, bad
+                yield decoded
+
+    # -- the local map (models exported with --local-map) --------------------------------
+    @cached_property
+    def has_local_map(self) -> bool:
+        return mm.LOCAL_MAP in {o.name for o in self.session.get_outputs()}
+
+    def require_local_map(self) -> None:
+        if not self.has_local_map:
+            raise ModelError(f"{self.path}: the model has no {mm.LOCAL_MAP!r} output, which "
+                             "a local classifier needs; re-export the run with "
+                             "`cossl-edge export RUN --local-map`")
+
+    def run_local(self, batch: np.ndarray) -> np.ndarray:
+        """Normalised N×C×S×S float32 → N×D×h×w local maps (the map before pooling)."""
+        self.require_local_map()
+        out = self.session.run([mm.LOCAL_MAP],
+                               {mm.INPUT: np.ascontiguousarray(batch, np.float32)})
+        return np.asarray(out[0], np.float32)
 
     def _decode(self, refs: list[SampleRef]
                 ) -> tuple[list[SampleRef], np.ndarray, list[Skipped]]:

@@ -1,7 +1,9 @@
-"""N-way K-shot episodes on embeddings, and their metrics (VISSL/SimpleShot low-shot protocol).
+"""N-way K-shot episodes on embeddings (or local maps, for the ``local`` classifier), and
+their metrics (VISSL/SimpleShot low-shot protocol).
 
-An episode draws ``ways`` classes, ``shots`` support and ``queries`` query samples per class,
-support and query disjoint; a classifier is fitted on the support and scored on the query.
+An episode draws ``ways`` classes (the ``local`` classifier's normal class in every one),
+``shots`` support and ``queries`` query samples per class, support and query disjoint; a
+classifier is fitted on the support and scored on the query.
 
 >>> import numpy as np
 >>> labels = np.repeat([0, 1, 2], 6)
@@ -24,8 +26,10 @@ class EpisodeError(ValueError):
 
 
 def sample_episodes(labels: np.ndarray, ways: int, shots: int, queries: int, episodes: int,
-                    seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(support indices, query indices) per episode; deterministic for a seed."""
+                    seed: int = 0, keep: str | None = None
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(support indices, query indices) per episode; deterministic for a seed.
+    ``keep``: a class that every episode includes (the others are drawn)."""
     labels = np.asarray(labels)
     classes, counts = np.unique(labels, return_counts=True)
     eligible = classes[counts >= shots + 1]
@@ -33,11 +37,19 @@ def sample_episodes(labels: np.ndarray, ways: int, shots: int, queries: int, epi
         raise EpisodeError(
             f"{ways}-way {shots}-shot needs {ways} classes with at least {shots + 1} images "
             f"each; only {len(eligible)} have that many: add images or lower --ways/--shots")
+    if keep is not None and keep not in eligible:
+        raise EpisodeError(f"{shots}-shot needs at least {shots + 1} images of class {keep!r}: "
+                           "add images or lower --shots")
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(episodes):
         support, query = [], []
-        for c in rng.choice(eligible, size=ways, replace=False):
+        if keep is None:
+            drawn = rng.choice(eligible, size=ways, replace=False)
+        else:
+            others = eligible[eligible != keep]
+            drawn = [keep, *rng.choice(others, size=ways - 1, replace=False)]
+        for c in drawn:
             idx = rng.permutation(np.flatnonzero(labels == c))
             support.append(idx[:shots])
             query.append(idx[shots : shots + queries])
@@ -67,7 +79,9 @@ def evaluate_episodes(embeddings: np.ndarray, labels: Sequence[str], shots: Sequ
                       queries: int = 15, seed: int = 0, centering: np.ndarray | None = None,
                       **fit_options) -> dict:
     """Mean accuracy ± 95% CI, balanced accuracy, per-class recall (and AUC when ways = 2)
-    for each shot count. ``ways`` defaults to all classes."""
+    for each shot count. ``ways`` defaults to all classes. Kind ``local`` takes N×D×h×w
+    local maps, and its normal class (``normal_class`` in ``fit_options``, else found by
+    name) is in every episode."""
     labels = np.asarray(labels)
     n_classes = len(np.unique(labels))
     ways = ways or n_classes
@@ -75,9 +89,15 @@ def evaluate_episodes(embeddings: np.ndarray, labels: Sequence[str], shots: Sequ
         raise EpisodeError("episodes need at least two classes (--ways ≥ 2)")
     results = {"ways": ways, "episodes": episodes, "queries": queries, "classifier": kind,
                "seed": seed, "shots": {}}
+    keep = None
+    if kind == "local":
+        from cossl_edge.local_fewshot import normal_class_of
+
+        keep = normal_class_of(sorted(set(labels.tolist())), fit_options.get("normal_class"))
+        fit_options = {**fit_options, "normal_class": keep}
     x = np.asarray(embeddings, np.float32)
     for k in shots:
-        plan = sample_episodes(labels, ways, k, queries, episodes, seed + k)
+        plan = sample_episodes(labels, ways, k, queries, episodes, seed + k, keep)
         results["shots"][str(k)] = _score(x, labels, plan, kind, centering, fit_options)
     return results
 

@@ -1,4 +1,6 @@
-"""Few-shot classifiers on embeddings: CL2N prototypes, logistic regression, kNN.
+"""Few-shot classifiers on embeddings: CL2N prototypes, logistic regression, kNN; and on
+local maps: ``local``, a memory of local vectors that also gives heatmaps
+(:mod:`cossl_edge.local_fewshot`).
 
 Every classifier first applies CL2N (SimpleShot, Wang et al. 2019): subtract the model's
 centring vector, then L2-normalise. The classifier is saved as JSON with the ONNX file's
@@ -22,7 +24,7 @@ import numpy as np
 from cossl_edge.logreg import fit_logistic, predict_logistic_proba
 
 SCHEMA_VERSION = 1
-KINDS = ("proto", "logreg", "knn")
+KINDS = ("proto", "logreg", "knn", "local")
 UNKNOWN = "unknown"
 
 
@@ -64,13 +66,17 @@ class FewShotClassifier:
     @classmethod
     def fit(cls, embeddings: np.ndarray, labels: list[str], kind: str = "proto",
             centering: np.ndarray | None = None, C: float = 1.0, k: int = 5,
-            temperature: float = 0.1, abstain_threshold: float = 0.0) -> FewShotClassifier:
-        """Fit on N×D embeddings and N string labels.
+            temperature: float = 0.1, abstain_threshold: float = 0.0,
+            normal_class: str | None = None, top_positions: int = 1) -> FewShotClassifier:
+        """Fit on N×D embeddings (kind ``local``: N×D×h×w local maps) and N string labels.
 
         centering: the model's centring vector; ``None`` centres on the support mean.
-        C: inverse L2 strength of the logistic regression (scikit-learn's meaning).
+        C: inverse L2 strength of the logistic regression (scikit-learn's meaning); for
+            ``local``, of its one-feature calibration.
         k: neighbours for kNN. temperature: softmax temperature on cosine similarities
-            (prototypes and kNN votes), which turns similarities into probabilities.
+            (prototypes, kNN votes, ``local``'s choice among finding classes), which turns
+            similarities into probabilities.
+        normal_class, top_positions: ``local`` only (see :mod:`cossl_edge.local_fewshot`).
         """
         if kind not in KINDS:
             raise ClassifierError(f"classifier must be one of {KINDS}, got {kind!r}")
@@ -80,6 +86,14 @@ class FewShotClassifier:
         classes = sorted(set(labels))
         if len(classes) < 2:
             raise ClassifierError("a classifier needs at least two classes in the support set")
+        if kind == "local":
+            from cossl_edge.local_fewshot import fit_local
+
+            params, center = fit_local(x, labels, classes, centering, normal_class,
+                                       top_positions, C)
+            settings = {"C": C, "temperature": temperature, "top_positions": top_positions}
+            return cls(kind, classes, params, center.tolist(), abstain_threshold,
+                       settings=settings)
         y = np.asarray([classes.index(lab) for lab in labels])
         center = np.asarray(centering if centering is not None else x.mean(0), np.float32)
         z = cl2n(x, center)
@@ -96,7 +110,10 @@ class FewShotClassifier:
 
     # -- predicting ----------------------------------------------------------------------
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
-        """N×K class probabilities (columns in the order of ``classes``)."""
+        """N×K class probabilities (columns in the order of ``classes``); kind ``local``
+        takes N×D×h×w local maps."""
+        if self.kind == "local":
+            return self.predict_local(embeddings)[0]
         center = None if self.centering is None else np.asarray(self.centering, np.float32)
         z = cl2n(embeddings, center)
         temp = float(self.settings.get("temperature", 0.1))
@@ -118,11 +135,26 @@ class FewShotClassifier:
         np.add.at(proba, (np.arange(len(z))[:, None], labels[near]), votes)
         return proba / proba.sum(axis=1, keepdims=True)
 
+    def predict_local(self, local_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Kind ``local``: (N×K probabilities, N×h×w heatmaps of each position's anomaly
+        score, 1 − cosine to the nearest normal support vector)."""
+        if self.kind != "local":
+            raise ClassifierError(f"heatmaps need a local classifier, this one is "
+                                  f"{self.kind!r}: fit with --classifier local")
+        from cossl_edge.local_fewshot import predict_local
+
+        return predict_local(self.params, self.settings, self.classes, self.centering,
+                             local_maps)
+
     def predict(self, embeddings: np.ndarray, top_k: int = 3,
                 abstain_threshold: float | None = None) -> list[Prediction]:
         """Best label per row, ``unknown`` when its probability is below the threshold."""
+        return self.decide(self.predict_proba(embeddings), top_k, abstain_threshold)
+
+    def decide(self, proba: np.ndarray, top_k: int = 3,
+               abstain_threshold: float | None = None) -> list[Prediction]:
+        """Predictions from N×K probabilities (what :meth:`predict` does after them)."""
         thr = self.abstain_threshold if abstain_threshold is None else abstain_threshold
-        proba = self.predict_proba(embeddings)
         order = np.argsort(-proba, axis=1)[:, :top_k]
         out = []
         for row, idx in zip(proba, order, strict=True):
@@ -185,7 +217,8 @@ class FewShotClassifier:
 
 # What each kind's ``params`` must hold (lists of numbers, checked before any use).
 PARAM_KEYS = {"proto": ("prototypes",), "logreg": ("weights", "bias"),
-              "knn": ("support", "support_labels")}
+              "knn": ("support", "support_labels"),
+              "local": ("normal_memory", "finding_memory", "finding_labels", "grid")}
 
 
 def _schema_problem(d: dict) -> str | None:
@@ -200,6 +233,9 @@ def _schema_problem(d: dict) -> str | None:
     if not isinstance(params, dict) or any(not isinstance(params.get(k), list)
                                            for k in PARAM_KEYS[d["kind"]]):
         return f"params must hold the lists {PARAM_KEYS[d['kind']]}"
+    if d["kind"] == "local" and not (isinstance(params.get("calibration"), dict) and
+                                     params.get("normal_class") in classes):
+        return "params must hold the calibration and a normal_class among the classes"
     if not isinstance(d.get("centering"), list | None):
         return "centering must be a list of numbers"
     if not isinstance(d.get("abstain_threshold", 0.0), int | float):

@@ -8,7 +8,9 @@ Sections, each saying so when its data is missing:
 4. a nearest-neighbour gallery (cosine, after centring);
 5. few-shot accuracy against shots (``fewshot*.json`` in the run directory, as written by
    ``cossl-edge fewshot eval --json`` or the demo, else computed on the labelled images);
-6. fp32 against int8: size, latency and agreement (``export-report.json``).
+6. fp32 against int8: size, latency and agreement (``export-report.json``);
+7. only when there are some: a few heatmaps of a local few-shot classifier (the folder that
+   ``cossl-edge fewshot predict ... --heatmaps`` wrote, ``RUN_DIR/heatmaps/`` by default).
 
 Images for the map and the gallery come from a labelled folder when one is given, else from
 the run's ``calibration.npy`` (unlabelled). The page holds no path, patient name or id.
@@ -31,6 +33,8 @@ GALLERY_QUERIES = 6
 GALLERY_NEIGHBOURS = 5
 MAP_POINTS = 600
 SHOTS = (1, 5, 10)
+HEATMAPS = "heatmaps"  # the default heatmap folder in a run directory
+HEATMAP_COUNT = 8
 
 
 class ReportError(ValueError):
@@ -67,7 +71,7 @@ class Embedded:
 
 def build_report(run_dir: str | Path, data: str | Path | None = None,
                  labels_csv: str | Path | None = None, model: str | Path | None = None,
-                 title: str | None = None) -> str:
+                 title: str | None = None, heatmaps: str | Path | None = None) -> str:
     """The report page of a run directory, as an HTML string."""
     run = Path(run_dir)
     if not (run / rundir.CONFIG).is_file() and not (run / rundir.METRICS).is_file():
@@ -78,6 +82,10 @@ def build_report(run_dir: str | Path, data: str | Path | None = None,
     sections = [curves_section(records), monitor_section(records),
                 map_section(embedded), gallery_section(embedded),
                 fewshot_section(run, embedded), export_section(run)]
+    local = heatmap_section(Path(heatmaps) if heatmaps is not None else run / HEATMAPS,
+                            required=heatmaps is not None)
+    if local is not None:
+        sections.append(local)
     return page(title or "cossl-edge run report", summary_table(run), sections)
 
 
@@ -303,6 +311,32 @@ def export_section(run: Path) -> Section:
         s.figures.append(fig.latency_bars(report["latency"]))
     else:
         s.missing = "Latency was not measured (exported with --no-latency)."
+    return s
+
+
+def heatmap_section(folder: Path, required: bool = False) -> Section | None:
+    """The heatmaps with the highest P(finding), or None when ``folder`` holds none (an error
+    when the folder was asked for)."""
+    from cossl_edge import report_figures as fig
+    from cossl_edge.heatmaps import read_index
+
+    rows = read_index(folder)
+    if not rows:
+        if required:
+            raise ReportError(f"{folder}: no heatmaps.csv with its PNGs; write them with "
+                              "cossl-edge fewshot predict CLF.json IMAGES --out preds.csv "
+                              f"--heatmaps {folder}")
+        return None
+    from PIL import Image
+
+    total = len(rows)
+    rows = sorted(rows, key=lambda r: -r["p_finding"])[:HEATMAP_COUNT]
+    images = [np.asarray(Image.open(folder / f"{r['id']}.png").convert("RGB")) for r in rows]
+    titles = [f"{r['label']} · P(finding) {r['p_finding']:.2f}" for r in rows]
+    s = Section("heatmaps", "Local few-shot classifier: heatmaps")
+    s.figures.append(fig.heatmap_gallery(images, titles))
+    s.html = (f"<p>The {len(rows)} of {total} images with the highest "
+              "P(finding); red where a position alone would be called a finding.</p>")
     return s
 
 

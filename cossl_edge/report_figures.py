@@ -133,3 +133,17 @@ def latency_bars(rows: list[dict]) -> bytes:
         ax.set_title(f"batch {batch}")
         ax.set_ylabel("ms (median)")
     return _png(fig)
+
+
+def heatmap_gallery(images: Sequence[np.ndarray], titles: Sequence[str]) -> bytes:
+    """The local classifier's heatmap pictures (RGB arrays) in rows of four, with titles."""
+    plt = _pyplot()
+    cols = min(4, len(images))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, title in zip(axes.ravel(), images, titles, strict=False):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=8)
+    return _png(fig)

@@ -15,7 +15,38 @@ app = typer.Typer(help="Few-shot classification: fit on a few labelled images, p
                   "evaluate with N-way K-shot episodes.", no_args_is_help=True)
 
 KIND = typer.Option("proto", "--classifier", help="proto: CL2N nearest prototype "
-                    "(SimpleShot); logreg: L2 logistic regression (numpy); knn: cosine kNN.")
+                    "(SimpleShot); logreg: L2 logistic regression (numpy); knn: cosine kNN; "
+                    "local: nearest normal local vectors (PatchCore-style) with heatmaps, "
+                    "for a model exported with --local-map.")
+NORMAL = typer.Option(None, "--normal-class", help="local: the class without a finding "
+                      "[default: the one class named normal, no_finding, negative, "
+                      "functional, good or ok].")
+
+
+def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
+                       local: bool):
+    """Local maps of a labelled folder when ``local``, else its embeddings."""
+    if not local:
+        return _embed_labelled(encoder, folder, labels_csv, batch_size)
+    from cossl_edge.sources import labelled_samples
+
+    encoder.require_local_map()
+    samples, labels, _ = labelled_samples(folder, labels_csv)
+    label_of = dict(zip(samples, labels, strict=True))
+    maps, kept, skipped = [], [], []
+    with opt.progress_bar("mapping", len(samples)) as advance:
+        for refs, prepared, bad in encoder.iter_prepared(samples, batch_size):
+            if refs:
+                maps.append(encoder.run_local(encoder.contract.normalize(prepared)))
+            kept += refs
+            skipped += bad
+            advance(len(refs) + len(bad))
+    opt.report_skipped(*opt.count_skipped(skipped))
+    if not maps:
+        raise ValueError(f"{folder}: no readable labelled images; check the folder")
+    import numpy as np
+
+    return np.concatenate(maps), [label_of[s] for s in kept]
 
 
 def _embed_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int):
@@ -42,21 +73,23 @@ def fit(
                                   "threshold: predictions below this probability are "
                                   "'unknown' (predict --abstain overrides it)."),
     c: float = typer.Option(1.0, "--C", min=1e-6, help="logreg: inverse L2 strength "
-                            "(scikit-learn's C)."),
+                            "(scikit-learn's C); local: of its calibration."),
     k: int = typer.Option(5, "--k", min=1, help="knn: neighbours that vote."),
+    normal_class: str | None = NORMAL,
     batch_size: int = opt.BATCH,
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
     contract: Path | None = opt.CONTRACT,
 ) -> None:
-    """Fit a few-shot classifier on the embeddings of SUPPORT_DIR."""
+    """Fit a few-shot classifier on the embeddings (local: the local maps) of SUPPORT_DIR."""
     from cossl_edge.fewshot import FewShotClassifier
 
     with user_errors():
         encoder = opt.open_encoder(model, contract, threads, spin)
-        x, y = _embed_labelled(encoder, support_dir, labels, batch_size)
+        x, y = _features_labelled(encoder, support_dir, labels, batch_size,
+                                  classifier == "local")
         clf = FewShotClassifier.fit(x, y, kind=classifier, centering=encoder.centering, C=c,
-                                    k=k, abstain_threshold=abstain)
+                                    k=k, abstain_threshold=abstain, normal_class=normal_class)
         clf.bind_model(encoder.sha256, model, encoder.contract.to_dict())
         clf.save(out)
     typer.echo(f"{classifier} classifier on {len(y)} images, {len(clf.classes)} classes "
@@ -75,6 +108,10 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", min=1, help="Classes listed per image."),
     id_map: Path | None = typer.Option(None, "--id-map", help="Also write a CSV id,path. It "
                                        "holds raw paths: keep it local."),
+    heatmaps: Path | None = typer.Option(None, "--heatmaps", help="local: also write one PNG "
+                                         "per image into this folder, ID.png (the ids of "
+                                         "the CSV): the image in grey, red where a finding "
+                                         "is likely; and heatmaps.csv."),
     batch_size: int = opt.BATCH,
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
@@ -86,6 +123,9 @@ def predict(
 
     with user_errors():
         clf = FewShotClassifier.load(classifier_file)
+        if heatmaps is not None and clf.kind != "local":
+            raise ValueError(f"{classifier_file}: --heatmaps needs a local classifier, this "
+                             f"one is {clf.kind!r}; fit one with --classifier local")
         if model is None and not clf.model_path:
             raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
         model_path = model or Path(clf.model_path)
@@ -93,15 +133,46 @@ def predict(
         clf.check_model(encoder.sha256, model_path, classifier_file)
         found = discover(data_dir)
         with opt.progress_bar("classifying", len(found.samples)) as advance:
-            emb = encoder.embed_samples(found.samples, batch_size, on_batch=advance)
-        preds = clf.predict(emb.vectors, top_k=top_k, abstain_threshold=abstain)
-        _write_predictions(out, emb.ids(), preds)
+            if clf.kind == "local":
+                samples, preds, skipped = _predict_local(encoder, clf, found.samples, top_k,
+                                                         abstain, heatmaps, batch_size, advance)
+            else:
+                emb = encoder.embed_samples(found.samples, batch_size, on_batch=advance)
+                samples, skipped = emb.samples, emb.skipped
+                preds = clf.predict(emb.vectors, top_k=top_k, abstain_threshold=abstain)
+        _write_predictions(out, [s.sample_id() for s in samples], preds)
         if id_map is not None:
             root = data_dir if data_dir.is_dir() else data_dir.parent
-            write_id_map(id_map, emb.samples, None, root)
-    opt.report_skipped(*opt.count_skipped(found.skipped + emb.skipped))
+            write_id_map(id_map, samples, None, root)
+    opt.report_skipped(*opt.count_skipped(found.skipped + skipped))
     unknown = sum(p.label == "unknown" for p in preds)
-    typer.echo(f"{len(preds)} predictions ({unknown} unknown) → {out}")
+    also = f", heatmaps → {heatmaps}" if heatmaps is not None else ""
+    typer.echo(f"{len(preds)} predictions ({unknown} unknown) → {out}{also}")
+
+
+def _predict_local(encoder, clf, samples, top_k: int, abstain: float | None,
+                   heatmaps: Path | None, batch_size: int, advance):
+    """Batch by batch: local maps → predictions, and heatmap PNGs when asked."""
+    from cossl_edge.heatmaps import HeatmapWriter
+
+    encoder.require_local_map()
+    kept, preds, skipped = [], [], []
+    writer = HeatmapWriter(heatmaps, clf) if heatmaps is not None else None
+    for refs, prepared, bad in encoder.iter_prepared(samples, batch_size):
+        if refs:
+            proba, heat = clf.predict_local(encoder.run_local(encoder.contract.normalize(
+                prepared)))
+            batch = clf.decide(proba, top_k, abstain)
+            if writer is not None:
+                writer.write([r.sample_id() for r in refs], prepared, heat, proba,
+                             [p.label for p in batch])
+            kept += refs
+            preds += batch
+        skipped += bad
+        advance(len(refs) + len(bad))
+    if writer is not None:
+        writer.close()
+    return kept, preds, skipped
 
 
 def _encoder_with_contract(model: Path, contract: dict | None, threads: int, spin: bool):
@@ -139,6 +210,7 @@ def evaluate(
     queries: int = typer.Option(15, "--queries", min=1, help="Query images per class and "
                                 "episode (fewer when a class has fewer left)."),
     classifier: str = KIND,
+    normal_class: str | None = NORMAL,
     seed: int = typer.Option(0, "--seed", help="Seed of the episode draws."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     labels: Path | None = opt.LABELS,
@@ -154,9 +226,11 @@ def evaluate(
     with user_errors():
         shot_list = _parse_shots(shots)
         encoder = opt.open_encoder(model, contract, threads, spin)
-        x, y = _embed_labelled(encoder, labeled_dir, labels, batch_size)
+        x, y = _features_labelled(encoder, labeled_dir, labels, batch_size,
+                                  classifier == "local")
+        extra = {"normal_class": normal_class} if classifier == "local" else {}
         res = evaluate_episodes(x, y, shot_list, episodes, ways, classifier, queries, seed,
-                                encoder.centering)
+                                encoder.centering, **extra)
         res["model_sha256"] = encoder.sha256
         if json_out is not None:
             json_out.write_text(json.dumps(res, indent=1))

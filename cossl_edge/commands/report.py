@@ -24,6 +24,10 @@ def report(
     model: Path | None = typer.Option(None, "--model", help="ONNX encoder to embed with "
                                       "(default: RUN_DIR/encoder.onnx, else encoder.int8.onnx)."),
     title: str | None = typer.Option(None, "--title", help="Page title."),
+    heatmaps: Path | None = typer.Option(None, "--heatmaps", help="Folder of a local few-shot "
+                                         "classifier's heatmaps (fewshot predict --heatmaps) "
+                                         "to show a few of (default: RUN_DIR/heatmaps when "
+                                         "there is one)."),
 ) -> None:
     """Write one HTML page with the run's curves, embedding map, neighbours, few-shot
     accuracy and fp32/int8 figures; sections without data say what would fill them."""
@@ -36,7 +40,7 @@ def report(
              "pip install matplotlib (or 'cossl-edge[train]')")
     with user_errors():
         path = write_report(run_dir, out, data=data, labels_csv=labels, model=model,
-                            title=title)
+                            title=title, heatmaps=heatmaps)
     typer.echo(f"wrote {path}")
 
 

@@ -1,0 +1,190 @@
+"""Local few-shot classification with heatmaps: a memory of the support's local vectors.
+
+The idea is PatchCore's (Roth et al., "Towards Total Recall in Industrial Anomaly
+Detection", CVPR 2022; anomalib's ``PatchcoreModel``): keep the local feature vectors of
+normal images and score each position of a query by the distance to its nearest neighbour in
+that memory, so a small local finding (a crack, a nodule) is not averaged away by pooling.
+Few-shot, the memory is small (shots × h×w vectors), so it is kept whole: no coreset.
+
+1. Every local vector (a position of the model's ``local_map``, N×C×h×w) goes through CL2N:
+   subtract the centring vector (the model's, else the mean support local vector), then
+   L2-normalise.
+2. Memory: all vectors of the normal class's support images; per finding image, its
+   ``FINDING_POSITIONS`` most anomalous vectors (the finding; the rest is normal tissue).
+3. A query position's score is a(i) = 1 − cosine to its nearest normal-memory vector; the
+   heatmap is a on the h×w grid, and the image's evidence is the mean of its
+   ``top_positions`` highest a(i) (default 1: the maximum).
+4. Calibration at fit, leaving one image out: each normal support image is scored against
+   the other normal images' memory (a single normal image against its own other positions),
+   each finding image against the whole normal memory. A one-feature L2 logistic regression
+   (:mod:`cossl_edge.logreg`, inverse strength ``C``) on the standardised evidence gives
+   P(finding | evidence); the same function of a(i) colours a heatmap.
+5. With several finding classes, P(finding) is shared among them by a softmax (at
+   ``temperature``) of the mean best cosine between the query's top positions and each
+   finding class's memory.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> maps = rng.normal(0, 0.1, (8, 4, 3, 3)) + np.array([1.0, 0, 0, 0])[:, None, None]
+>>> maps[4:, :, 1, 2] = [0.0, 3.0, 0.0, 0.0]          # the finding: one position
+>>> labels = ["normal"] * 4 + ["crack"] * 4
+>>> params, center = fit_local(maps, labels, ["crack", "normal"], None)
+>>> proba, heat = predict_local(params, {}, ["crack", "normal"], center, maps[3:5])
+>>> proba.argmax(1).tolist(), np.unravel_index(heat[1].argmax(), heat[1].shape)
+([1, 0], (np.int64(1), np.int64(2)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cossl_edge.fewshot import ClassifierError, cl2n
+from cossl_edge.logreg import fit_logistic
+
+# Class names taken as the normal class when --normal-class is not given (after lower-casing
+# and turning spaces and hyphens into underscores).
+NORMAL_NAMES = ("normal", "no_finding", "negative", "functional", "good", "ok")
+FINDING_POSITIONS = 4  # vectors kept per finding image, to tell finding classes apart
+DECIMALS = 4  # memory vectors are unit-norm; 4 decimals is about float16's precision
+
+
+def normal_class_of(classes: Sequence[str], given: str | None = None) -> str:
+    """The normal class: ``given``, else the one class named like ``NORMAL_NAMES``."""
+    if given is not None:
+        if given not in classes:
+            raise ClassifierError(f"--normal-class {given!r} is not a support class "
+                                  f"({', '.join(classes)}); pass one of them")
+        return given
+    matches = [c for c in classes if c.lower().replace(" ", "_").replace("-", "_")
+               in NORMAL_NAMES]
+    if len(matches) != 1:
+        raise ClassifierError(f"cannot tell which class is normal among {', '.join(classes)} "
+                              f"(expected exactly one named like {'/'.join(NORMAL_NAMES)}); "
+                              "pass --normal-class NAME")
+    return matches[0]
+
+
+def as_maps(maps: np.ndarray) -> np.ndarray:
+    m = np.asarray(maps, np.float32)
+    if m.ndim != 4:
+        raise ClassifierError(f"a local classifier takes local maps N×C×h×w (the model's "
+                              f"local_map output), got an array of shape {m.shape}")
+    return m
+
+
+def local_vectors(maps: np.ndarray, center: np.ndarray | None) -> np.ndarray:
+    """N×C×h×w local maps → N×(h·w)×C CL2N vectors, positions in row-major order."""
+    m = as_maps(maps)
+    n, c, h, w = m.shape
+    v = m.reshape(n, c, h * w).transpose(0, 2, 1).reshape(-1, c)
+    return cl2n(v, center).reshape(n, h * w, c)
+
+
+def anomaly(z: np.ndarray, memory: np.ndarray) -> np.ndarray:
+    """a(i) = 1 − cosine to the nearest memory vector: N×P×C against M×C → N×P."""
+    return np.stack([1.0 - (zi @ memory.T).max(axis=1) for zi in z]) if len(z) else \
+        np.zeros((0, z.shape[1]), np.float32)
+
+
+def evidence(a: np.ndarray, top_positions: int = 1) -> np.ndarray:
+    """An image's evidence of a finding: the mean of its ``top_positions`` highest a(i)."""
+    return np.sort(a, axis=1)[:, -top_positions:].mean(axis=1)
+
+
+def finding_probability(calibration: dict, scores: np.ndarray) -> np.ndarray:
+    """P(finding) for evidence values (or for each a(i) of a heatmap), any shape."""
+    t = (np.asarray(scores, np.float64) - calibration["center"]) / calibration["scale"]
+    return 1.0 / (1.0 + np.exp(-(calibration["weight"] * t + calibration["bias"])))
+
+
+def fit_local(maps: np.ndarray, labels: Sequence[str], classes: Sequence[str],
+              centering: np.ndarray | None, normal_class: str | None = None,
+              top_positions: int = 1, C: float = 1.0) -> tuple[dict, np.ndarray]:
+    """The classifier's ``params`` (JSON-ready) and its centring vector."""
+    x = as_maps(maps)
+    normal = normal_class_of(classes, normal_class)
+    center = np.asarray(centering if centering is not None else x.mean(axis=(0, 2, 3)),
+                        np.float32)
+    z = local_vectors(x, center)
+    y = np.asarray(labels)
+    zn, zf, yf = z[y == normal], z[y != normal], y[y != normal]
+    memory = zn.reshape(-1, z.shape[2])
+    a_find = anomaly(zf, memory)
+    calibration = _calibrate(_left_out_evidence(zn, top_positions),
+                             evidence(a_find, top_positions), C)
+    keep = np.argsort(-a_find, axis=1)[:, :FINDING_POSITIONS]
+    finding_memory = np.take_along_axis(zf, keep[..., None], axis=1)
+    params = {"normal_class": normal, "grid": list(x.shape[2:]),
+              "normal_memory": _rounded(memory),
+              "finding_memory": _rounded(finding_memory.reshape(-1, z.shape[2])),
+              "finding_labels": np.repeat(yf, keep.shape[1]).tolist(),
+              "calibration": calibration}
+    return params, center
+
+
+def predict_local(params: dict, settings: dict, classes: Sequence[str],
+                  centering: Sequence[float] | np.ndarray | None,
+                  maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N×K class probabilities in the order of ``classes``, N×h×w heatmaps of a(i))."""
+    center = None if centering is None else np.asarray(centering, np.float32)
+    maps = as_maps(maps)
+    z = local_vectors(maps, center)
+    n, (h, w) = len(z), maps.shape[2:]
+    if [h, w] != list(params["grid"]) or z.shape[2] != len(params["normal_memory"][0]):
+        raise ClassifierError(f"local maps of {z.shape[2]}×{h}×{w} do not match the "
+                              f"classifier's {len(params['normal_memory'][0])}×"
+                              f"{params['grid'][0]}×{params['grid'][1]}: use the model it "
+                              "was fitted on")
+    top = int(settings.get("top_positions", 1))
+    a = anomaly(z, np.asarray(params["normal_memory"], np.float32))
+    p_find = finding_probability(params["calibration"], evidence(a, top))
+    proba = np.zeros((n, len(classes)))
+    proba[:, list(classes).index(params["normal_class"])] = 1.0 - p_find
+    findings = sorted(set(params["finding_labels"]))
+    share = _finding_share(z, a, params, findings, top, float(settings.get("temperature", 0.1)))
+    for j, name in enumerate(findings):
+        proba[:, list(classes).index(name)] = p_find * share[:, j]
+    return proba, a.reshape(n, h, w)
+
+
+def _finding_share(z: np.ndarray, a: np.ndarray, params: dict, findings: list[str], top: int,
+                   temperature: float) -> np.ndarray:
+    """N×F: how P(finding) splits among the finding classes (all to one when F = 1)."""
+    if len(findings) == 1:
+        return np.ones((len(z), 1))
+    memory = np.asarray(params["finding_memory"], np.float32)
+    owner = np.asarray(params["finding_labels"])
+    worst = np.take_along_axis(z, np.argsort(-a, axis=1)[:, :top, None], axis=1)  # N×top×C
+    sims = np.stack([np.einsum("ntc,mc->ntm", worst, memory[owner == f]).max(2).mean(1)
+                     for f in findings], axis=1)
+    e = np.exp((sims - sims.max(axis=1, keepdims=True)) / temperature)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _left_out_evidence(zn: np.ndarray, top: int) -> np.ndarray:
+    """Each normal image's evidence against the other normal images' memory; a single
+    normal image's positions against its own other positions (a weaker stand-in)."""
+    if len(zn) == 1:
+        sims = zn[0] @ zn[0].T
+        np.fill_diagonal(sims, -np.inf)
+        return evidence((1.0 - sims.max(axis=1))[None], top)
+    rest = [np.delete(zn, j, axis=0).reshape(-1, zn.shape[2]) for j in range(len(zn))]
+    return np.concatenate([evidence(anomaly(zn[j:j + 1], m), top) for j, m in enumerate(rest)])
+
+
+def _calibrate(normal: np.ndarray, finding: np.ndarray, C: float) -> dict:
+    """A one-feature logistic regression of finding against normal on the evidence,
+    standardised around the midpoint of the two groups' means."""
+    scores = np.concatenate([normal, finding])
+    center = float((normal.mean() + finding.mean()) / 2)
+    scale = float(max(scores.std(), 1e-6))
+    y = np.r_[np.zeros(len(normal)), np.ones(len(finding))].astype(int)
+    w, b = fit_logistic(((scores - center) / scale)[:, None], y, 2, C=C)
+    return {"center": center, "scale": scale, "weight": float(w[0, 0]), "bias": float(b[0]),
+            "normal_evidence": _rounded(normal), "finding_evidence": _rounded(finding)}
+
+
+def _rounded(x: np.ndarray) -> list:
+    return np.round(np.asarray(x, np.float64), DECIMALS).tolist()
