@@ -179,6 +179,15 @@ class Encoder:
     def has_local_map(self) -> bool:
         return mm.LOCAL_MAP in {o.name for o in self.session.get_outputs()}
 
+    @property
+    def pooling(self) -> str:
+        """How ``embedding`` pools ``local_map``: the method metadata's ``pool``, else mean."""
+        try:
+            method = json.loads(self.metadata.get(mm.KEY_METHOD) or "{}")
+        except json.JSONDecodeError:
+            method = {}
+        return str(method.get("pool") or "mean") if isinstance(method, dict) else "mean"
+
     def require_local_map(self) -> None:
         if not self.has_local_map:
             raise ModelError(f"{self.path}: the model has no {mm.LOCAL_MAP!r} output, which "

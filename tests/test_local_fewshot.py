@@ -234,6 +234,7 @@ def test_cli_fit_predict_heatmaps_eval_report(local_model, blob_folders, tmp_pat
     saved = json.loads(clf.read_text())
     assert saved["params"]["normal_class"] == "normal"
     assert saved["model_sha256"] == Encoder(local_model).sha256
+    assert Encoder(local_model).pooling == "mean"  # so the model's centring serves (none here)
     res = runner.invoke(app, ["fewshot", "predict", str(clf), str(blob_folders / "query"),
                               "--out", str(preds), "--heatmaps", str(heat)])
     assert res.exit_code == 0, res.output
@@ -261,8 +262,11 @@ def test_cli_fit_predict_heatmaps_eval_report(local_model, blob_folders, tmp_pat
     assert 'id="heatmaps"' not in build_report(run)
 
 
-def test_cli_clear_errors(blob_folders, tmp_path):
+def test_cli_clear_errors(local_model, blob_folders, tmp_path):
     plain = build_tiny_model(tmp_path / "plain.onnx", CONTRACT, dim=8)
+    labels_csv = tmp_path / "labels.csv"  # two classes, neither named like 'normal'
+    labels_csv.write_text("path,label\n" + "".join(f"patient_{i}.png,{'ab'[i % 2]}\n"
+                                                   for i in range(6)))
     with pytest.raises(ModelError, match="export RUN --local-map"):
         Encoder(plain).require_local_map()
     res = runner.invoke(app, ["fewshot", "fit", str(plain), str(blob_folders / "support"),
@@ -270,6 +274,11 @@ def test_cli_clear_errors(blob_folders, tmp_path):
     lines = res.output.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1
     assert "plain.onnx" in lines[0] and "cossl-edge export RUN --local-map" in lines[0]
+    res = runner.invoke(app, ["fewshot", "fit", str(local_model), str(blob_folders / "query"),
+                              "--classifier", "local", "--out", str(tmp_path / "c.json"),
+                              "--labels", str(labels_csv)])
+    assert res.exit_code == 2 and "pass --normal-class NAME" in res.output
+    assert len(res.output.strip().splitlines()) == 1
     clf = tmp_path / "proto.json"
     res = runner.invoke(app, ["fewshot", "fit", str(plain), str(blob_folders / "support"),
                               "--out", str(clf)])

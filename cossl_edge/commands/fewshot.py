@@ -24,14 +24,16 @@ NORMAL = typer.Option(None, "--normal-class", help="local: the class without a f
 
 
 def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
-                       local: bool):
-    """Local maps of a labelled folder when ``local``, else its embeddings."""
-    if not local:
+                       classifier: str, normal_class: str | None):
+    """Local maps of a labelled folder for the local classifier, else its embeddings."""
+    if classifier != "local":
         return _embed_labelled(encoder, folder, labels_csv, batch_size)
+    from cossl_edge.local_fewshot import normal_class_of
     from cossl_edge.sources import labelled_samples
 
     encoder.require_local_map()
     samples, labels, _ = labelled_samples(folder, labels_csv)
+    normal_class_of(sorted(set(labels)), normal_class)  # its error before the long part
     label_of = dict(zip(samples, labels, strict=True))
     maps, kept, skipped = [], [], []
     with opt.progress_bar("mapping", len(samples)) as advance:
@@ -86,10 +88,11 @@ def fit(
 
     with user_errors():
         encoder = opt.open_encoder(model, contract, threads, spin)
-        x, y = _features_labelled(encoder, support_dir, labels, batch_size,
-                                  classifier == "local")
-        clf = FewShotClassifier.fit(x, y, kind=classifier, centering=encoder.centering, C=c,
-                                    k=k, abstain_threshold=abstain, normal_class=normal_class)
+        x, y = _features_labelled(encoder, support_dir, labels, batch_size, classifier,
+                                  normal_class)
+        clf = FewShotClassifier.fit(x, y, kind=classifier, centering=_centering(encoder,
+                                    classifier), C=c, k=k, abstain_threshold=abstain,
+                                    normal_class=normal_class)
         clf.bind_model(encoder.sha256, model, encoder.contract.to_dict())
         clf.save(out)
     typer.echo(f"{classifier} classifier on {len(y)} images, {len(clf.classes)} classes "
@@ -226,15 +229,23 @@ def evaluate(
     with user_errors():
         shot_list = _parse_shots(shots)
         encoder = opt.open_encoder(model, contract, threads, spin)
-        x, y = _features_labelled(encoder, labeled_dir, labels, batch_size,
-                                  classifier == "local")
+        x, y = _features_labelled(encoder, labeled_dir, labels, batch_size, classifier,
+                                  normal_class)
         extra = {"normal_class": normal_class} if classifier == "local" else {}
         res = evaluate_episodes(x, y, shot_list, episodes, ways, classifier, queries, seed,
-                                encoder.centering, **extra)
+                                _centering(encoder, classifier), **extra)
         res["model_sha256"] = encoder.sha256
         if json_out is not None:
             json_out.write_text(json.dumps(res, indent=1))
     _print_results(res)
+
+
+def _centering(encoder, classifier: str):
+    """The model's centring vector is its mean embedding: the mean local vector too when the
+    model pools by the mean; otherwise (GeM) a local classifier centres on its support."""
+    if classifier == "local" and encoder.pooling != "mean":
+        return None
+    return encoder.centering
 
 
 def _parse_shots(text: str) -> list[int]:
