@@ -83,9 +83,12 @@ def local_vectors(maps: np.ndarray, center: np.ndarray | None) -> np.ndarray:
 
 
 def anomaly(z: np.ndarray, memory: np.ndarray) -> np.ndarray:
-    """a(i) = 1 − cosine to the nearest memory vector: N×P×C against M×C → N×P."""
-    return np.stack([1.0 - (zi @ memory.T).max(axis=1) for zi in z]) if len(z) else \
-        np.zeros((0, z.shape[1]), np.float32)
+    """a(i) = 1 − cosine to the nearest memory vector: N×P×C against M×C → N×P (one image
+    at a time, so memory use stays P×M)."""
+    out = np.zeros(z.shape[:2], np.float32)
+    for n, zn in enumerate(z):
+        out[n] = 1.0 - (zn @ memory.T).max(axis=1)
+    return out
 
 
 def evidence(a: np.ndarray, top_positions: int = 1) -> np.ndarray:
