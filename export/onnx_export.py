@@ -20,11 +20,12 @@ from torch import nn
 
 from cossl_edge import __version__
 from cossl_edge import model_metadata as mm
+from cossl_edge.training.backbones import global_pool
 from cossl_edge.training.config import PretrainConfig
 
 # Settings of the method that the runtime or a reader of the file may want to know.
 METHOD_KEYS = ("method", "arch", "width", "stem", "w_s", "rf_bounded_after", "local_grid",
-               "local_target", "proj_dim")
+               "local_target", "proj_dim", "pool")
 
 
 class PooledEncoder(nn.Module):
@@ -37,7 +38,7 @@ class PooledEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor):
         fmap = self.encoder.forward_features(image)
-        pooled = fmap.mean(dim=(2, 3))
+        pooled = global_pool(fmap, getattr(self.encoder, "pool", "mean"))
         return (pooled, fmap) if self.local_map else pooled
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from cossl_edge import model_metadata as mm
 from cossl_edge.export.errors import ExportError
+from cossl_edge.training.backbones import global_pool
 
 PARITY_TOLERANCE = 1e-4
 
@@ -52,7 +53,8 @@ def check_parity(model: nn.Module, path: Path, images: np.ndarray, local_map: bo
         x = images[i:i + 64]
         with torch.no_grad():
             fmap = model.forward_features(torch.from_numpy(x))
-            expected = [fmap.mean(dim=(2, 3)).numpy()] + ([fmap.numpy()] if local_map else [])
+            pooled = global_pool(fmap, getattr(model, "pool", "mean"))
+            expected = [pooled.numpy()] + ([fmap.numpy()] if local_map else [])
         got = sess.run(None, {mm.INPUT: x})
         worst = max([worst] + [float(np.abs(g - e).max()) for g, e in zip(got, expected,
                                                                            strict=True)])

@@ -17,6 +17,17 @@ from torch import nn
 DEPTHS = {"resnet10": [1, 1, 1, 1], "resnet18": [2, 2, 2, 2]}
 # stem name → (kernel, stride, max-pool): the input is divided by 1, 2 or 4 before the stages
 STEMS = {"small": (3, 1, False), "strided": (3, 2, False), "standard": (7, 2, True)}
+POOLS = ("mean", "gem")
+GEM_P = 3.0  # generalised-mean exponent (Radenović et al. 2018): between mean (1) and max (∞)
+
+
+def global_pool(fmap: torch.Tensor, how: str = "mean") -> torch.Tensor:
+    """B×C×h×w → B×C. ``mean``: global average pooling. ``gem``: generalised mean with
+    p = 3, (mean xᵖ)^(1/p), which follows the strongest positions of each channel, so a
+    finding that covers one position of the map is not diluted by the other h·w − 1."""
+    if how == "gem":
+        return fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+    return fmap.mean(dim=(2, 3))
 
 
 class ResNetEncoder(nn.Module):
@@ -28,8 +39,12 @@ class ResNetEncoder(nn.Module):
     """
 
     def __init__(self, arch: str = "resnet18", width: float = 1.0, in_channels: int = 1,
-                 stem: str = "small", rf_bounded_after: int | None = None) -> None:
+                 stem: str = "small", rf_bounded_after: int | None = None,
+                 pool: str = "mean") -> None:
         super().__init__()
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+        self.pool = pool
         if arch not in DEPTHS:
             raise ValueError(f"arch must be one of {sorted(DEPTHS)}, got {arch!r}")
         if stem not in STEMS:
@@ -54,7 +69,7 @@ class ResNetEncoder(nn.Module):
         return self.stages(self.stem(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x).mean(dim=(2, 3))
+        return global_pool(self.forward_features(x), self.pool)
 
     def feature_grid(self, image_size: int) -> int:
         """Side of the last-stage map for a square input (n, for n×n local vectors)."""
@@ -83,4 +98,4 @@ def _bound_receptive_field(stages: nn.Sequential, keep_blocks: int) -> None:
 def build_encoder(config) -> ResNetEncoder:
     """The backbone a :class:`~cossl_edge.training.config.PretrainConfig` describes."""
     return ResNetEncoder(config.arch, config.width, config.contract.channels,
-                         config.resolved_stem(), config.rf_bounded_after)
+                         config.resolved_stem(), config.rf_bounded_after, config.pool)

@@ -33,7 +33,7 @@ def stem_for_size(size: int) -> str:
     return "standard"  # 7×7 stride 2 + max-pool: 128 px → 32×32
 
 # Settings that change the model's shape or meaning: a resumed run must not change them.
-STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "proj_hidden", "proj_dim",
+STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "pool", "view_size", "proj_hidden", "proj_dim",
               "pred_hidden", "local_hidden", "local_grid", "local_target", "contract")
 
 
@@ -45,6 +45,7 @@ class PretrainConfig:
     width: float = 0.25
     stem: str = "auto"  # auto: by input size (stem_for_size), docs/recipe.md
     rf_bounded_after: int | None = None
+    pool: str = "mean"  # global pooling of the map: mean | gem (backbones.global_pool)
     # heads and method settings
     proj_hidden: int = 1024
     proj_dim: int = 128
@@ -69,6 +70,8 @@ class PretrainConfig:
     # data
     preset: str = "auto"  # camera | medical | auto (medical for DICOM, camera otherwise)
     min_scale: float = 0.2
+    texture: float = 0.0  # probability of views.scramble_texture per camera view
+    view_size: int | None = None  # side of the training views; None: the contract's size
     hflip: float | None = None  # flip probability per view; None: resolved_hflip()
     solarize: float = 0.2  # probability of solarizing the second camera view
     blur: float = 1.0  # camera views: blur probability of view 1 (view 2: a tenth of it)
@@ -84,10 +87,21 @@ class PretrainConfig:
     monitor: str | None = None
     version: int = CONFIG_VERSION
 
+    def resolved_view_size(self) -> int:
+        """Side of the training views. Smaller than the contract's size: each pair of views
+        is a native-resolution patch of the prepared image (``TwoViews``), and the fully
+        convolutional encoder runs on the whole image at inference."""
+        if self.view_size is None:
+            return self.contract.size
+        if not 8 <= self.view_size <= self.contract.size:
+            raise ValueError(f"view_size must be between 8 px and the image size "
+                             f"({self.contract.size} px), got {self.view_size}")
+        return int(self.view_size)
+
     def resolved_stem(self) -> str:
         if self.stem != "auto":
             return self.stem
-        return stem_for_size(self.contract.size)
+        return stem_for_size(self.resolved_view_size())
 
     def resolved_hflip(self) -> float:
         """Horizontal-flip probability of each view. Unset: none for one-channel images and

@@ -70,7 +70,7 @@ class RunFeatures:
                 if advance:
                     advance(len(x))
         local = np.concatenate(maps)
-        return Features(pooled(local), local)
+        return Features(pooled(local, getattr(self.encoder, "pool", "mean")), local)
 
 
 def load_run_config(run_dir: Path) -> PretrainConfig:

@@ -156,12 +156,13 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     kinds = {found.samples[i].kind for i in kept}
     preset = _resolve_preset(config, kinds)
     views = TwoViews(preset, config.contract, config.min_scale, config.resolved_hflip(),
-                     config.solarize, config.blur, config.resolved_rotate())
+                     config.solarize, config.blur, config.resolved_rotate(),
+                     config.resolved_view_size(), config.texture)
     dataset = TwoViewDataset(images, views)
 
     # channels_last: 1.5× faster convolutions on this CPU (oneDNN), and the usual GPU layout.
     method = build_method(config).to(device, memory_format=torch.channels_last)
-    grid = method.backbone.feature_grid(config.contract.size)
+    grid = method.backbone.feature_grid(config.resolved_view_size())
     w_s = resolved_w_s(config)
     if w_s > 0 and grid < 2 and (config.local_grid or grid) < 2:
         console.print(f"[yellow]warning: the last feature map is {grid}×{grid}; the local term "
@@ -195,6 +196,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
              "preset_resolved": preset, "stem_resolved": config.resolved_stem(),
              "hflip_resolved": config.resolved_hflip(),
              "rotate_resolved": config.resolved_rotate(),
+             "view_size_resolved": config.resolved_view_size(),
+             "inference_grid": method.backbone.feature_grid(config.contract.size),
              "num_images": len(images), "num_skipped": len(skipped),
              "effective_batch_size": batch * config.accumulate * dist.world,
              "world_size": dist.world, "device": str(device), "sync_bn": dist.sync_bn,
@@ -231,8 +234,12 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         method.train(was)
         return z.numpy()
 
-    probe = torch.from_numpy(config.contract.normalize(
-        images[np.random.default_rng(0).permutation(len(images))[:512]].astype(np.float32)))
+    probe_images = images[np.random.default_rng(0).permutation(len(images))[:512]]
+    view = config.resolved_view_size()
+    if view < config.contract.size:  # patch views: diagnose on centre patches, as trained
+        top = (config.contract.size - view) // 2
+        probe_images = probe_images[:, top:top + view, top:top + view]
+    probe = torch.from_numpy(config.contract.normalize(probe_images.astype(np.float32)))
 
     def diagnose(rec: dict) -> None:
         z = embed(probe)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cossl_edge.training.backbones import ResNetEncoder, build_encoder
+from cossl_edge.training.backbones import ResNetEncoder, build_encoder, global_pool
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.heads import MLPHead, local_vectors
 from cossl_edge.training.losses import byol_loss, co_byol_loss, co_simclr_loss
@@ -88,7 +88,7 @@ class SSLMethod(nn.Module):
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(feature map B×C×H×W, pooled h B×C) of the online backbone."""
         fmap = self.backbone.forward_features(x)
-        return fmap, fmap.mean(dim=(2, 3))
+        return fmap, global_pool(fmap, self.backbone.pool)
 
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError

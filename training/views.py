@@ -34,21 +34,25 @@ def _blur_kernel(size: int) -> int:
     return k
 
 
-def _rotation(degrees: float) -> list:
-    """A random rotation within ±degrees, about the centre, corners filled with black."""
+def _rotation(degrees: float, reflect: bool = False) -> list:
+    """A random rotation within ±degrees, about the centre, corners filled with black — or,
+    for a patch of a larger image (``reflect``), with the patch's own mirrored content: a
+    black corner inside a scan would look like a dark finding."""
     if degrees <= 0:
         return []
     import albumentations as A
 
-    return [A.Affine(rotate=(-degrees, degrees), border_mode=0, fill=0, p=1.0)]
+    border = 4 if reflect else 0  # cv2.BORDER_REFLECT_101 or BORDER_CONSTANT
+    return [A.Affine(rotate=(-degrees, degrees), border_mode=border, fill=0, p=1.0)]
 
 
 def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 0.5,
                  solarize: float = 0.2, blur: float = 1.0,
-                 rotate: float = 0.0) -> tuple[ViewFn, ViewFn]:
+                 rotate: float = 0.0, size: int | None = None,
+                 texture: float = 0.0) -> tuple[ViewFn, ViewFn]:
     import albumentations as A
 
-    s, gray = contract.size, contract.channels == 1
+    s, gray = size or contract.size, contract.channels == 1
     k = _blur_kernel(s)
 
     def one(blur_p: float, solarize_p: float) -> ViewFn:
@@ -58,7 +62,7 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
             A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8)
         )
         ops = [
-            *_rotation(rotate),
+            *_rotation(rotate, reflect=s < contract.size),
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
             A.HorizontalFlip(p=hflip),
             colour,
@@ -70,7 +74,14 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
             A.Solarize(threshold_range=(0.5, 0.5), p=solarize_p),
         ]
         pipe = A.Compose(ops)
-        return lambda img: pipe(image=img)["image"]
+
+        def view(img: np.ndarray) -> np.ndarray:
+            out = pipe(image=img)["image"]
+            if texture > 0 and np.random.random() < texture:
+                out = scramble_texture(out, np.random.default_rng(np.random.randint(2**31)))
+            return out
+
+        return view
 
     return one(blur, 0.0), one(0.1 * blur, solarize)
 
@@ -80,18 +91,23 @@ class TwoViews:
 
     def __init__(self, preset: str, contract: PreprocessContract, min_scale: float = 0.2,
                  hflip: float = 0.5, solarize: float = 0.2, blur: float = 1.0,
-                 rotate: float = 0.0):
+                 rotate: float = 0.0, view_size: int | None = None, texture: float = 0.0):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+        size = view_size or contract.size
         if preset == "camera":
             self.view_a, self.view_b = camera_views(contract, min_scale, hflip, solarize,
-                                                       blur, rotate)
+                                                       blur, rotate, size, texture)
         else:  # solarizing a window of HU means nothing: the medical views have no solarize
             self.view_a, self.view_b = medical_views(contract, min_scale, hflip,
-                                                        rotate)
+                                                        rotate, blur, size)
         self.contract = contract
+        self.patch = patch_size(size, contract.size)
 
     def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.patch < prepared.shape[0]:  # both views from one native-resolution patch
+            top, left = np.random.randint(0, prepared.shape[0] - self.patch + 1, size=2)
+            prepared = prepared[top:top + self.patch, left:left + self.patch]
         a = np.clip(self.view_a(prepared), 0.0, 1.0)
         b = np.clip(self.view_b(prepared), 0.0, 1.0)
         if a.ndim == 2:
@@ -99,8 +115,45 @@ class TwoViews:
         return self.contract.normalize(a), self.contract.normalize(b)
 
 
+def scramble_texture(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Replace an H×W×C view's large-scale shading by a random one and drown its fine grain
+    in new grain, keeping what stands out from both: edges, thin lines and small blobs.
+
+    ``img − lowpass(img) + mean + field + grain``: the low-pass is a Gaussian at σ = 1/8 of
+    the side, ``field`` smooth noise of that scale and the shading's own strength, ``grain``
+    noise smoothed at σ 0.5–1.5 px with a standard deviation of 0.02–0.06.
+
+    In scans whose every image has its own texture (crystal grain, trabecular bone, film
+    grain), that texture is what tells one image from another best, and what instance
+    discrimination learns first. Two views that no longer share it must be matched on what
+    they still share — structures of higher contrast than the texture, the size of the
+    findings."""
+    import cv2
+
+    h, w = img.shape[:2]
+    sigma = max(h, w) / 8
+    low = cv2.GaussianBlur(img, (0, 0), sigma).reshape(img.shape)
+    spread = float(low.std()) + 0.02
+    field = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma)
+    field *= spread / (float(field.std()) + 1e-6)
+    grain = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0),
+                             float(rng.uniform(0.5, 1.5)))
+    grain *= float(rng.uniform(0.02, 0.06)) / (float(grain.std()) + 1e-6)
+    return img - low + float(low.mean()) + (field + grain).reshape(h, w, *img.shape[2:])
+
+
+def patch_size(view_size: int, image_size: int) -> int:
+    """Side of the patch that both views of a pair are cropped from, when the views are
+    smaller than the image: a quarter larger than a view, so that a random resized crop of
+    the patch keeps about the native scale (0.8–1.25×) and the two views overlap."""
+    if view_size >= image_size:
+        return image_size
+    return min(image_size, int(round(1.25 * view_size)))
+
+
 def medical_views(contract: PreprocessContract, min_scale: float,
-                  hflip: float = 0.5, rotate: float = 0.0) -> tuple[ViewFn, ViewFn]:
+                  hflip: float = 0.5, rotate: float = 0.0, blur: float = 1.0,
+                  size: int | None = None) -> tuple[ViewFn, ViewFn]:
     """Views for scans: the camera geometry (rotation, random resized crop, horizontal flip)
     and MONAI intensity transforms instead of colour jitter, which means nothing for a
     window of HU:
@@ -129,11 +182,11 @@ def medical_views(contract: PreprocessContract, min_scale: float,
     )
 
     set_track_meta(False)  # plain tensors: MetaTensor bookkeeping costs more than the maths
-    s = contract.size
+    s = size or contract.size
 
     def one(smooth_p: float, noise_p: float) -> ViewFn:
         geometry = A.Compose([
-            *_rotation(rotate),
+            *_rotation(rotate, reflect=s < contract.size),
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
             A.HorizontalFlip(p=hflip),
         ])
@@ -166,4 +219,4 @@ def medical_views(contract: PreprocessContract, min_scale: float,
 
         return view
 
-    return one(smooth_p=0.5, noise_p=0.1), one(smooth_p=0.1, noise_p=0.5)
+    return one(smooth_p=0.5 * blur, noise_p=0.1), one(smooth_p=0.1 * blur, noise_p=0.5)

@@ -61,6 +61,10 @@ def register(app: typer.Typer) -> None:
                                  "steps per CPU minute) or resnet18."),
         width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
                                     "channels). Smaller trains faster on a CPU."),
+        pool: str = typer.Option("mean", help="Global pooling of the last feature map into "
+                                 "the embedding: mean, or gem (generalised mean, p = 3: "
+                                 "follows the strongest positions, for small local "
+                                 "findings)."),
         image_size: str = typer.Option("auto", help="Side of the square input in pixels, or "
                                        "auto: 32, 64 or 128, nearest to the images' median "
                                        "short side (larger images → 128)."),
@@ -90,6 +94,15 @@ def register(app: typer.Typer) -> None:
         local_hidden: int = typer.Option(512, help="Hidden size of the local (per-position) "
                                          "heads."),
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
+        scramble_texture: float = typer.Option(0.0, min=0.0, max=1.0, help="Probability of "
+                                               "replacing a view's large-scale shading and "
+                                               "fine grain by random ones, keeping its edges, "
+                                               "lines and small blobs (camera views)."),
+        view_size: int | None = typer.Option(None, help="Side of the training views in "
+                                             "pixels, smaller than --image-size: both views "
+                                             "of a pair are cut from one native-resolution "
+                                             "patch, and the encoder sees the whole image at "
+                                             "inference [default: the image size]."),
         hflip: str = typer.Option("auto", help="Probability of a horizontal flip in each view, "
                                   "or auto: 0 for one-channel images (scans have a canonical "
                                   "left and right; digits and characters are not "
@@ -152,13 +165,13 @@ def register(app: typer.Typer) -> None:
             if not auto_size and not image_size.strip().isdigit():
                 raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
             config = PretrainConfig(
-                method=method.value, arch=arch, width=width, stem=stem, w_s=w_s,
+                method=method.value, arch=arch, width=width, stem=stem, pool=pool, w_s=w_s,
                 local_target=local_target, local_grid=local_grid, optimizer=optimizer, lr=lr,
                 temperature=temperature, ema_base=ema_base, proj_dim=proj_dim,
                 proj_hidden=proj_hidden, pred_hidden=proj_hidden, local_hidden=local_hidden,
                 batch_size=batch_size, accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
-                seed=seed, preset=preset, min_scale=min_scale, workers=workers,
+                seed=seed, preset=preset, min_scale=min_scale, view_size=view_size, texture=scramble_texture, workers=workers,
                 hflip=parse_auto("--hflip", hflip, 1.0, "a probability between 0 and 1"),
                 rotate=parse_auto("--rotate", rotate, 180.0, "an angle between 0 and 180 degrees"),
                 solarize=solarize, blur=blur,

@@ -37,9 +37,16 @@ class Extractor(Protocol):
     def __call__(self, prepared: np.ndarray, advance: Advance | None = None) -> Features: ...
 
 
-def pooled(local_maps: np.ndarray) -> np.ndarray:
-    """The encoder's global average pooling, done in numpy so masking 0% is exactly it."""
-    return np.asarray(local_maps, np.float32).mean(axis=(2, 3))
+GEM_P = 3.0  # as the training's generalised-mean pooling
+
+
+def pooled(local_maps: np.ndarray, how: str = "mean") -> np.ndarray:
+    """The encoder's global pooling (``mean`` or ``gem``), done in numpy so masking 0% is
+    exactly it."""
+    maps = np.asarray(local_maps, np.float32)
+    if how == "gem":
+        return np.power(np.power(np.maximum(maps, 1e-6), GEM_P).mean(axis=(2, 3)), 1 / GEM_P)
+    return maps.mean(axis=(2, 3))
 
 
 class OnnxFeatures:
@@ -56,6 +63,7 @@ class OnnxFeatures:
         outputs = [o.name for o in self.encoder.session.get_outputs()]
         self.has_local_map = mm.LOCAL_MAP in outputs
         method = self.encoder.metadata.get(mm.KEY_METHOD)
+        self.pool = (_json_or_none(method) or {}).get("pool") or "mean"
         self.description = {"kind": "onnx", "model": file_token(path),
                             "sha256": self.encoder.sha256,
                             "precision": self.encoder.metadata.get(mm.KEY_PRECISION),
@@ -77,7 +85,7 @@ class OnnxFeatures:
                             "the model has no local_map output; re-export the run with "
                             "`cossl-edge export --local-map`, or evaluate the run directory")
         local = np.concatenate(maps)
-        return Features(pooled(local), local)
+        return Features(pooled(local, self.pool), local)
 
 
 class PixelFeatures:

@@ -1,0 +1,182 @@
+"""Scans whose label is a small local finding: does pretraining beat raw pixels there?
+
+``python benchmarks/local_findings.py --budget 10m --seeds 2 --variant default= --variant "local=--findings local"``
+
+Data: ``clinical_examples/finding_scans.py`` (288 px 12-bit DICOM scans, a texture unique to
+each image, regular structures, brightness and gradients that must not matter; the label is
+a crack, a blob or a faint patch covering at most 2% of the image): 3,000 unlabeled scans for
+pretraining and 400 labelled ones (half ``normal``, half ``defective`` in grades 1–3) that
+the encoder never sees. Written once into ``--work``.
+
+Each variant is a set of ``cossl-edge pretrain`` options, run exactly as a user runs it:
+``cossl-edge pretrain UNLABELED --time-budget B --seed S [options]``, then
+``cossl-edge export RUN --local-map`` and the **int8** encoder embeds the labelled scans.
+Scored with the project's episode protocol (:func:`cossl_edge.episodes.evaluate_episodes`):
+defective vs normal, 2-way 1- and 5-shot, nearest prototype after CL2N with the model's
+centring (what ``cossl-edge fewshot eval`` does), 400 episodes, 15 queries, episode seed =
+run seed; the four grades 4-way 5-shot the same way; and the local (patch-memory)
+classifier when the runtime has one. Floors, same protocol: raw pixels at 32, 64 and 128 px
+(the best of the three is the floor) and the random-init encoder of the variant.
+
+Finished runs are cached in ``--work``; results go to ``benchmarks/results/local_findings.json``
+and, with ``--docs``, to the ``local-findings`` section of ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from clinical_examples.finding_scans import read_boxes, write_dataset  # noqa: E402
+
+from cossl_edge.contract import PreprocessContract  # noqa: E402
+from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "local_findings.json"
+EPISODES, QUERIES = 400, 15
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", default="10m", help="Pretraining budget per run (10m, 90s).")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Run seeds.")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                    help="A named set of `cossl-edge pretrain` options (repeatable); "
+                    "'default=' is the recipe with no option.")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "local_findings")
+    ap.add_argument("--data", type=Path, default=ROOT / "build" / "findings",
+                    help="Benchmark data (generated here when missing).")
+    ap.add_argument("--unlabeled", type=int, default=3000)
+    ap.add_argument("--labeled", type=int, default=400)
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--docs", action="store_true", help="Write the docs/benchmarks.md section.")
+    ap.add_argument("--floors-only", action="store_true")
+    args = ap.parse_args()
+    args.variants = dict(v.partition("=")[::2] for v in args.variant) or {"default": ""}
+    return args
+
+
+def ensure_data(args: argparse.Namespace) -> None:
+    if (args.data / "findings.csv").exists():
+        return
+    print(f"writing the benchmark scans into {args.data} (once)", flush=True)
+    write_dataset(args.data, args.unlabeled, args.labeled, seed=0)
+
+
+def cli(*argv: str) -> None:
+    cmd = [sys.executable, "-m", "cossl_edge", *argv]
+    print("$ cossl-edge " + shlex.join(argv), flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def labelled(args, contract: PreprocessContract) -> tuple[np.ndarray, list[str], list[str]]:
+    refs, labels, _ = labelled_samples(args.data / "labeled")
+    images, kept, skipped = load_many(refs, contract)
+    if skipped:
+        raise SystemExit(f"{len(skipped)} unreadable labelled scans")
+    table = read_boxes(args.data)
+    grades = [str(table[refs[i].path.relative_to(args.data).as_posix()][1]) for i in kept]
+    return images, [labels[i] for i in kept], grades
+
+
+def score(x: np.ndarray, y: list[str], grades: list[str], seed: int,
+          centering: np.ndarray | None) -> dict:
+    binary = evaluate_episodes(x, y, (1, 5), EPISODES, 2, "proto", QUERIES, seed, centering)
+    four = evaluate_episodes(x, grades, (5,), EPISODES, 4, "proto", QUERIES, seed, centering)
+    return {"binary_1shot": binary["shots"]["1"]["accuracy"],
+            "binary_5shot": binary["shots"]["5"]["accuracy"],
+            "binary_5shot_ci95": binary["shots"]["5"]["ci95"],
+            "binary_5shot_auc": binary["shots"]["5"].get("auc"),
+            "grades_5shot": four["shots"]["5"]["accuracy"]}
+
+
+def local_score(model: Path, images: np.ndarray, y: list[str], seed: int) -> dict | None:
+    """The patch-memory (local) classifier on the same episodes, when the runtime has it."""
+    try:
+        from cossl_edge.evaluation.features import OnnxFeatures
+        feats = OnnxFeatures(model)(images)
+        res = evaluate_episodes(feats.local_maps, y, (5,), EPISODES, 2, "local", QUERIES,
+                                seed, None, normal_class="normal")
+    except (ImportError, TypeError, ValueError) as e:  # no local classifier (yet)
+        return {"error": f"{type(e).__name__}: {e}"[:200]}
+    return {"local_5shot": res["shots"]["5"]["accuracy"],
+            "local_5shot_ci95": res["shots"]["5"]["ci95"]}
+
+
+def floors(args) -> dict:
+    out = {}
+    for size in (32, 64, 128):
+        contract = PreprocessContract(channels=1, size=size)
+        images, y, grades = labelled(args, contract)
+        x = contract.normalize(images).reshape(len(images), -1)
+        for seed in args.seeds:
+            out[f"raw-pixels-{size}/s{seed}"] = score(x, y, grades, seed, x.mean(0))
+    return out
+
+
+def run_variant(args, name: str, options: str, seed: int) -> dict:
+    from cossl_edge.encoder import Encoder
+
+    run = args.work / "runs" / f"{name}-s{seed}"
+    done = run / "benchmark.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    if run.exists():
+        import shutil
+        shutil.rmtree(run)
+    t0 = time.time()
+    cli("pretrain", str(args.data / "unlabeled"), "--out", str(run), "--time-budget",
+        args.budget, "--seed", str(seed), "--quiet", *shlex.split(options))
+    cli("export", str(run), "--local-map", "--no-latency")
+    config = json.loads((run / "config.json").read_text())
+    steps = max((json.loads(line).get("step", 0)
+                 for line in (run / "metrics.jsonl").read_text().splitlines()), default=0)
+    model = run / "encoder.int8.onnx"
+    encoder = Encoder(model)
+    contract = encoder.contract
+    images, y, grades = labelled(args, contract)
+    x = encoder.embed_prepared(images)
+    rec = {"variant": name, "options": options, "seed": seed, "budget": args.budget,
+           "steps": steps, "size": contract.size, "feature_grid": config.get("feature_grid"),
+           "wall_s": round(time.time() - t0), **score(x, y, grades, seed, encoder.centering)}
+    local = local_score(model, images, y, seed)
+    if local:
+        rec.update(local)
+    done.write_text(json.dumps(rec, indent=1))
+    return rec
+
+
+def main() -> None:
+    args = parse_args()
+    ensure_data(args)
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    results.setdefault("floors", {}).update(floors(args))
+    if not args.floors_only:
+        for name, options in args.variants.items():
+            for seed in args.seeds:
+                rec = run_variant(args, name, options, seed)
+                results.setdefault("runs", {})[f"{name}/{args.budget}/s{seed}"] = rec
+                print(json.dumps(rec), flush=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=1, sort_keys=True))
+    for key, rec in sorted(results["floors"].items()):
+        print(f"{key:28s} binary 5-shot {100 * rec['binary_5shot']:.1f}%  "
+              f"grades {100 * rec['grades_5shot']:.1f}%")
+
+
+if __name__ == "__main__":
+    main()
