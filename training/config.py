@@ -33,8 +33,9 @@ def stem_for_size(size: int) -> str:
     return "standard"  # 7×7 stride 2 + max-pool: 128 px → 32×32
 
 # Settings that change the model's shape or meaning: a resumed run must not change them.
-STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "pool", "view_size", "proj_hidden", "proj_dim",
-              "pred_hidden", "local_hidden", "local_grid", "local_target", "contract")
+STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "pool", "view_size",
+              "proj_hidden", "proj_dim", "pred_hidden", "local_hidden", "local_grid",
+              "local_target", "contract")
 
 
 @dataclass
