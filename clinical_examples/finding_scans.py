@@ -16,18 +16,18 @@ that varies much more from image to image must not matter:
 
 Findings (``defective`` images; ``grade`` 1–3 says how many and how strong):
 
-- ``crack``: a dark polyline 1–2 px wide and 30–90 px long, in a random direction;
-- ``blob``: a dark disc of radius 3–7 px;
-- ``patch``: a faint dark region of 12–24 px with soft edges.
+- ``crack``: a dark polyline 1–3 px wide and 60–150 px long, in a random direction;
+- ``blob``: a dark disc of radius 5–10 px;
+- ``patch``: a faint dark region of 16–32 px with soft edges.
 
 Each finding's bounding box is written to ``findings.csv`` (pixel rows/columns of the stored
 image), so that heatmaps can be checked against it. Everything is deterministic for a seed.
 
 >>> import numpy as np
->>> img, boxes = finding_scan(np.random.default_rng(0), grade=2)
->>> img.shape, img.dtype, len(boxes) >= 1
+>>> img, boxes, mask = finding_scan(np.random.default_rng(0), grade=3, with_mask=True)
+>>> img.shape, img.dtype, len(boxes) >= 2
 ((288, 288), dtype('float32'), True)
->>> bool(sum((b[2] - b[0]) * (b[3] - b[1]) for b in boxes) < 0.02 * img.size)
+>>> bool(mask.mean() < 0.02)  # the findings cover at most 2% of the image
 True
 """
 
@@ -103,7 +103,7 @@ def _illumination(rng: np.random.Generator, size: int) -> tuple[np.ndarray, floa
 
 
 def _crack(rng: np.random.Generator, size: int, strength: float) -> tuple[np.ndarray, Box]:
-    length = rng.uniform(30, 90)
+    length = rng.uniform(60, 150)
     steps = 6
     pts = [rng.uniform(0.1 * size, 0.9 * size, 2)]
     heading = rng.uniform(0, 2 * np.pi)
@@ -113,13 +113,13 @@ def _crack(rng: np.random.Generator, size: int, strength: float) -> tuple[np.nda
     pts = np.clip(np.array(pts), 2, size - 3)
     mask = np.zeros((size, size), np.float32)
     poly = np.round(pts[:, ::-1] * 16).astype(np.int32)  # x, y with 4 fractional bits
-    cv2.polylines(mask, [poly], False, 1.0, thickness=int(rng.integers(1, 3)),
+    cv2.polylines(mask, [poly], False, 1.0, thickness=int(rng.integers(1, 4)),
                   lineType=cv2.LINE_AA, shift=4)
     return -strength * mask, _box(mask)
 
 
 def _blob(rng: np.random.Generator, size: int, strength: float) -> tuple[np.ndarray, Box]:
-    r = rng.uniform(3, 7)
+    r = rng.uniform(5, 10)
     cy, cx = rng.uniform(0.08 * size, 0.92 * size, 2)
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
     mask = np.clip(r + 0.5 - np.hypot(yy - cy, xx - cx), 0, 1)
@@ -127,7 +127,7 @@ def _blob(rng: np.random.Generator, size: int, strength: float) -> tuple[np.ndar
 
 
 def _patch(rng: np.random.Generator, size: int, strength: float) -> tuple[np.ndarray, Box]:
-    ry, rx = rng.uniform(6, 12, 2)
+    ry, rx = rng.uniform(8, 16, 2)
     cy, cx = rng.uniform(0.1 * size, 0.9 * size, 2)
     yy, xx = np.mgrid[:size, :size].astype(np.float32)
     d = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2
@@ -145,17 +145,18 @@ FINDING_MAKERS = {"crack": _crack, "blob": _blob, "patch": _patch}
 
 
 def finding_scan(rng: np.random.Generator, grade: int = 0, size: int = SIZE,
-                 ) -> tuple[np.ndarray, list[Box]]:
-    """One scan in [0, 1] (size×size float32) and the bounding boxes of its findings.
-    ``grade`` 0: none; 1: one faint finding; 2: one clear finding; 3: two or three."""
+                 with_mask: bool = False):
+    """One scan in [0, 1] (size×size float32) and the bounding boxes of its findings (and,
+    ``with_mask``, the boolean mask of the finding pixels). ``grade`` 0: none; 1: one faint
+    finding; 2: one clear finding; 3: two."""
     base = _grains(rng, size) + _fine_texture(rng, size) + _structures(rng, size)
     gain, brightness = _illumination(rng, size)
     findings = np.zeros((size, size), np.float32)
     boxes: list[Box] = []
-    count = 0 if grade == 0 else 1 if grade < 3 else int(rng.integers(2, 4))
+    count = 0 if grade == 0 else 1 if grade < 3 else 2
     for _ in range(count):
         kind = KINDS[int(rng.integers(len(KINDS)))]
-        strength = rng.uniform(0.25, 0.35) if grade == 1 else rng.uniform(0.35, 0.5)
+        strength = rng.uniform(0.35, 0.5) if grade == 1 else rng.uniform(0.5, 0.7)
         layer, box = FINDING_MAKERS[kind](rng, size, float(strength))
         findings = np.minimum(findings, layer)  # overlapping findings do not add up
         boxes.append(box)
@@ -166,7 +167,11 @@ def finding_scan(rng: np.random.Generator, grade: int = 0, size: int = SIZE,
                          borderMode=cv2.BORDER_REFLECT)
     boxes = [_rotate_box(b, turn, size) for b in boxes]
     img = img + rng.normal(0, rng.uniform(0.01, 0.03), img.shape).astype(np.float32)
-    return np.clip(img, 0.0, 1.0).astype(np.float32), boxes
+    img = np.clip(img, 0.0, 1.0).astype(np.float32)
+    if with_mask:
+        mask = cv2.warpAffine(findings, turn, (size, size), flags=cv2.INTER_LINEAR) < -0.01
+        return img, boxes, mask
+    return img, boxes
 
 
 def _rotate_box(box: Box, turn: np.ndarray, size: int) -> Box:

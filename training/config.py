@@ -6,7 +6,7 @@ Every default of the method (``shared/METHOD.md``) is a field here, not a consta
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from cossl_edge.contract import PreprocessContract
@@ -14,13 +14,36 @@ from cossl_edge.contract import PreprocessContract
 CONFIG_VERSION = 1
 
 
-def size_for_native(side: int | None) -> int:
+def size_for_native(side: int | None, findings: str = "global") -> int:
     """``--image-size auto``: the recipe size (32, 64 or 128 px) nearest to the data's median
     short side; 64 when it cannot be read. Larger images are downsampled to 128 px, which a
-    CPU can train on; pass --image-size for more."""
+    CPU can train on; pass --image-size for more. With ``--findings local`` the images keep
+    up to 256 px (a multiple of 32): a thin crack must survive the resize, and training on
+    native-resolution patches costs the same at any image size."""
+    if findings == "local" and side is not None and side > 90:
+        return min(LOCAL_MAX_SIZE, max(128, side // 32 * 32))
     if side is None:
         return 64
     return 32 if side <= 45 else 64 if side <= 90 else 128
+
+
+LOCAL_MAX_SIZE = 256
+FINDINGS = ("global", "local")
+# --findings local: the recipe for labels decided by a small local finding (docs/recipe.md,
+# "Small local findings"). Each value replaces the field's default only; options given
+# explicitly are kept.
+LOCAL_FINDINGS_RECIPE = {
+    "view_size": 64,  # native-resolution patches: the finding is a large part of a view
+    "pool": "gem",  # the embedding follows the strongest positions of the map
+    "preset": "camera",  # albumentations geometry and intensity, no MONAI smoothing
+    "blur": 0.0,  # blur erases thin lines: invariance to it is invariance to the finding
+    "solarize": 0.0,
+    "min_scale": 0.5,  # crops of a patch stay at about the native scale
+    "texture": 0.8,  # the per-image texture stops telling images apart (scramble_texture)
+    "jitter": 0.2,  # BYOL's 0.4 saturates scans: a washed-out view has lost its finding
+    "cutpaste": True,  # hard negatives: a small local change makes another image
+}
+CONTRASTIVE = ("co-simclr", "simclr")  # methods with negatives (cutpaste needs them)
 
 
 def stem_for_size(size: int) -> str:
@@ -69,9 +92,12 @@ class PretrainConfig:
     bf16: bool = False
     seed: int = 0
     # data
+    findings: str = "global"  # global | local: LOCAL_FINDINGS_RECIPE (with_findings_recipe)
     preset: str = "auto"  # camera | medical | auto (medical for DICOM, camera otherwise)
     min_scale: float = 0.2
     texture: float = 0.0  # probability of views.scramble_texture per camera view
+    jitter: float = 0.4  # brightness/contrast limit of the camera views (BYOL's 0.4)
+    cutpaste: bool = False  # a CutPaste copy of each image as its hard negative (simclr)
     view_size: int | None = None  # side of the training views; None: the contract's size
     hflip: float | None = None  # flip probability per view; None: resolved_hflip()
     solarize: float = 0.2  # probability of solarizing the second camera view
@@ -87,6 +113,19 @@ class PretrainConfig:
     checkpoint_every: int = 10  # epochs between periodic copies (last.pt is always kept)
     monitor: str | None = None
     version: int = CONFIG_VERSION
+
+    def with_findings_recipe(self, keep: set[str] | frozenset = frozenset()) -> PretrainConfig:
+        """This configuration with ``LOCAL_FINDINGS_RECIPE`` in place of its defaults when
+        ``findings`` is ``local`` (fields named in ``keep`` — given explicitly — stay as
+        they are); unchanged otherwise."""
+        if self.findings not in FINDINGS:
+            raise ValueError(f"findings must be one of {FINDINGS}, got {self.findings!r}")
+        if self.findings != "local":
+            return self
+        changes = {k: v for k, v in LOCAL_FINDINGS_RECIPE.items() if k not in keep}
+        if self.method not in CONTRASTIVE:
+            changes.pop("cutpaste", None)
+        return replace(self, **changes)
 
     def resolved_view_size(self) -> int:
         """Side of the training views. Smaller than the contract's size: each pair of views

@@ -72,7 +72,7 @@ def _atomic_save(path: Path, arr: np.ndarray) -> None:
 
 
 class TwoViewDataset(torch.utils.data.Dataset):
-    """Item i → (view_a, view_b) tensors drawn from cached image i."""
+    """Item i → (view_a, view_b[, hard negative]) tensors drawn from cached image i."""
 
     def __init__(self, images: np.ndarray, views: TwoViews):
         self.images = images
@@ -82,8 +82,7 @@ class TwoViewDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int):
-        a, b = self.views(self.images[i].astype(np.float32))
-        return torch.from_numpy(a), torch.from_numpy(b)
+        return tuple(torch.from_numpy(v) for v in self.views(self.images[i].astype(np.float32)))
 
 
 def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,

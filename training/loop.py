@@ -142,7 +142,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                           "point to a folder of PNG/JPEG/TIFF, DICOM or video files")
     if auto_size:
         side = native_side(found.samples)
-        size = size_for_native(side)
+        size = size_for_native(side, config.findings)
         config = replace(config, contract=replace(config.contract, size=size))
         console.print(f"image size: {size} px (auto; the images' median short side is "
                       f"{side if side is not None else 'unknown'} px; --image-size to choose)")
@@ -157,7 +157,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     preset = _resolve_preset(config, kinds)
     views = TwoViews(preset, config.contract, config.min_scale, config.resolved_hflip(),
                      config.solarize, config.blur, config.resolved_rotate(),
-                     config.resolved_view_size(), config.texture)
+                     config.resolved_view_size(), config.texture, config.cutpaste,
+                     config.jitter)
     dataset = TwoViewDataset(images, views)
 
     # channels_last: 1.5× faster convolutions on this CPU (oneDNN), and the usual GPU layout.
@@ -308,13 +309,14 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                     persistent_workers=False)
                 losses, seen, t_epoch = [], 0, time.perf_counter()
                 accum = 0
-                for view_a, view_b in loader:
+                for batch_views in loader:
                     if dist.any(stop_requested["flag"]):  # all ranks stop at one batch
                         raise Stop
-                    view_a = view_a.to(device, memory_format=torch.channels_last)
-                    view_b = view_b.to(device, memory_format=torch.channels_last)
+                    batch_views = [v.to(device, memory_format=torch.channels_last)
+                                   for v in batch_views]
+                    view_a = batch_views[0]
                     with autocast:
-                        loss, _stats = model(view_a, view_b)
+                        loss, _stats = model(*batch_views)
                     (loss / config.accumulate).backward()
                     accum += 1
                     seen += len(view_a) * dist.world

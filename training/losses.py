@@ -43,13 +43,17 @@ def co_byol_loss(prediction: torch.Tensor, target: torch.Tensor,
     return (1 - w_s) * global_term + w_s * co_local_loss(local_predictions, local_target)
 
 
-def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
+def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float,
+                 extra_negatives: torch.Tensor | None = None) -> torch.Tensor:
     """SimCLR's normalised-temperature cross entropy over 2B embeddings: each embedding's
-    positive is the other view of its image, its negatives the other 2B − 2 embeddings."""
+    positive is the other view of its image, its negatives the other 2B − 2 embeddings and,
+    when given, every row of ``extra_negatives`` (M×D, e.g. hard negatives)."""
     z = F.normalize(torch.cat([z_a, z_b]), dim=-1)
     n = z_a.shape[0]
     logits = z @ z.t() / temperature
     logits = logits.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
+    if extra_negatives is not None:
+        logits = torch.cat([logits, z @ F.normalize(extra_negatives, dim=-1).t() / temperature], 1)
     targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     return F.cross_entropy(logits, targets)
 
@@ -68,9 +72,11 @@ def co_info_nce_local_loss(local_queries: torch.Tensor, keys: torch.Tensor,
 
 
 def co_simclr_loss(z_a: torch.Tensor, z_b: torch.Tensor, local_a: torch.Tensor | None,
-                   local_b: torch.Tensor | None, w_s: float, temperature: float) -> torch.Tensor:
-    """(1 − w_s)·NT-Xent + w_s·(symmetric local InfoNCE). ``w_s == 0`` is SimCLR exactly."""
-    global_term = nt_xent_loss(z_a, z_b, temperature)
+                   local_b: torch.Tensor | None, w_s: float, temperature: float,
+                   extra_negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """(1 − w_s)·NT-Xent + w_s·(symmetric local InfoNCE). ``w_s == 0`` is SimCLR exactly.
+    ``extra_negatives`` join the global term's negatives."""
+    global_term = nt_xent_loss(z_a, z_b, temperature, extra_negatives)
     if w_s == 0:
         return global_term
     local_term = 0.5 * (co_info_nce_local_loss(local_a, z_b, temperature)

@@ -93,8 +93,11 @@ class SSLMethod(nn.Module):
     def loss(self, view_a: torch.Tensor, view_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
-    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def forward(self, view_a: torch.Tensor, view_b: torch.Tensor,
+                *negatives: torch.Tensor) -> tuple[torch.Tensor, dict]:
         # forward() is the loss so that DistributedDataParallel can wrap the whole method.
+        if negatives:
+            return self.loss(view_a, view_b, negatives[0])
         return self.loss(view_a, view_b)
 
 
@@ -113,6 +116,9 @@ class CoBYOL(SSLMethod):
 
     def __init__(self, backbone: ResNetEncoder, config: PretrainConfig):
         super().__init__(backbone, config)
+        if config.cutpaste:
+            raise ValueError(f"--cutpaste adds negatives, which {config.method} has none of; "
+                             "use co-simclr or simclr, or drop --cutpaste")
         c, d = backbone.out_channels, config.proj_dim
         self.g1 = MLPHead(c, config.proj_hidden, d)
         self.q1 = MLPHead(d, config.pred_hidden, d)
@@ -168,11 +174,16 @@ class CoSimCLR(SSLMethod):
         if self.use_local:
             self.g2 = MLPHead(c, config.local_hidden, d)
 
-    def loss(self, view_a, view_b):
-        fmap, h = self.features(torch.cat([view_a, view_b]))
-        z_a, z_b = self.g1(h).chunk(2)
+    def loss(self, view_a, view_b, negative=None):
+        """``negative``: B hard negatives (views of each image with a CutPaste), which join
+        the global term's negatives."""
+        views = [view_a, view_b] + ([negative] if negative is not None else [])
+        fmap, h = self.features(torch.cat(views))
+        z = self.g1(h).split(len(view_a))
+        fmap = fmap[:2 * len(view_a)]
         la = lb = None
         if self.use_local:
             la, lb = self.g2(local_vectors(fmap, self.grid)).chunk(2)
-        loss = co_simclr_loss(z_a, z_b, la, lb, self.w_s, self.config.temperature)
+        loss = co_simclr_loss(z[0], z[1], la, lb, self.w_s, self.config.temperature,
+                              z[2] if negative is not None else None)
         return loss, {}

@@ -49,7 +49,7 @@ def _rotation(degrees: float, reflect: bool = False) -> list:
 def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 0.5,
                  solarize: float = 0.2, blur: float = 1.0,
                  rotate: float = 0.0, size: int | None = None,
-                 texture: float = 0.0) -> tuple[ViewFn, ViewFn]:
+                 texture: float = 0.0, jitter: float = 0.4) -> tuple[ViewFn, ViewFn]:
     import albumentations as A
 
     s, gray = size or contract.size, contract.channels == 1
@@ -57,9 +57,9 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
 
     def one(blur_p: float, solarize_p: float) -> ViewFn:
         colour = (
-            A.RandomBrightnessContrast(brightness_limit=0.4, contrast_limit=0.4, p=0.8)
+            A.RandomBrightnessContrast(brightness_limit=jitter, contrast_limit=jitter, p=0.8)
             if gray else
-            A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, p=0.8)
+            A.ColorJitter(brightness=jitter, contrast=jitter, saturation=0.2, hue=0.1, p=0.8)
         )
         ops = [
             *_rotation(rotate, reflect=s < contract.size),
@@ -91,20 +91,24 @@ class TwoViews:
 
     def __init__(self, preset: str, contract: PreprocessContract, min_scale: float = 0.2,
                  hflip: float = 0.5, solarize: float = 0.2, blur: float = 1.0,
-                 rotate: float = 0.0, view_size: int | None = None, texture: float = 0.0):
+                 rotate: float = 0.0, view_size: int | None = None, texture: float = 0.0,
+                 cutpaste: bool = False, jitter: float = 0.4):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
         size = view_size or contract.size
         if preset == "camera":
             self.view_a, self.view_b = camera_views(contract, min_scale, hflip, solarize,
-                                                       blur, rotate, size, texture)
+                                                       blur, rotate, size, texture, jitter)
         else:  # solarizing a window of HU means nothing: the medical views have no solarize
             self.view_a, self.view_b = medical_views(contract, min_scale, hflip,
                                                         rotate, blur, size)
         self.contract = contract
         self.patch = patch_size(size, contract.size)
+        self.cutpaste = cutpaste
 
-    def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(view_a, view_b), and with ``cutpaste`` a third: view_b after :func:`cut_paste`,
+        the hard negative of this image."""
         if self.patch < prepared.shape[0]:  # both views from one native-resolution patch
             top, left = np.random.randint(0, prepared.shape[0] - self.patch + 1, size=2)
             prepared = prepared[top:top + self.patch, left:left + self.patch]
@@ -112,7 +116,11 @@ class TwoViews:
         b = np.clip(self.view_b(prepared), 0.0, 1.0)
         if a.ndim == 2:
             a, b = a[:, :, None], b[:, :, None]
-        return self.contract.normalize(a), self.contract.normalize(b)
+        views = [a, b]
+        if self.cutpaste:
+            rng = np.random.default_rng(np.random.randint(2**31))
+            views.append(np.clip(cut_paste(b, rng), 0.0, 1.0))
+        return tuple(self.contract.normalize(v) for v in views)
 
 
 def scramble_texture(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -140,6 +148,30 @@ def scramble_texture(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                              float(rng.uniform(0.5, 1.5)))
     grain *= float(rng.uniform(0.02, 0.06)) / (float(grain.std()) + 1e-6)
     return img - low + float(low.mean()) + (field + grain).reshape(h, w, *img.shape[2:])
+
+
+def cut_paste(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The view with one small piece of itself cut out and pasted elsewhere (CutPaste, Li et
+    al., CVPR 2021): a rectangle of 8–16% of the side, or a thin "scar" 2–3 px wide and
+    20–45% of the side long, turned by a multiple of 90°, its contrast changed by ±20%.
+    Used as a hard negative: the same image with a small local irregularity is another
+    image, so the embedding must change when something small and local appears."""
+    h, w = img.shape[:2]
+    out = img.copy()
+    if rng.random() < 0.5:
+        ph = pw = max(2, int(round(rng.uniform(0.08, 0.16) * h)))
+    else:
+        ph, pw = max(2, int(rng.integers(2, 4))), max(4, int(round(rng.uniform(0.2, 0.45) * w)))
+    k = int(rng.integers(4))
+    if k % 2:
+        ph, pw = pw, ph
+    sy, sx = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+    piece = img[sy:sy + ph, sx:sx + pw]
+    mean = piece.mean()
+    piece = (piece - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.1, 0.1)
+    ty, tx = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+    out[ty:ty + ph, tx:tx + pw] = piece
+    return out
 
 
 def patch_size(view_size: int, image_size: int) -> int:

@@ -65,6 +65,13 @@ def register(app: typer.Typer) -> None:
                                  "the embedding: mean, or gem (generalised mean, p = 3: "
                                  "follows the strongest positions, for small local "
                                  "findings)."),
+        findings: str = typer.Option("global", help="What decides the labels you will "
+                                     "classify: global (the whole image: the default "
+                                     "recipe) or local (a small finding — a crack, a nodule, "
+                                     "a fracture line — on a textured background: "
+                                     "native-resolution patch views up to 256 px images, "
+                                     "texture scrambling, no blur, GeM pooling; "
+                                     "docs/recipe.md). Options you give explicitly win."),
         image_size: str = typer.Option("auto", help="Side of the square input in pixels, or "
                                        "auto: 32, 64 or 128, nearest to the images' median "
                                        "short side (larger images → 128)."),
@@ -98,6 +105,14 @@ def register(app: typer.Typer) -> None:
                                                "replacing a view's large-scale shading and "
                                                "fine grain by random ones, keeping its edges, "
                                                "lines and small blobs (camera views)."),
+        jitter: float = typer.Option(0.4, min=0.0, max=1.0, help="Brightness and contrast "
+                                     "jitter of the camera views (BYOL's 0.4); lower keeps "
+                                     "faint findings from being washed out."),
+        cutpaste: bool = typer.Option(False, "--cutpaste/--no-cutpaste", help="co-simclr, "
+                                      "simclr: add to every image a hard negative, a view "
+                                      "of it with a small piece cut and pasted elsewhere "
+                                      "(CutPaste), so that the embedding changes when "
+                                      "something small and local appears."),
         view_size: int | None = typer.Option(None, help="Side of the training views in "
                                              "pixels, smaller than --image-size: both views "
                                              "of a pair are cut from one native-resolution "
@@ -111,7 +126,8 @@ def register(app: typer.Typer) -> None:
                                        "(camera views only)."),
         blur: float = typer.Option(1.0, min=0.0, max=1.0, help="Probability of a Gaussian "
                                    "blur of the first view; the second view is blurred a "
-                                   "tenth as often (camera views only)."),
+                                   "tenth as often (camera views; the medical views' "
+                                   "smoothing, 0.5 and 0.1, is scaled by it)."),
         rotate: str = typer.Option("auto", help="Rotate each view by a random angle within "
                                    "±ROTATE degrees (0: none), or auto: 15 for one-channel "
                                    "images (a patient lies askew, a hand slants), 0 for "
@@ -171,8 +187,10 @@ def register(app: typer.Typer) -> None:
                 proj_hidden=proj_hidden, pred_hidden=proj_hidden, local_hidden=local_hidden,
                 batch_size=batch_size, accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
-                seed=seed, preset=preset, min_scale=min_scale, view_size=view_size,
-                texture=scramble_texture, workers=workers,
+                seed=seed, findings=findings, preset=preset, min_scale=min_scale,
+                view_size=view_size,
+                texture=scramble_texture, cutpaste=cutpaste, jitter=jitter,
+                workers=workers,
                 hflip=parse_auto("--hflip", hflip, 1.0, "a probability between 0 and 1"),
                 rotate=parse_auto("--rotate", rotate, 180.0, "an angle between 0 and 180 degrees"),
                 solarize=solarize, blur=blur,
@@ -182,6 +200,7 @@ def register(app: typer.Typer) -> None:
                 dicom_stride=dicom_stride, video_every=video_every, video_fps=video_fps,
                 device=device, monitor=str(monitor) if monitor else None,
             )
+            config = config.with_findings_recipe(keep=explicit_fields(ctx))
             if epochs is None and time_budget is None and max_steps is None and not resume:
                 config.time_budget = 600.0
             summary = run(config, data_dir, out, resume=resume, progress=not quiet,
@@ -189,6 +208,16 @@ def register(app: typer.Typer) -> None:
             if int(os.environ.get("RANK", "0")) != 0:
                 return  # one summary, from rank 0
             typer.echo(json.dumps(summary, indent=2))
+
+
+# CLI option → configuration field, where the names differ
+FIELD_OF_OPTION = {"scramble_texture": "texture"}
+
+
+def explicit_fields(ctx: typer.Context) -> set[str]:
+    """Configuration fields whose option was given on the command line (not defaulted)."""
+    return {FIELD_OF_OPTION.get(name, name) for name in ctx.params
+            if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
 
 
 def relaunch_args(ctx: typer.Context) -> list[str]:
