@@ -67,7 +67,8 @@ class FewShotClassifier:
     def fit(cls, embeddings: np.ndarray, labels: list[str], kind: str = "proto",
             centering: np.ndarray | None = None, C: float = 1.0, k: int = 5,
             temperature: float = 0.1, abstain_threshold: float = 0.0,
-            normal_class: str | None = None, top_positions: int = 1) -> FewShotClassifier:
+            normal_class: str | None = None, top_positions: int = 1,
+            scoring: str = "memory", pool: str = "mean") -> FewShotClassifier:
         """Fit on N×D embeddings (kind ``local``: N×D×h×w local maps) and N string labels.
 
         centering: the model's centring vector; ``None`` centres on the support mean.
@@ -76,7 +77,8 @@ class FewShotClassifier:
         k: neighbours for kNN. temperature: softmax temperature on cosine similarities
             (prototypes, kNN votes, ``local``'s choice among finding classes), which turns
             similarities into probabilities.
-        normal_class, top_positions: ``local`` only (see :mod:`cossl_edge.local_fewshot`).
+        normal_class, top_positions, scoring (prototype | memory), pool (the model's
+            pooling, mean | gem): ``local`` only (see :mod:`cossl_edge.local_fewshot`).
         """
         if kind not in KINDS:
             raise ClassifierError(f"classifier must be one of {KINDS}, got {kind!r}")
@@ -90,7 +92,7 @@ class FewShotClassifier:
             from cossl_edge.local_fewshot import fit_local
 
             params, center = fit_local(x, labels, classes, centering, normal_class,
-                                       top_positions, C)
+                                       top_positions, C, scoring, pool)
             settings = {"C": C, "temperature": temperature, "top_positions": top_positions}
             return cls(kind, classes, params, center.tolist(), abstain_threshold,
                        settings=settings)
@@ -218,7 +220,8 @@ class FewShotClassifier:
 # What each kind's ``params`` must hold (lists of numbers, checked before any use).
 PARAM_KEYS = {"proto": ("prototypes",), "logreg": ("weights", "bias"),
               "knn": ("support", "support_labels"),
-              "local": ("normal_memory", "finding_memory", "finding_labels", "grid")}
+              "local": ("normal_memory", "finding_memory", "finding_labels", "grid"),
+              "local-prototype": ("grid",)}
 
 
 def _schema_problem(d: dict) -> str | None:
@@ -230,9 +233,14 @@ def _schema_problem(d: dict) -> str | None:
             not all(isinstance(c, str) for c in classes):
         return "classes must be a list of at least two names"
     params = d.get("params")
-    if not isinstance(params, dict) or any(not isinstance(params.get(k), list)
-                                           for k in PARAM_KEYS[d["kind"]]):
-        return f"params must hold the lists {PARAM_KEYS[d['kind']]}"
+    keys = PARAM_KEYS[d["kind"]]
+    if d["kind"] == "local" and isinstance(params, dict) and params.get("scoring") == "prototype":
+        keys = PARAM_KEYS["local-prototype"]
+        if not isinstance(params.get("prototypes"), dict) or \
+                set(params["prototypes"]) != set(classes):
+            return "params must hold one prototype per class"
+    if not isinstance(params, dict) or any(not isinstance(params.get(k), list) for k in keys):
+        return f"params must hold the lists {keys}"
     if d["kind"] == "local" and not (isinstance(params.get("calibration"), dict) and
                                      params.get("normal_class") in classes):
         return "params must hold the calibration and a normal_class among the classes"

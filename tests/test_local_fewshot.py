@@ -297,3 +297,36 @@ def test_nothing_added_imports_torch():
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_prototype_scoring_of_a_gem_model_points_at_the_finding(tmp_path):
+    """--local-scoring prototype: each local vector against the prototypes of the pooled
+    (GeM) support embeddings; the heatmap's maximum is the finding's position."""
+    rng = np.random.default_rng(3)
+
+    def maps(n, finding):
+        m = np.abs(rng.normal(0.5, 0.1, (n, 6, 5, 5))).astype(np.float32)
+        where = []
+        for x in m:
+            r, c = rng.integers(0, 5, 2)
+            if finding:
+                x[:, r, c] = [0.2, 0.2, 3.0, 0.2, 3.0, 0.2]
+            where.append((r, c))
+        return m, where
+
+    normal, _ = maps(5, False)
+    finding, _ = maps(5, True)
+    clf = FewShotClassifier.fit(np.concatenate([normal, finding]), ["normal"] * 5 +
+                                ["defect"] * 5, kind="local", scoring="prototype", pool="gem")
+    assert clf.params["scoring"] == "prototype" and set(clf.params["prototypes"]) == \
+        {"defect", "normal"}
+    qn, _ = maps(10, False)
+    qf, where = maps(10, True)
+    proba, heat = clf.predict_local(np.concatenate([qn, qf]))
+    pred = np.asarray(clf.classes)[proba.argmax(1)]
+    assert (pred == np.array(["normal"] * 10 + ["defect"] * 10)).mean() >= 0.9
+    assert all(np.unravel_index(h.argmax(), h.shape) == tuple(w)
+               for h, w in zip(heat[10:], where, strict=True))
+    clf.save(tmp_path / "clf.json")
+    again = FewShotClassifier.load(tmp_path / "clf.json")
+    np.testing.assert_allclose(again.predict_local(qf)[0], clf.predict_local(qf)[0], atol=1e-3)

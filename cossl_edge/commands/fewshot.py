@@ -16,11 +16,16 @@ app = typer.Typer(help="Few-shot classification: fit on a few labelled images, p
 
 KIND = typer.Option("proto", "--classifier", help="proto: CL2N nearest prototype "
                     "(SimpleShot); logreg: L2 logistic regression (numpy); knn: cosine kNN; "
-                    "local: nearest normal local vectors (PatchCore-style) with heatmaps, "
+                    "local: every local vector scored (--local-scoring), with heatmaps, "
                     "for a model exported with --local-map.")
 NORMAL = typer.Option(None, "--normal-class", help="local: the class without a finding "
                       "[default: the one class named normal, no_finding, negative, "
                       "functional, good or ok].")
+SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each local "
+                       "vector against the class prototypes of the pooled embeddings), "
+                       "memory (nearest normal support vector, PatchCore-style), or auto: "
+                       "prototype for a GeM-pooled model (pretrain --findings local), "
+                       "memory otherwise.")
 
 
 def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
@@ -78,6 +83,7 @@ def fit(
                             "(scikit-learn's C); local: of its calibration."),
     k: int = typer.Option(5, "--k", min=1, help="knn: neighbours that vote."),
     normal_class: str | None = NORMAL,
+    local_scoring: str = SCORING,
     batch_size: int = opt.BATCH,
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
@@ -88,11 +94,13 @@ def fit(
 
     with user_errors():
         encoder = opt.open_encoder(model, contract, threads, spin)
+        local_scoring = _scoring(encoder, local_scoring)
         x, y = _features_labelled(encoder, support_dir, labels, batch_size, classifier,
                                   normal_class)
         clf = FewShotClassifier.fit(x, y, kind=classifier, centering=_centering(encoder,
-                                    classifier), C=c, k=k, abstain_threshold=abstain,
-                                    normal_class=normal_class)
+                                    classifier, local_scoring), C=c, k=k,
+                                    abstain_threshold=abstain, normal_class=normal_class,
+                                    scoring=local_scoring, pool=encoder.pooling)
         clf.bind_model(encoder.sha256, model, encoder.contract.to_dict())
         clf.save(out)
     typer.echo(f"{classifier} classifier on {len(y)} images, {len(clf.classes)} classes "
@@ -214,6 +222,7 @@ def evaluate(
                                 "episode (fewer when a class has fewer left)."),
     classifier: str = KIND,
     normal_class: str | None = NORMAL,
+    local_scoring: str = SCORING,
     seed: int = typer.Option(0, "--seed", help="Seed of the episode draws."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     labels: Path | None = opt.LABELS,
@@ -229,21 +238,31 @@ def evaluate(
     with user_errors():
         shot_list = _parse_shots(shots)
         encoder = opt.open_encoder(model, contract, threads, spin)
+        local_scoring = _scoring(encoder, local_scoring)
         x, y = _features_labelled(encoder, labeled_dir, labels, batch_size, classifier,
                                   normal_class)
-        extra = {"normal_class": normal_class} if classifier == "local" else {}
+        extra = {"normal_class": normal_class, "scoring": local_scoring,
+                 "pool": encoder.pooling} if classifier == "local" else {}
         res = evaluate_episodes(x, y, shot_list, episodes, ways, classifier, queries, seed,
-                                _centering(encoder, classifier), **extra)
+                                _centering(encoder, classifier, local_scoring), **extra)
         res["model_sha256"] = encoder.sha256
         if json_out is not None:
             json_out.write_text(json.dumps(res, indent=1))
     _print_results(res)
 
 
-def _centering(encoder, classifier: str):
-    """The model's centring vector is its mean embedding: the mean local vector too when the
-    model pools by the mean; otherwise (GeM) a local classifier centres on its support."""
-    if classifier == "local" and encoder.pooling != "mean":
+def _scoring(encoder, scoring: str) -> str:
+    """--local-scoring auto: prototype for a GeM-pooled model, memory otherwise."""
+    if scoring == "auto":
+        return "prototype" if encoder.pooling == "gem" else "memory"
+    return scoring
+
+
+def _centering(encoder, classifier: str, scoring: str = "memory"):
+    """The model's centring vector is its mean embedding: what the prototype scoring
+    compares with, and the mean local vector too when the model pools by the mean;
+    otherwise (GeM) the memory scoring centres on its support."""
+    if classifier == "local" and scoring == "memory" and encoder.pooling != "mean":
         return None
     return encoder.centering
 
