@@ -107,22 +107,23 @@ def local_score(model: Path, images: np.ndarray, y: list[str], seed: int) -> dic
     """The patch-memory (local) classifier on the same episodes, when the runtime has it."""
     try:
         from cossl_edge.evaluation.features import OnnxFeatures
-        feats = OnnxFeatures(model)(images)
-        res = evaluate_episodes(feats.local_maps, y, (5,), EPISODES, 2, "local", QUERIES,
-                                seed, _local_centering(feats), normal_class="normal",
-                                scoring=_scoring(feats), pool=feats.pool)
+        extractor = OnnxFeatures(model)
+        maps = extractor(images).local_maps
+        res = evaluate_episodes(maps, y, (5,), EPISODES, 2, "local", QUERIES, seed,
+                                _local_centering(extractor), normal_class="normal",
+                                scoring=_scoring(extractor), pool=extractor.pool)
     except (ImportError, TypeError, ValueError) as e:  # no local classifier (yet)
         return {"error": f"{type(e).__name__}: {e}"[:200]}
     return {"local_5shot": res["shots"]["5"]["accuracy"],
             "local_5shot_ci95": res["shots"]["5"]["ci95"]}
 
 
-def heatmap_hits(model: Path, args, seed: int, episodes: int = 40,
-                 margin: float = 8.0) -> dict:
+def heatmap_hits(model: Path, args, seed: int, episodes: int = 40) -> dict:
     """How often the local classifier's heatmap points at the finding: over ``episodes``
     5-shot episodes, the share of correctly classified defective queries whose heatmap
     maximum (the centre of its map cell, in stored-image pixels) lies inside a finding's
-    bounding box grown by ``margin`` pixels."""
+    bounding box grown by a margin of half a cell plus 4 px (13 px for a 16×16 map of a
+    288-px scan: the heatmap cannot be finer than its cells)."""
     from cossl_edge.episodes import sample_episodes
     from cossl_edge.evaluation.features import OnnxFeatures
     from cossl_edge.fewshot import FewShotClassifier
@@ -135,6 +136,7 @@ def heatmap_hits(model: Path, args, seed: int, episodes: int = 40,
     boxes = [table[refs[i].path.relative_to(args.data).as_posix()][2] for i in kept]
     y = np.asarray([labels[i] for i in kept])
     scale = table_size(args) / maps.shape[-1]  # stored pixels per map cell
+    margin = scale / 2 + 4
     hits = correct = 0
     for support, query in sample_episodes(y, 2, 5, QUERIES, episodes, seed, keep="normal"):
         clf = FewShotClassifier.fit(maps[support], list(y[support]), kind="local",
@@ -150,12 +152,13 @@ def heatmap_hits(model: Path, args, seed: int, episodes: int = 40,
             cy, cx = (r + 0.5) * scale, (c + 0.5) * scale
             hits += any(r0 - margin <= cy <= r1 + margin and c0 - margin <= cx <= c1 + margin
                         for r0, c0, r1, c1 in boxes[q])
-    return {"heatmap_hit_rate": hits / max(1, correct), "heatmap_positives": correct}
+    return {"heatmap_hit_rate": hits / max(1, correct), "heatmap_positives": correct,
+            "heatmap_margin_px": round(margin, 1)}
 
 
 def _scoring(feats) -> str:
-    """As `fewshot --local-scoring auto`: prototypes for a GeM model, the memory otherwise."""
-    return "prototype" if feats.pool == "gem" else "memory"
+    """As `fewshot --local-scoring auto`: prototypes unless the model mean-pools."""
+    return "memory" if feats.pool == "mean" else "prototype"
 
 
 def _local_centering(feats):
@@ -188,16 +191,19 @@ def run_variant(args, name: str, options: str, seed: int) -> dict:
     done = run / "benchmark.json"
     if done.exists():
         rec = json.loads(done.read_text())
-        if "heatmap_hit_rate" not in rec and (run / "encoder.int8.onnx").exists():
+        if "heatmap_margin_px" not in rec and "local_5shot" in rec:
             rec.update(heatmap_hits(run / "encoder.int8.onnx", args, seed))
             done.write_text(json.dumps(rec, indent=1))
         return rec
-    if run.exists():
-        import shutil
-        shutil.rmtree(run)
     t0 = time.time()
-    cli("pretrain", str(args.data / "unlabeled"), "--out", str(run), "--time-budget",
-        args.budget, "--seed", str(seed), "--quiet", *shlex.split(options))
+    trained = run / "pretrained.ok"  # pretraining finished: only export and evaluate again
+    if not trained.exists():
+        if run.exists():
+            import shutil
+            shutil.rmtree(run)
+        cli("pretrain", str(args.data / "unlabeled"), "--out", str(run), "--time-budget",
+            args.budget, "--seed", str(seed), "--quiet", *shlex.split(options))
+        trained.write_text(options + "\n")
     cli("export", str(run), "--local-map", "--no-latency")
     config = json.loads((run / "config.json").read_text())
     steps = max((json.loads(line).get("step", 0)

@@ -115,9 +115,11 @@ SCORINGS = ("prototype", "memory")
 
 
 def pooled_maps(maps: np.ndarray, pool: str) -> np.ndarray:
-    """N×C×h×w → N×C, the model's global pooling (``mean`` or ``gem``, p = 3)."""
+    """N×C×h×w → N×C, the model's global pooling (``mean``, ``gem`` with p = 3, ``max``)."""
     if pool == "gem":
         return np.power(np.power(np.maximum(maps, 1e-6), 3.0).mean(axis=(2, 3)), 1 / 3)
+    if pool == "max":
+        return maps.max(axis=(2, 3))
     return maps.mean(axis=(2, 3))
 
 

@@ -72,6 +72,7 @@ def _load_encoder(run_dir: Path, config: PretrainConfig) -> ResNetEncoder:
         raise ExportError(f"{path}: weights do not match the model in config.json "
                           f"({config.arch}, width {config.width}); use the config.json that "
                           "was written with these weights") from e
+    encoder.pool = config.resolved_embed_pool()  # what the exported embedding pools with
     return encoder.eval()
 
 

@@ -60,6 +60,7 @@ def method_summary(config: PretrainConfig) -> dict:
     d = config.to_dict()
     summary = {k: d[k] for k in METHOD_KEYS}
     summary["stem"] = config.resolved_stem()
+    summary["pool"] = config.resolved_embed_pool()
     return summary
 
 

@@ -127,7 +127,7 @@ def test_findings_local_sets_the_recipe_and_explicit_options_win(tmp_path):
     cfg = json.loads((out / rundir.CONFIG).read_text())
     assert cfg["findings"] == "local" and cfg["contract"]["size"] == 256
     assert (cfg["view_size"], cfg["pool"], cfg["texture"], cfg["blur"]) == (64, "gem", 0.8, 0.0)
-    assert (cfg["jitter"], cfg["cutpaste"]) == (0.2, True)
+    assert (cfg["jitter"], cfg["cutpaste"], cfg["embed_pool"]) == (0.2, True, "max")
     assert (cfg["preset_resolved"], cfg["stem_resolved"]) == ("camera", "strided")
     assert (cfg["feature_grid"], cfg["inference_grid"]) == (4, 16)
     out2 = tmp_path / "run2"
@@ -137,18 +137,18 @@ def test_findings_local_sets_the_recipe_and_explicit_options_win(tmp_path):
     cfg = json.loads((out2 / rundir.CONFIG).read_text())
     assert (cfg["view_size"], cfg["blur"], cfg["contract"]["size"]) == (32, 1.0, 128)
     assert cfg["stem_resolved"] == "small"
-    # the exported model pools as it was trained: its embedding is the GeM of its map
+    # the exported embedding is the maximum of the map (trained with GeM on 4×4 maps)
     from cossl_edge.evaluation.features import OnnxFeatures, pooled
     from cossl_edge.export.pipeline import export_run
 
     export_run(out, local_map=True, int8=False, measure_latency=False)
     feats = OnnxFeatures(out / "encoder.onnx")
-    assert feats.pool == "gem"
+    assert feats.pool == "max"
     prepared = rng.random((3, 256, 256, 1)).astype(np.float32)
     x = feats.contract.normalize(prepared)
     emb, maps = feats.encoder.session.run(["embedding", "local_map"], {"image": x})
     assert maps.shape[2:] == (16, 16)
-    np.testing.assert_allclose(emb, pooled(maps, "gem"), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(emb, pooled(maps, "max"), rtol=1e-4, atol=1e-5)
 
 
 def test_cut_paste_changes_one_small_region():

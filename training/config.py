@@ -35,6 +35,9 @@ FINDINGS = ("global", "local")
 LOCAL_FINDINGS_RECIPE = {
     "view_size": 64,  # native-resolution patches: the finding is a large part of a view
     "pool": "gem",  # the embedding follows the strongest positions of the map
+    # trained on 4×4 maps, embedded from 16×16: GeM's mean over 16× more positions dilutes a
+    # finding 16× more; the maximum does not depend on the map's size (docs/recipe.md)
+    "embed_pool": "max",
     "preset": "camera",  # albumentations geometry and intensity, no MONAI smoothing
     "blur": 0.0,  # blur erases thin lines: invariance to it is invariance to the finding
     "solarize": 0.0,
@@ -69,7 +72,8 @@ class PretrainConfig:
     width: float = 0.25
     stem: str = "auto"  # auto: by input size (stem_for_size), docs/recipe.md
     rf_bounded_after: int | None = None
-    pool: str = "mean"  # global pooling of the map: mean | gem (backbones.global_pool)
+    pool: str = "mean"  # global pooling of the map in training: mean | gem | max
+    embed_pool: str | None = None  # pooling of the exported embedding; None: as `pool`
     # heads and method settings
     proj_hidden: int = 1024
     proj_dim: int = 128
@@ -126,6 +130,10 @@ class PretrainConfig:
         if self.method not in CONTRASTIVE:
             changes.pop("cutpaste", None)
         return replace(self, **changes)
+
+    def resolved_embed_pool(self) -> str:
+        """Global pooling of the exported embedding: ``embed_pool``, else the training's."""
+        return self.embed_pool or self.pool
 
     def resolved_view_size(self) -> int:
         """Side of the training views. Smaller than the contract's size: each pair of views

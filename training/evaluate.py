@@ -48,6 +48,7 @@ class RunFeatures:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             encoder = build_encoder(config)
+            encoder.pool = config.resolved_embed_pool()  # as the exported embedding
             encoder.load_state_dict(state, strict=True)
         except Exception as e:  # a damaged zip, a refused pickle, mismatched shapes
             raise rundir.RunDirError(f"{path}: cannot load the encoder weights "

@@ -24,8 +24,8 @@ NORMAL = typer.Option(None, "--normal-class", help="local: the class without a f
 SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each local "
                        "vector against the class prototypes of the pooled embeddings), "
                        "memory (nearest normal support vector, PatchCore-style), or auto: "
-                       "prototype for a GeM-pooled model (pretrain --findings local), "
-                       "memory otherwise.")
+                       "prototype for a GeM- or max-pooled model (pretrain --findings "
+                       "local), memory for a mean-pooled one.")
 
 
 def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
@@ -252,9 +252,10 @@ def evaluate(
 
 
 def _scoring(encoder, scoring: str) -> str:
-    """--local-scoring auto: prototype for a GeM-pooled model, memory otherwise."""
+    """--local-scoring auto: prototype for a GeM- or max-pooled model (pretrain --findings
+    local), memory for a mean-pooled one."""
     if scoring == "auto":
-        return "prototype" if encoder.pooling == "gem" else "memory"
+        return "memory" if encoder.pooling == "mean" else "prototype"
     return scoring
 
 

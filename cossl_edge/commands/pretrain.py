@@ -62,9 +62,11 @@ def register(app: typer.Typer) -> None:
         width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
                                     "channels). Smaller trains faster on a CPU."),
         pool: str = typer.Option("mean", help="Global pooling of the last feature map into "
-                                 "the embedding: mean, or gem (generalised mean, p = 3: "
-                                 "follows the strongest positions, for small local "
-                                 "findings)."),
+                                 "the embedding in training: mean, gem (generalised mean, "
+                                 "p = 3: follows the strongest positions, for small local "
+                                 "findings) or max."),
+        embed_pool: str | None = typer.Option(None, help="Pooling of the exported embedding "
+                                              "(mean, gem, max) [default: as --pool]."),
         findings: str = typer.Option("global", help="What decides the labels you will "
                                      "classify: global (the whole image: the default "
                                      "recipe) or local (a small finding — a crack, a nodule, "
@@ -181,7 +183,8 @@ def register(app: typer.Typer) -> None:
             if not auto_size and not image_size.strip().isdigit():
                 raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
             config = PretrainConfig(
-                method=method.value, arch=arch, width=width, stem=stem, pool=pool, w_s=w_s,
+                method=method.value, arch=arch, width=width, stem=stem, pool=pool,
+                embed_pool=embed_pool, w_s=w_s,
                 local_target=local_target, local_grid=local_grid, optimizer=optimizer, lr=lr,
                 temperature=temperature, ema_base=ema_base, proj_dim=proj_dim,
                 proj_hidden=proj_hidden, pred_hidden=proj_hidden, local_hidden=local_hidden,

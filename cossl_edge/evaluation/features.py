@@ -41,11 +41,13 @@ GEM_P = 3.0  # as the training's generalised-mean pooling
 
 
 def pooled(local_maps: np.ndarray, how: str = "mean") -> np.ndarray:
-    """The encoder's global pooling (``mean`` or ``gem``), done in numpy so masking 0% is
+    """The encoder's global pooling (``mean``, ``gem`` or ``max``), done in numpy so masking 0% is
     exactly it."""
     maps = np.asarray(local_maps, np.float32)
     if how == "gem":
         return np.power(np.power(np.maximum(maps, 1e-6), GEM_P).mean(axis=(2, 3)), 1 / GEM_P)
+    if how == "max":
+        return maps.max(axis=(2, 3))
     return maps.mean(axis=(2, 3))
 
 
