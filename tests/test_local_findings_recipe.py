@@ -137,6 +137,15 @@ def test_findings_local_sets_the_recipe_and_explicit_options_win(tmp_path):
     cfg = json.loads((out2 / rundir.CONFIG).read_text())
     assert (cfg["view_size"], cfg["blur"], cfg["contract"]["size"]) == (32, 1.0, 128)
     assert cfg["stem_resolved"] == "small"
+    small = tmp_path / "small"
+    small.mkdir()
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (28, 28), np.uint8)).save(small / f"{i}.png")
+    out3 = tmp_path / "run3"
+    result = CliRunner().invoke(app, [*common[:1], str(small), *common[2:], "--out", str(out3)])
+    assert result.exit_code == 0, result.output  # 32-px images: the views are whole images
+    cfg = json.loads((out3 / rundir.CONFIG).read_text())
+    assert cfg["contract"]["size"] == 32 and cfg["view_size_resolved"] == 32
     # the exported embedding is the maximum of the map (trained with GeM on 4×4 maps)
     from cossl_edge.evaluation.features import OnnxFeatures, pooled
     from cossl_edge.export.pipeline import export_run

@@ -146,6 +146,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         config = replace(config, contract=replace(config.contract, size=size))
         console.print(f"image size: {size} px (auto; the images' median short side is "
                       f"{side if side is not None else 'unknown'} px; --image-size to choose)")
+    if config.findings == "local" and (config.view_size or 0) >= config.contract.size:
+        config = replace(config, view_size=None)  # small images: a view is the whole image
     images, kept, skipped = build_cache(found.samples, config.contract,
                                         progress=progress and dist.is_main)
     skipped = found.skipped + skipped
