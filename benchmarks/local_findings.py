@@ -309,7 +309,7 @@ def _plot(groups: dict, fl: dict) -> None:
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.2))
     ax.bar(x - 0.2, glob, 0.4, label="global (CL2N prototypes)")
-    ax.bar(x + 0.2, loc, 0.4, label="local (patch memory)")
+    ax.bar(x + 0.2, loc, 0.4, label="local classifier (fewshot --classifier local)")
     ax.axhline(floor, color="k", ls="--", lw=1, label="raw pixels (best size)")
     ax.set_xticks(x, names, fontsize=8)
     ax.set_ylim(40, max(70, np.nanmax(glob + loc) + 5))
