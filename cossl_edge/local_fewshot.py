@@ -49,6 +49,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from cossl_edge.evaluation.features import pooled as pool_maps
 from cossl_edge.fewshot import ClassifierError, cl2n
 from cossl_edge.logreg import fit_logistic
 
@@ -114,15 +115,6 @@ def finding_probability(calibration: dict, scores: np.ndarray) -> np.ndarray:
 SCORINGS = ("prototype", "memory")
 
 
-def pooled_maps(maps: np.ndarray, pool: str) -> np.ndarray:
-    """N×C×h×w → N×C, the model's global pooling (``mean``, ``gem`` with p = 3, ``max``)."""
-    if pool == "gem":
-        return np.power(np.power(np.maximum(maps, 1e-6), 3.0).mean(axis=(2, 3)), 1 / 3)
-    if pool == "max":
-        return maps.max(axis=(2, 3))
-    return maps.mean(axis=(2, 3))
-
-
 def prototype_scores(z: np.ndarray, prototypes: dict[str, np.ndarray],
                      normal: str) -> np.ndarray:
     """a(i) = max over finding classes of cos(z_i, p_f) − cos(z_i, p_normal): N×P."""
@@ -168,7 +160,7 @@ def fit_local(maps: np.ndarray, labels: Sequence[str], classes: Sequence[str],
 
 def _fit_prototype(x: np.ndarray, y: np.ndarray, normal: str, centering, top: int, C: float,
                    pool: str) -> tuple[dict, np.ndarray]:
-    pooled = pooled_maps(x, pool)
+    pooled = pool_maps(x, pool)  # the model's own pooling
     center = np.asarray(centering if centering is not None else pooled.mean(0), np.float32)
     z = local_vectors(x, center)
     if (y == normal).sum() < 2 or (y != normal).sum() < 1:

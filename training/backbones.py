@@ -14,11 +14,11 @@ import torch
 from monai.networks.nets.resnet import ResNet, ResNetBlock
 from torch import nn
 
+from cossl_edge.evaluation.features import GEM_P, POOLS  # one list for torch and numpy
+
 DEPTHS = {"resnet10": [1, 1, 1, 1], "resnet18": [2, 2, 2, 2]}
 # stem name → (kernel, stride, max-pool): the input is divided by 1, 2 or 4 before the stages
 STEMS = {"small": (3, 1, False), "strided": (3, 2, False), "standard": (7, 2, True)}
-POOLS = ("mean", "gem", "max")
-GEM_P = 3.0  # generalised-mean exponent (Radenović et al. 2018): between mean (1) and max (∞)
 
 
 def global_pool(fmap: torch.Tensor, how: str = "mean") -> torch.Tensor:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from cossl_edge.contract import PreprocessContract
+from cossl_edge.evaluation.features import POOLS
 
 CONFIG_VERSION = 1
 
@@ -133,7 +134,10 @@ class PretrainConfig:
 
     def resolved_embed_pool(self) -> str:
         """Global pooling of the exported embedding: ``embed_pool``, else the training's."""
-        return self.embed_pool or self.pool
+        pool = self.embed_pool or self.pool
+        if pool not in POOLS:
+            raise ValueError(f"embed_pool must be one of {POOLS}, got {pool!r}")
+        return pool
 
     def resolved_view_size(self) -> int:
         """Side of the training views. Smaller than the contract's size: each pair of views

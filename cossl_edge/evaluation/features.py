@@ -37,7 +37,8 @@ class Extractor(Protocol):
     def __call__(self, prepared: np.ndarray, advance: Advance | None = None) -> Features: ...
 
 
-GEM_P = 3.0  # as the training's generalised-mean pooling
+POOLS = ("mean", "gem", "max")  # global poolings of a map, in training and export
+GEM_P = 3.0  # generalised-mean exponent (Radenović et al. 2018), training's and export's
 
 
 def pooled(local_maps: np.ndarray, how: str = "mean") -> np.ndarray:
@@ -65,7 +66,7 @@ class OnnxFeatures:
         outputs = [o.name for o in self.encoder.session.get_outputs()]
         self.has_local_map = mm.LOCAL_MAP in outputs
         method = self.encoder.metadata.get(mm.KEY_METHOD)
-        self.pool = (_json_or_none(method) or {}).get("pool") or "mean"
+        self.pool = self.encoder.pooling
         self.description = {"kind": "onnx", "model": file_token(path),
                             "sha256": self.encoder.sha256,
                             "precision": self.encoder.metadata.get(mm.KEY_PRECISION),
