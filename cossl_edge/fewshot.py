@@ -221,7 +221,8 @@ class FewShotClassifier:
 PARAM_KEYS = {"proto": ("prototypes",), "logreg": ("weights", "bias"),
               "knn": ("support", "support_labels"),
               "local": ("normal_memory", "finding_memory", "finding_labels", "grid"),
-              "local-prototype": ("grid",)}
+              "local-prototype": ("grid",),
+              "local-hybrid": ("grid", "normal_memory")}
 
 
 def _schema_problem(d: dict) -> str | None:
@@ -234,11 +235,14 @@ def _schema_problem(d: dict) -> str | None:
         return "classes must be a list of at least two names"
     params = d.get("params")
     keys = PARAM_KEYS[d["kind"]]
-    if d["kind"] == "local" and isinstance(params, dict) and params.get("scoring") == "prototype":
-        keys = PARAM_KEYS["local-prototype"]
+    scoring = params.get("scoring") if isinstance(params, dict) else None
+    if d["kind"] == "local" and scoring in ("prototype", "hybrid"):
+        keys = PARAM_KEYS[f"local-{scoring}"]
         if not isinstance(params.get("prototypes"), dict) or \
                 set(params["prototypes"]) != set(classes):
             return "params must hold one prototype per class"
+        if scoring == "hybrid" and not isinstance(params.get("standardise"), dict):
+            return "params must hold the standardise statistics of the hybrid scoring"
     if not isinstance(params, dict) or any(not isinstance(params.get(k), list) for k in keys):
         return f"params must hold the lists {keys}"
     if d["kind"] == "local" and not (isinstance(params.get("calibration"), dict) and

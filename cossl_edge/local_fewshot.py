@@ -112,7 +112,7 @@ def finding_probability(calibration: dict, scores: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(calibration["weight"] * t + calibration["bias"])))
 
 
-SCORINGS = ("prototype", "memory")
+SCORINGS = ("prototype", "memory", "hybrid")
 
 
 def prototype_scores(z: np.ndarray, prototypes: dict[str, np.ndarray],
@@ -136,9 +136,9 @@ def fit_local(maps: np.ndarray, labels: Sequence[str], classes: Sequence[str],
     normal = normal_class_of(classes, normal_class)
     if scoring not in SCORINGS:
         raise ClassifierError(f"local scoring must be one of {SCORINGS}, got {scoring!r}")
-    if scoring == "prototype":
+    if scoring in ("prototype", "hybrid"):
         return _fit_prototype(x, np.asarray(labels), normal, centering, top_positions, C,
-                              pool)
+                              pool, hybrid=scoring == "hybrid")
     center = np.asarray(centering if centering is not None else x.mean(axis=(0, 2, 3)),
                         np.float32)
     z = local_vectors(x, center)
@@ -159,26 +159,49 @@ def fit_local(maps: np.ndarray, labels: Sequence[str], classes: Sequence[str],
 
 
 def _fit_prototype(x: np.ndarray, y: np.ndarray, normal: str, centering, top: int, C: float,
-                   pool: str) -> tuple[dict, np.ndarray]:
+                   pool: str, hybrid: bool = False) -> tuple[dict, np.ndarray]:
     pooled = pool_maps(x, pool)  # the model's own pooling
     center = np.asarray(centering if centering is not None else pooled.mean(0), np.float32)
     z = local_vectors(x, center)
     if (y == normal).sum() < 2 or (y != normal).sum() < 1:
-        raise ClassifierError("the prototype scoring needs at least two normal images and "
-                              "one with a finding in the support set")
-    left_out = np.zeros(len(x))
-    for j in range(len(x)):  # each image scored against prototypes fitted without it
-        rest = np.arange(len(x)) != j
+        raise ClassifierError(f"the {'hybrid' if hybrid else 'prototype'} scoring needs at "
+                              "least two normal images and one with a finding in the "
+                              "support set")
+    n = len(x)
+    proto_a = np.zeros(z.shape[:2], np.float32)  # each image against prototypes without it
+    memory_a = np.zeros(z.shape[:2], np.float32)  # ... and against the other normals' vectors
+    for j in range(n):
+        rest = np.arange(n) != j
         if len(set(y[rest])) < len(set(y)):
-            rest = np.ones(len(x), bool)  # a class of one image keeps it
-        protos = _prototypes(pooled[rest], y[rest], center)
-        left_out[j] = evidence(prototype_scores(z[j:j + 1], protos, normal), top)[0]
+            rest = np.ones(n, bool)  # a class of one image keeps it
+        proto_a[j] = prototype_scores(z[j:j + 1], _prototypes(pooled[rest], y[rest], center),
+                                      normal)[0]
+        if hybrid:
+            others = rest & (y == normal)
+            memory_a[j] = anomaly(z[j:j + 1], z[others].reshape(-1, z.shape[2]))[0]
     protos = _prototypes(pooled, y, center)
     params = {"scoring": "prototype", "normal_class": normal, "pool": pool,
               "grid": list(x.shape[2:]),
-              "prototypes": {c: _rounded(p) for c, p in protos.items()},
-              "calibration": _calibrate(left_out[y == normal], left_out[y != normal], C)}
+              "prototypes": {c: _rounded(p) for c, p in protos.items()}}
+    a = proto_a
+    if hybrid:
+        params["scoring"] = "hybrid"
+        params["normal_memory"] = _rounded(z[y == normal].reshape(-1, z.shape[2]))
+        params["standardise"] = {
+            "prototype": [float(proto_a[y == normal].mean()),
+                          float(max(proto_a[y == normal].std(), 1e-6))],
+            "memory": [float(memory_a[y == normal].mean()),
+                       float(max(memory_a[y == normal].std(), 1e-6))]}
+        a = _hybrid(proto_a, memory_a, params["standardise"])
+    left_out = evidence(a, top)
+    params["calibration"] = _calibrate(left_out[y == normal], left_out[y != normal], C)
     return params, center
+
+
+def _hybrid(proto_a: np.ndarray, memory_a: np.ndarray, stats: dict) -> np.ndarray:
+    """The sum of the two scores, each standardised on the normal support's positions."""
+    (mp, sp), (mm, sm) = stats["prototype"], stats["memory"]
+    return (proto_a - mp) / sp + (memory_a - mm) / sm
 
 
 def predict_local(params: dict, settings: dict, classes: Sequence[str],
@@ -189,7 +212,7 @@ def predict_local(params: dict, settings: dict, classes: Sequence[str],
     maps = as_maps(maps)
     z = local_vectors(maps, center)
     n, (h, w) = len(z), maps.shape[2:]
-    if params.get("scoring") == "prototype":
+    if params.get("scoring") in ("prototype", "hybrid"):
         return _predict_prototype(params, settings, classes, z, n, h, w)
     if [h, w] != list(params["grid"]) or z.shape[2] != len(params["normal_memory"][0]):
         raise ClassifierError(f"local maps of {z.shape[2]}×{h}×{w} do not match the "
@@ -216,6 +239,9 @@ def _predict_prototype(params: dict, settings: dict, classes: Sequence[str], z: 
                               f"classifier's: use the model it was fitted on")
     normal = params["normal_class"]
     a = prototype_scores(z, protos, normal)
+    if params.get("scoring") == "hybrid":
+        a = _hybrid(a, anomaly(z, np.asarray(params["normal_memory"], np.float32)),
+                    params["standardise"])
     p_find = finding_probability(params["calibration"],
                                  evidence(a, int(settings.get("top_positions", 1))))
     proba = np.zeros((n, len(classes)))

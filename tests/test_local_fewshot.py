@@ -179,7 +179,8 @@ def local_model(tmp_path_factory) -> Path:
     return build_local_model(tmp_path_factory.mktemp("local") / "local.onnx", CONTRACT)
 
 
-def test_heatmaps_point_at_the_blobs(local_model):
+@pytest.mark.parametrize("scoring", ["memory", "hybrid"])
+def test_heatmaps_point_at_the_blobs(local_model, scoring):
     enc = Encoder(local_model, threads=1)
 
     def maps(images):
@@ -188,7 +189,9 @@ def test_heatmaps_point_at_the_blobs(local_model):
     rng = np.random.default_rng(0)
     s_img, s_lab, _ = blob_set(rng, 5)
     q_img, q_lab, q_box = blob_set(rng, 20)
-    clf = FewShotClassifier.fit(maps(s_img), s_lab, kind="local", centering=enc.centering)
+    clf = FewShotClassifier.fit(maps(s_img), s_lab, kind="local", centering=enc.centering,
+                                scoring=scoring)
+    assert clf.params.get("scoring", "memory") == scoring
     proba, heat = clf.predict_local(maps(q_img))
     pred = np.asarray(clf.classes)[proba.argmax(1)]
     assert (pred == np.asarray(q_lab)).mean() >= 0.8
@@ -330,3 +333,41 @@ def test_prototype_scoring_of_a_gem_model_points_at_the_finding(tmp_path):
     clf.save(tmp_path / "clf.json")
     again = FewShotClassifier.load(tmp_path / "clf.json")
     np.testing.assert_allclose(again.predict_local(qf)[0], clf.predict_local(qf)[0], atol=1e-3)
+
+
+def test_hybrid_scoring_is_the_sum_of_both_standardised_scores(tmp_path):
+    """--local-scoring hybrid: a(i) = standardised prototype score + standardised distance to
+    the nearest normal support vector, both standardised on the normal support images (each
+    left out of its own prototype and memory); the decision and the heatmap use that sum."""
+    from cossl_edge.local_fewshot import anomaly, local_vectors, prototype_scores
+
+    rng = np.random.default_rng(4)
+    normal, _ = synthetic_maps(rng, 4, None)
+    crack, where = synthetic_maps(rng, 4, CRACK)
+    x = np.abs(np.concatenate([normal, crack]))
+    labels = ["normal"] * 4 + ["crack"] * 4
+    clf = FewShotClassifier.fit(x, labels, kind="local", scoring="hybrid", pool="gem")
+    params = clf.params
+    assert params["scoring"] == "hybrid" and len(params["normal_memory"]) == 4 * 20
+    q, qwhere = synthetic_maps(rng, 3, CRACK)
+    q = np.abs(q)
+    proba, heat = clf.predict_local(q)
+    z = local_vectors(q, np.asarray(clf.centering, np.float32))
+    protos = {c: np.asarray(p, np.float32) for c, p in params["prototypes"].items()}
+    (mp, sp), (mm, sm) = params["standardise"]["prototype"], params["standardise"]["memory"]
+    expected = (prototype_scores(z, protos, "normal") - mp) / sp + \
+        (anomaly(z, np.asarray(params["normal_memory"], np.float32)) - mm) / sm
+    np.testing.assert_allclose(heat.reshape(3, -1), expected, atol=1e-4)
+    assert sp > 0 and sm > 0 and (proba.argmax(1) == clf.classes.index("crack")).all()
+    assert all(np.unravel_index(h.argmax(), h.shape) == tuple(w)
+               for h, w in zip(heat, qwhere, strict=True))
+    clf.save(tmp_path / "clf.json")
+    again = FewShotClassifier.load(tmp_path / "clf.json")
+    np.testing.assert_allclose(again.predict_local(q)[0], proba, atol=1e-3)
+    broken = json.loads((tmp_path / "clf.json").read_text())
+    del broken["params"]["standardise"]
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    with pytest.raises(ClassifierError, match="standardise"):
+        FewShotClassifier.load(tmp_path / "broken.json")
+    with pytest.raises(ClassifierError, match="two normal images"):
+        FewShotClassifier.fit(x[3:], labels[3:], kind="local", scoring="hybrid")

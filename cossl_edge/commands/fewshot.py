@@ -23,8 +23,9 @@ NORMAL = typer.Option(None, "--normal-class", help="local: the class without a f
                       "functional, good or ok].")
 SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each local "
                        "vector against the class prototypes of the pooled embeddings), "
-                       "memory (nearest normal support vector, PatchCore-style), or auto: "
-                       "prototype for a GeM- or max-pooled model (pretrain --findings "
+                       "memory (nearest normal support vector, PatchCore-style), hybrid "
+                       "(the sum of both, each standardised on the normal support), or "
+                       "auto: hybrid for a GeM- or max-pooled model (pretrain --findings "
                        "local), memory for a mean-pooled one.")
 
 
@@ -252,10 +253,10 @@ def evaluate(
 
 
 def _scoring(encoder, scoring: str) -> str:
-    """--local-scoring auto: prototype for a GeM- or max-pooled model (pretrain --findings
+    """--local-scoring auto: hybrid for a GeM- or max-pooled model (pretrain --findings
     local), memory for a mean-pooled one."""
     if scoring == "auto":
-        return "memory" if encoder.pooling == "mean" else "prototype"
+        return "memory" if encoder.pooling == "mean" else "hybrid"
     return scoring
 
 
