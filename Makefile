@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test test-edge lint venv bench clean browser
+.PHONY: demo test test-edge test-wheel wheel edge-install lint venv bench clean browser
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,7 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python -m cossl_edge.demo
 
-test: venv test-edge browser
+test: venv test-edge test-wheel browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
 
@@ -28,24 +28,59 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-# The minimal (edge) environment: only the base package's dependencies, pinned by the lock,
-# plus pytest; no torch, MONAI, albumentations, onnx or scikit-learn. The full environment
-# exports a model into EDGE_FIXTURES, the edge environment embeds and classifies with it.
+# What users install: the wheel (pip wheel, no build isolation: the full venv's setuptools,
+# so it builds offline). setuptools' own build/lib and build/bdist.* are removed first, so a
+# module deleted from the tree can never ride along in the wheel from an earlier build.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+DIST := dist
+WHEEL := $(DIST)/cossl_edge-$(VERSION)-py3-none-any.whl
+
+wheel: venv
+	rm -rf build/lib build/bdist.* $(DIST)/cossl_edge-*.whl
+	$(BIN)/pip wheel . --quiet --no-deps --no-build-isolation -w $(DIST)
+
+# The minimal (edge) environment: the wheel, base only (no extras), with the dependencies it
+# declares, pinned by the lock, plus pytest; no torch, MONAI, albumentations, onnx or
+# scikit-learn. The full environment exports a model into EDGE_FIXTURES; the edge tests run
+# from outside the checkout (importlib mode), so they import the installed wheel, and
+# tests/test_edge_env.py checks that they did.
 EDGE := .venv-edge
 EDGE_FIXTURES := build/edge-fixtures
-EDGE_PACKAGES := numpy onnxruntime pydicom typer pillow pytest
 
 $(EDGE)/.installed: requirements.lock pyproject.toml
 	test -x $(EDGE)/bin/python || $(PY) -m venv $(EDGE)
-	$(EDGE)/bin/pip install --quiet -c requirements.lock $(EDGE_PACKAGES)
-	$(EDGE)/bin/pip install --quiet --no-deps -e .
+	$(EDGE)/bin/pip install --quiet -c requirements.lock pytest
 	touch $@
 
-test-edge: venv $(EDGE)/.installed
+edge-install: wheel $(EDGE)/.installed
+	$(EDGE)/bin/pip install --quiet --no-deps --force-reinstall $(WHEEL)
+	$(EDGE)/bin/pip install --quiet -c requirements.lock $(WHEEL)
+	$(EDGE)/bin/pip check
+
+test-edge: venv edge-install
 	rm -rf $(EDGE_FIXTURES)
 	$(BIN)/python tests/make_edge_fixtures.py $(EDGE_FIXTURES)
-	COSSL_EDGE_FIXTURES=$(abspath $(EDGE_FIXTURES)) COSSL_EDGE_MINIMAL=1 \
-		$(EDGE)/bin/python -m pytest -p no:cacheprovider tests/test_edge_env.py
+	cd $(EDGE_FIXTURES) && COSSL_EDGE_FIXTURES=$(abspath $(EDGE_FIXTURES)) COSSL_EDGE_MINIMAL=1 \
+		COSSL_EDGE_CHECKOUT=$(CURDIR) $(abspath $(EDGE))/bin/python -m pytest -p no:cacheprovider \
+		--import-mode=importlib --rootdir=$(CURDIR) $(CURDIR)/tests/test_edge_env.py
+
+# The full wheel, wheel[train,export], in a clean venv of its own (torch from the lock: the
+# pinned CPU build), trains, exports and embeds (tests/test_packaging.py). The venv is kept
+# under build/, named by the hash of the lock and pyproject.toml; a rerun only reinstalls
+# the freshly built wheel.
+WHEEL_VENV := build/wheel-venv-$(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-12)
+
+$(WHEEL_VENV)/.installed: | wheel
+	rm -rf build/wheel-venv-*
+	$(PY) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install --quiet -c requirements.lock "$(WHEEL)[train,export]"
+	touch $@
+
+test-wheel: venv wheel $(WHEEL_VENV)/.installed
+	$(WHEEL_VENV)/bin/pip install --quiet --no-deps --force-reinstall $(WHEEL)
+	$(WHEEL_VENV)/bin/pip check
+	COSSL_WHEEL_VENV=$(abspath $(WHEEL_VENV)) $(BIN)/python -m pytest -p no:cacheprovider \
+		tests/test_packaging.py -k installed_wheel
 
 lint: venv
 	$(BIN)/ruff check .
@@ -55,4 +90,4 @@ bench: venv
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) .venv-edge build *.egg-info
+	rm -rf $(VENV) .venv-edge build $(DIST) *.egg-info

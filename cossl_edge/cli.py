@@ -23,14 +23,35 @@ app = typer.Typer(
     help="CO-SSL pretraining on DICOM, image and video folders; int8 ONNX export; "
     "torch-free embedding and few-shot classification on CPUs and embedded devices.",
     no_args_is_help=True,
-    add_completion=False,
+    # --install-completion / --show-completion (bash, zsh, fish, PowerShell).
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
 
+def package_version() -> str:
+    """The installed distribution's version; the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cossl-edge")
+    except PackageNotFoundError:
+        from cossl_edge import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cossl-edge {package_version()}")
+        raise typer.Exit()
+
 
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     """CO-SSL pretraining, export and edge inference. `cossl-edge COMMAND --help` for each."""
 
 
