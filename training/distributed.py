@@ -8,6 +8,10 @@ Learning-rate scaling (:func:`scaled_lr`): ``--lr`` is the peak LR for one proce
 processes the effective batch is N times larger. LARS follows the linear rule (Goyal et al.
 2017, the rule BYOL/SimCLR use with LARS: LR ∝ batch); AdamW the square-root rule (Adam's
 update size does not grow with the batch the way SGD's does; Malladi et al. 2022).
+
+Contrastive negatives across processes (:func:`gather_with_grad`, used by the losses):
+NT-Xent and the CO-SimCLR local InfoNCE gather every process's embeddings, so each process's
+anchors see the negatives of the whole effective batch, as one process holding it would.
 """
 
 from __future__ import annotations
@@ -80,6 +84,65 @@ class Dist:
     def close(self) -> None:
         if self.world > 1 and tdist.is_initialized():
             tdist.destroy_process_group()
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) of the initialised process group; (0, 1) when there is none."""
+    if tdist.is_available() and tdist.is_initialized():
+        return tdist.get_rank(), tdist.get_world_size()
+    return 0, 1
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather along dim 0 whose backward is its adjoint: every process's gradient for the
+    gathered tensor is summed (all-reduce) and each process keeps its own slice. That slice is
+    d(Σ_ranks loss_r)/d(own rows), so that DDP's average of the parameter gradients is the
+    gradient of the mean of the per-rank losses (see :func:`global_mean_value`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.rank, size = tdist.get_rank(), tdist.get_world_size()
+        ctx.rows = x.shape[0]
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(size)]
+        tdist.all_gather(parts, x)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        # gloo has no reduce_scatter: all-reduce the whole (small) gradient, keep own rows
+        grad = grad.contiguous().clone()
+        tdist.all_reduce(grad, op=tdist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (same shape on every rank) over the ranks in rank order, rank r's
+    rows at ``r * len(x)``; gradients flow back to each rank's own rows. A world of one
+    returns ``x`` itself."""
+    _, size = world()
+    if size == 1:
+        return x
+    if not x.requires_grad:
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(size)]
+        tdist.all_gather(parts, x)
+        return torch.cat(parts)
+    return _GatherWithGrad.apply(x)
+
+
+def global_mean_value(loss: torch.Tensor) -> torch.Tensor:
+    """``loss`` (this rank's share of a loss over all ranks' anchors) with the value of the
+    mean over the ranks and the gradient of this rank's share. Every rank then reports the
+    loss one process holding the whole batch would, while DDP's gradient average stays
+    right: the mean over ranks of d(loss_r)/dθ, with the gathered negatives' gradients
+    summed back by :class:`_GatherWithGrad`, is d(mean_r loss_r)/dθ."""
+    _, size = world()
+    if size == 1:
+        return loss
+    total = loss.detach().clone()
+    tdist.all_reduce(total, op=tdist.ReduceOp.SUM)
+    return loss + (total / size - loss.detach())
 
 
 def setup_distributed(sync_bn: bool = False) -> Dist:
