@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test test-edge test-wheel wheel edge-install lint venv bench clean browser
+.PHONY: demo test test-edge test-wheel wheel edge-install lint venv bench clean browser node-tools
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,7 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python -m cossl_edge.demo
 
-test: venv test-edge test-wheel browser
+test: venv node-tools test-edge test-wheel browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
 
@@ -27,6 +27,13 @@ test: venv test-edge test-wheel browser
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# The DICOM node tests (tests/test_node.py) start a real PACS (Orthanc) and scanner (dcmtk's
+# storescu/echoscu) on loopback; installed here when missing, like chromium.
+node-tools:
+	@command -v Orthanc >/dev/null && command -v storescu >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq orthanc dcmtk >/dev/null)
 
 # What users install: the wheel (pip wheel, no build isolation: the full venv's setuptools,
 # so it builds offline). setuptools' own build/lib and build/bdist.* are removed first, so a

@@ -1,0 +1,77 @@
+"""``cossl-edge serve CLASSIFIER.json``: a DICOM node that receives images by C-STORE,
+classifies each series and sends a Comprehensive SR to a PACS (extra ``[node]``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cossl_edge.commands.common import fail, user_errors
+
+NODE_HINT = "pip install 'cossl-edge[node]'"
+
+
+def serve(
+    classifier_file: Path = typer.Argument(..., help="Classifier JSON from fewshot fit."),
+    port: int = typer.Option(11112, "--port", help="TCP port to listen on."),
+    ae_title: str = typer.Option("COSSL", "--ae-title", help="This node's AE title (the "
+                                 "called AE title must match it)."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
+    state_dir: Path = typer.Option(Path("cossl-node"), "--state-dir", help="Spool, "
+                                   "quarantine, reports, state.sqlite and node.jsonl; a "
+                                   "restart with the same folder resumes."),
+    allow: list[str] = typer.Option([], "--allow", help="Calling AE title accepted "
+                                    "(repeat; default: any)."),
+    quiet: float = typer.Option(10.0, "--quiet", min=0.0, help="Seconds without a new "
+                                "instance after which a series is complete."),
+    rules: Path | None = typer.Option(None, "--rules", help="Selection rules (JSON; see "
+                                      "docs/node.md) [default: every image]."),
+    aggregate: str = typer.Option("max", "--aggregate", help="Series result: max (its most "
+                                  "abnormal image) or mean (mean probabilities)."),
+    abstain: float | None = typer.Option(None, "--abstain", min=0.0, max=1.0, help="Abstain "
+                                         "threshold [default: the classifier's]."),
+    normal_class: str | None = typer.Option(None, "--normal-class", help="The class without "
+                                            "a finding, for --aggregate max [default: one "
+                                            "named normal, no_finding, negative, …]."),
+    forward: str | None = typer.Option(None, "--forward", help="Send each SR by C-STORE to "
+                                       "AE_TITLE@HOST:PORT (retries with back-off)."),
+    model: Path | None = typer.Option(None, "--model", help="Encoder ONNX file [default: the "
+                                      "one recorded at fit]; it must be that same model."),
+    retry_base: float = typer.Option(1.0, "--retry-base", min=0.01, help="First retry delay "
+                                     "(s); doubles per attempt."),
+    retry_max: float = typer.Option(300.0, "--retry-max", min=0.01, help="Longest delay (s)."),
+    max_attempts: int = typer.Option(50, "--max-attempts", min=1, help="Attempts per SR."),
+    max_instance_mb: float = typer.Option(512.0, "--max-instance-mb", min=0.001, help="Refuse "
+                                          "larger instances (Out of Resources)."),
+    max_spool_gb: float = typer.Option(50.0, "--max-spool-gb", min=0.001, help="Refuse new "
+                                       "instances when the spool holds this much."),
+    threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the log lines."),
+) -> None:
+    """Receive DICOM images (C-STORE, C-ECHO), classify complete series, write and forward
+    a Comprehensive SR per series. Stop with Ctrl-C or SIGTERM; a restart resumes."""
+    with user_errors():
+        try:
+            from cossl_edge.node.server import Node
+        except ImportError as e:
+            fail(f"the DICOM node needs its extra ({e.name} missing): {NODE_HINT}")
+        from cossl_edge.node.config import Destination, NodeConfig
+
+        cfg = NodeConfig(
+            state_dir=state_dir, port=port, ae_title=ae_title, host=host,
+            allowed_aes=tuple(allow), quiet_seconds=quiet, rules_file=rules,
+            aggregate=aggregate, abstain=abstain, normal_class=normal_class,
+            destination=Destination.parse(forward) if forward else None,
+            retry_base_seconds=retry_base, retry_max_seconds=retry_max,
+            max_send_attempts=max_attempts, max_instance_bytes=int(max_instance_mb * 2**20),
+            max_spool_bytes=int(max_spool_gb * 2**30), threads=threads)
+        node = Node(cfg, classifier_file, model, echo_log=verbose)
+        typer.echo(f"cossl-edge node {ae_title} listening on {host}:{port}; state in "
+                   f"{state_dir}" + (f"; SRs to {cfg.destination}" if forward else ""),
+                   err=True)
+        node.serve_forever()
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="serve", no_args_is_help=True)(serve)

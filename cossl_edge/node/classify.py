@@ -1,0 +1,164 @@
+"""Classification of a series with a saved few-shot classifier and the model it was fitted
+on, through the model's own preprocessing contract (as ``fewshot predict`` does).
+
+Per image: the class probabilities and a label (``unknown`` below the abstain threshold).
+Per series: ``mean`` of the images' probabilities, or ``max``: the probabilities of the most
+abnormal image (lowest probability of the normal class when the classifier has one, else the
+most confident image), then the same abstain threshold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cossl_edge import model_metadata as mm
+from cossl_edge.fewshot import UNKNOWN, FewShotClassifier
+
+NORMAL_NAMES = ("normal", "no_finding", "negative", "functional", "good", "ok")
+
+
+@dataclass
+class ImageResult:
+    sop_uid: str
+    label: str | None = None
+    probability: float | None = None
+    probabilities: list[float] | None = None
+    reason: str | None = None  # why the image could not be read (never patient data)
+
+
+@dataclass
+class SeriesResult:
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+    aggregate: str
+    key_image: str | None
+    images: int
+    unreadable: int
+    abstained_images: int
+    per_image: list[ImageResult] = field(default_factory=list)
+
+    @property
+    def abstained(self) -> bool:
+        return self.label == UNKNOWN
+
+    def summary(self) -> dict:
+        return {"label": self.label, "probability": round(self.probability, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "aggregate": self.aggregate, "images": self.images,
+                "unreadable": self.unreadable, "abstained_images": self.abstained_images,
+                "abstained": self.abstained}
+
+
+class SeriesClassifier:
+    """The classifier, its encoder and the series rule; built once per node."""
+
+    def __init__(self, classifier_file: Path, model: Path | None = None, threads: int = 1,
+                 abstain: float | None = None, aggregate: str = "max",
+                 normal_class: str | None = None) -> None:
+        from cossl_edge.encoder import Encoder
+
+        self.clf = FewShotClassifier.load(classifier_file)
+        if model is None and not self.clf.model_path:
+            raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
+        model_path = Path(model or self.clf.model_path)
+        self.encoder = _open_encoder(Encoder, model_path, self.clf.contract, threads)
+        self.clf.check_model(self.encoder.sha256, model_path, classifier_file)
+        if self.clf.kind == "local":
+            self.encoder.require_local_map()
+        self.threshold = self.clf.abstain_threshold if abstain is None else abstain
+        self.aggregate = aggregate
+        self.normal = _normal_class(self.clf.classes, normal_class, classifier_file)
+        self.classifier_sha256 = hashlib.sha256(Path(classifier_file).read_bytes()).hexdigest()
+        self.model_version = self.encoder.metadata.get(mm.KEY_VERSION) or "unknown"
+
+    @property
+    def identity(self) -> dict:
+        """What the SR and the log say about the model (no paths)."""
+        return {"model_sha256": self.encoder.sha256, "model_version": self.model_version,
+                "classifier_sha256": self.classifier_sha256, "classifier_kind": self.clf.kind,
+                "classes": list(self.clf.classes), "abstain_threshold": self.threshold,
+                "aggregate": self.aggregate, "normal_class": self.normal}
+
+    def read(self, path: Path) -> np.ndarray:
+        """One image of an instance in [0, 1] (a multi-frame object: its middle frame)."""
+        from cossl_edge.dicom.header import read_header
+        from cossl_edge.dicom.pixels import read_frame
+
+        frames = read_header(path).frames
+        return read_frame(path, frames // 2 if frames > 1 else None, self.encoder.contract.window)
+
+    def classify(self, items: list[tuple[str, Path]], batch_size: int = 32
+                 ) -> tuple[list[ImageResult], SeriesResult | None]:
+        """(SOP instance UID, file) pairs → per-image results and the series result (None
+        when no image could be read)."""
+        from cossl_edge.dicom.header import DicomSkip
+
+        results: list[ImageResult] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            ok, prepared = [], []
+            for sop, path in chunk:
+                try:
+                    prepared.append(self.encoder.contract.prepare(self.read(path)))
+                    ok.append(sop)
+                except (DicomSkip, ValueError, OSError) as e:
+                    results.append(ImageResult(sop, reason=str(e)[:200]))
+            if ok:
+                proba = self._proba(np.stack(prepared))
+                for sop, row, pred in zip(ok, proba, self.clf.decide(proba, 1, self.threshold),
+                                          strict=True):
+                    results.append(ImageResult(sop, pred.label, pred.probability,
+                                               [float(v) for v in row]))
+        return results, self.combine(results)
+
+    def _proba(self, prepared: np.ndarray) -> np.ndarray:
+        x = self.encoder.contract.normalize(prepared)
+        if self.clf.kind == "local":
+            return self.clf.predict_local(self.encoder.run_local(x))[0]
+        return self.clf.predict_proba(self.encoder.run(x))
+
+    def combine(self, results: list[ImageResult]) -> SeriesResult | None:
+        read = [r for r in results if r.probabilities is not None]
+        if not read:
+            return None
+        p = np.asarray([r.probabilities for r in read], np.float64)
+        key = None
+        if self.aggregate == "mean":
+            series = p.mean(0)
+        else:
+            i = (int(np.argmin(p[:, self.clf.classes.index(self.normal)])) if self.normal
+                 else int(np.argmax(p.max(1))))
+            series, key = p[i], read[i].sop_uid
+        pred = self.clf.decide(series[None, :], 1, self.threshold)[0]
+        return SeriesResult(pred.label, pred.probability,
+                            dict(zip(self.clf.classes, map(float, series), strict=True)),
+                            self.aggregate, key, len(read), len(results) - len(read),
+                            sum(r.label == UNKNOWN for r in read), results)
+
+
+def _open_encoder(encoder_cls, model: Path, contract: dict | None, threads: int):
+    """The classifier's recorded contract serves a model exported without one."""
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.encoder import ModelError
+
+    try:
+        return encoder_cls(model, threads=threads, spinning=False)
+    except ModelError as e:
+        if contract is None or "no preprocessing contract" not in str(e):
+            raise
+        return encoder_cls(model, PreprocessContract.from_dict(contract), threads, False)
+
+
+def _normal_class(classes: list[str], given: str | None, where: Path) -> str | None:
+    if given is not None:
+        if given not in classes:
+            raise ValueError(f"--normal-class {given!r} is not a class of {where} "
+                             f"({', '.join(classes)})")
+        return given
+    found = [c for c in classes if c.lower() in NORMAL_NAMES]
+    return found[0] if len(found) == 1 else None

@@ -1,0 +1,49 @@
+"""C-STORE of a report to the destination AE (the PACS), with back-off between attempts.
+
+The schedule lives in the state database (``attempts``, ``next_send_at``), so a report that
+was not acknowledged by the destination is sent again after a restart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import ComprehensiveSRStorage
+
+from cossl_edge.node.config import Destination
+
+
+class SendError(RuntimeError):
+    """The destination refused or could not be reached (message: why, no patient data)."""
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Seconds before attempt ``attempts + 1``: base · 2^(attempts − 1), at most ``cap``."""
+    return min(cap, base * 2 ** max(attempts - 1, 0))
+
+
+def send_file(path: Path, dest: Destination, calling_ae: str, timeout: float = 10.0) -> None:
+    """Send one SR file; raises :class:`SendError` unless the destination answers Success."""
+    ds = pydicom.dcmread(path)
+    ae = AE(ae_title=calling_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    ae.connection_timeout = timeout
+    ae.add_requested_context(ComprehensiveSRStorage,
+                             [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    if not assoc.is_established:
+        raise SendError(f"association with {dest} not established (rejected, aborted or "
+                        "unreachable)")
+    try:
+        status = assoc.send_c_store(ds)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    code = getattr(status, "Status", None) if status else None
+    if code is None:
+        raise SendError(f"no C-STORE response from {dest} (timeout or abort)")
+    if code not in (0x0000, 0xB000, 0xB007, 0xB006):  # success, or success with warnings
+        raise SendError(f"{dest} answered C-STORE status 0x{code:04X}")

@@ -1,0 +1,130 @@
+"""The result of a series as a DICOM Comprehensive SR (TID 1500 measurement report, built
+with highdicom).
+
+One measurement group for the series (its finding, probability, images read, unreadable and
+abstained images, every classified image as a source) and one per image (its finding and
+probability). The algorithm identification names the classifier kind and carries the model's
+sha256 and version and the classifier file's sha256. UIDs are derived from the source series
+and its revision, so an SR rebuilt after a crash is the same object (the PACS keeps one).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import highdicom as hd
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.uid import generate_uid
+
+from cossl_edge import __version__
+from cossl_edge.node.classify import SeriesResult
+
+SCHEME = "99COSSL"  # private coding scheme: the classifier's own class names
+SR_SERIES_NUMBER = 990
+MAX_IMAGE_GROUPS = 16  # highdicom spends ~30 ms per group; a 500-image series stays fast
+
+
+def sr_uids(series_uid: str, revision: int) -> tuple[str, str]:
+    """(SR series UID, SR SOP instance UID) for a source series at a revision."""
+    return (generate_uid(entropy_srcs=[series_uid, "cossl-edge-sr-series"]),
+            generate_uid(entropy_srcs=[series_uid, str(revision), "cossl-edge-sr"]))
+
+
+def _concept(label: str) -> hd.sr.CodedConcept:
+    return hd.sr.CodedConcept(value=label[:64], scheme_designator=SCHEME, meaning=label[:64])
+
+
+def _finding_group(tracking: str, uid: str, label: str, probability: float,
+                   algorithm: hd.sr.AlgorithmIdentification, sources: list[Dataset],
+                   extra: tuple | list = ()) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=tracking),
+        algorithm_id=algorithm,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.Finding,
+                                                             _concept(label))],
+        measurements=[hd.sr.Measurement(codes.DCM.Probability, float(probability),
+                                        codes.UCUM.NoUnits), *extra],
+        source_images=[hd.sr.SourceImageForMeasurementGroup(s.SOPClassUID, s.SOPInstanceUID)
+                       for s in sources],
+    )
+
+
+def _notable(classified: list, result: SeriesResult, identity: dict) -> list:
+    """The images that get their own group: the key image, then images with a finding and
+    abstentions, up to MAX_IMAGE_GROUPS (every image is a source of the series group; all
+    per-image results are in the node's state and log)."""
+    normal = identity.get("normal_class")
+    key = [r for r in classified if r.sop_uid == result.key_image]
+    rest = [r for r in classified if r.sop_uid != result.key_image and r.label != normal]
+    rest.sort(key=lambda r: (r.label != "unknown", -(r.probability or 0.0)))
+    return (key + rest)[:MAX_IMAGE_GROUPS]
+
+
+def _count(name: str, value: int) -> hd.sr.Measurement:
+    return hd.sr.Measurement(hd.sr.CodedConcept(name[:16].replace(" ", "-"), SCHEME, name),
+                             float(value), hd.sr.CodedConcept("{images}", "UCUM", "images"))
+
+
+def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
+             series_uid: str, revision: int, ae_title: str) -> Dataset:
+    """The SR of one series. ``headers``: SOP instance UID → its dataset without pixels."""
+    sr_series, sr_uid = sr_uids(series_uid, revision)
+    params = {k: str(identity[k]) for k in ("model_sha256", "model_version",
+                                             "classifier_sha256", "classifier_kind",
+                                             "aggregate", "abstain_threshold")}
+    params["classes"] = ",".join(identity["classes"])
+    algorithm = hd.sr.AlgorithmIdentification(
+        name=f"cossl-edge few-shot {identity['classifier_kind']}",
+        version=f"{__version__} model {identity['model_sha256'][:16]}",
+        parameters=[f"{k}={v}" for k, v in params.items()])
+    classified = [r for r in result.per_image if r.probabilities is not None]
+    groups = [_finding_group(
+        "series", generate_uid(entropy_srcs=[series_uid, str(revision), "group"]),
+        result.label, result.probability, algorithm,
+        [headers[r.sop_uid] for r in classified],
+        [_count("Images classified", result.images),
+         _count("Images unreadable", result.unreadable),
+         _count("Images abstained", result.abstained_images)])]
+    for r in _notable(classified, result, identity):
+        groups.append(_finding_group(
+            "image", generate_uid(entropy_srcs=[r.sop_uid, str(revision), "group"]),
+            r.label, r.probability, algorithm, [headers[r.sop_uid]]))
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(entropy_srcs=["cossl-edge-node", ae_title]), name=ae_title,
+            manufacturer_name="cossl-edge", model_name="cossl-edge node"))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=codes.SCT.ImagingProcedure,
+        imaging_measurements=groups)
+    evidence = [_with_type2(ds) for ds in headers.values()]
+    return hd.sr.ComprehensiveSR(
+        evidence=evidence, content=report, series_instance_uid=sr_series,
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=sr_uid, instance_number=revision + 1,
+        manufacturer="cossl-edge", is_complete=True, is_final=False, is_verified=False)
+
+
+# Attributes highdicom copies from the evidence into the SR (type 2: may be empty, not absent).
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID", "StudyDate",
+         "StudyTime", "ReferringPhysicianName", "AccessionNumber")
+
+
+def _with_type2(ds: Dataset) -> Dataset:
+    for keyword in TYPE2:
+        if keyword not in ds:
+            setattr(ds, keyword, None)
+    return ds
+
+
+def read_header_dataset(path: Path) -> Dataset:
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def encode(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

@@ -1,0 +1,383 @@
+"""The node: a pynetdicom C-STORE/C-ECHO SCP that spools, and the threads that complete,
+classify, report and forward series.
+
+Receiving (one thread per association, pynetdicom's): bytes as sent → checks → an fsync'd file
+renamed into the spool → the instance committed to the state database → only then Success.
+A refused object gets a DIMSE failure status with an error comment and is quarantined with
+its reason. The worker thread moves series through their states; the sender thread delivers
+reports with back-off. Every transition is a committed state change, so a restarted node
+(even after kill -9) continues where it stood.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import UID_dictionary
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from cossl_edge.dicom.header import DicomSkip, open_bounded, pydicom_quiet, read_header
+from cossl_edge.node import report as sr
+from cossl_edge.node.classify import ImageResult, SeriesClassifier
+from cossl_edge.node.config import NodeConfig
+from cossl_edge.node.eventlog import EventLog
+from cossl_edge.node.forward import SendError, backoff, send_file
+from cossl_edge.node.rules import Rules
+from cossl_edge.node.spool import Spool, publish, write_atomic, write_temp
+from cossl_edge.node.state import Instance, State
+
+# DIMSE statuses of a C-STORE (PS3.4 B.2.3, PS3.7 C)
+SUCCESS = 0x0000
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+# Stored as received; pixels are decoded at classification (missing codec: unreadable).
+# Deflated is not offered: it inflates without bound before anything can be checked.
+TRANSFER_SYNTAXES = [
+    "1.2.840.10008.1.2",  # implicit VR little endian
+    "1.2.840.10008.1.2.1",  # explicit VR little endian
+    "1.2.840.10008.1.2.2",  # explicit VR big endian (retired)
+    "1.2.840.10008.1.2.5",  # RLE lossless
+    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",  # JPEG
+    "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81",  # JPEG-LS
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91",  # JPEG 2000
+]
+# The SOP classes the node classifies: every "… Image Storage" class of the standard.
+IMAGE_STORAGE = frozenset(uid for uid, entry in UID_dictionary.items()
+                          if entry[1] == "SOP Class" and "Image Storage" in entry[0])
+FACT_KEYWORDS = ("Modality", "ImageType", "BodyPartExamined", "SOPClassUID")
+
+
+def sop_class_name(uid: str) -> str:
+    entry = UID_dictionary.get(uid)
+    return entry[0] if entry else uid
+
+
+class Refused(Exception):
+    """A C-STORE answered with a failure ``status``; ``path``: the object's temporary file
+    when it was written (it goes to the quarantine)."""
+
+    def __init__(self, status: int, reason: str, path: Path | None = None) -> None:
+        super().__init__(reason)
+        self.status, self.reason, self.path = status, reason, path
+
+
+class Node:
+    def __init__(self, config: NodeConfig, classifier_file: Path, model: Path | None = None,
+                 echo_log: bool = False) -> None:
+        self.cfg = config
+        for d in (config.state_dir, config.reports):
+            d.mkdir(parents=True, exist_ok=True)
+        self.rules = Rules.load(config.rules_file)
+        self.classifier = SeriesClassifier(classifier_file, model, config.threads,
+                                           config.abstain, config.aggregate,
+                                           config.normal_class)
+        self.log = EventLog(config.log_path, config.salt, echo_log)
+        self.state = State(config.db_path)
+        self.spool = Spool(config.spool, config.quarantine, config.salt)
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._server = None
+        self._recover_orphans()
+
+    # -- start and stop ------------------------------------------------------------------
+    def start(self) -> None:
+        ae = AE(ae_title=self.cfg.ae_title)
+        ae.maximum_associations = 16
+        ae.network_timeout = ae.dimse_timeout = ae.acse_timeout = 60
+        ae.require_called_aet = True
+        if self.cfg.allowed_aes:
+            ae.require_calling_aet = list(self.cfg.allowed_aes)
+        ae.add_supported_context(Verification)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
+        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_C_ECHO, lambda e: SUCCESS),
+                    (evt.EVT_REJECTED, self._on_rejected), (evt.EVT_ACCEPTED, self._on_accepted)]
+        self._server = ae.start_server((self.cfg.host, self.cfg.port), block=False,
+                                       evt_handlers=handlers)
+        for name, fn in (("worker", self._work_loop), ("sender", self._send_loop)):
+            t = threading.Thread(target=fn, name=f"cossl-node-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        self.log("start", ae_title=self.cfg.ae_title, port=self.cfg.port,
+                 allowed_aes=list(self.cfg.allowed_aes), quiet_s=self.cfg.quiet_seconds,
+                 destination=str(self.cfg.destination) if self.cfg.destination else None,
+                 rules=[r.name for r in self.rules.rules], **self.classifier.identity,
+                 pending=self.state.counts())
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self._server is not None:
+            self._server.shutdown()
+        for t in self._threads:
+            t.join(timeout=30)
+        self.log("stop", counts=self.state.counts())
+        self.state.close()
+        self.log.close()
+
+    def serve_forever(self) -> None:
+        """Run until SIGTERM or SIGINT (the state is consistent at every instant anyway)."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+        self.start()
+        try:
+            while not self.stop_event.wait(0.5):
+                pass
+        finally:
+            self.stop()
+
+    # -- receiving -----------------------------------------------------------------------
+    def _on_accepted(self, event) -> None:
+        self.log("association", calling_ae=_calling(event), peer=event.assoc.requestor.address)
+
+    def _on_rejected(self, event) -> None:
+        self.log("association_rejected", calling_ae=_calling(event),
+                 peer=event.assoc.requestor.address,
+                 reason="calling AE title not in the allow-list" if self.cfg.allowed_aes
+                 else "called AE title is not this node's")
+
+    def _on_store(self, event) -> Dataset:
+        t0 = time.time()
+        req = event.request
+        sop_class, sop_uid = str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID)
+        calling = _calling(event)
+        try:
+            data = event.encoded_dataset(include_meta=True)
+        except Exception:  # noqa: BLE001 - the peer sent something pydicom cannot frame
+            data = None
+        facts = {"calling_ae": calling, "sop_class": sop_class_name(sop_class),
+                 "instance": self.log.id(sop_uid)}
+        try:
+            if data is None:
+                raise Refused(CANNOT_UNDERSTAND, "the data set could not be framed")
+            status = self._store(data, sop_class, sop_uid, calling, facts)
+        except Refused as r:
+            if r.status != OUT_OF_RESOURCES:
+                self.spool.quarantine(r.path, None if r.path else data, r.reason, facts)
+            elif r.path is not None:
+                r.path.unlink(missing_ok=True)
+            self.log("refused", status=f"0x{r.status:04X}", reason=r.reason, **facts)
+            return _status(r.status, r.reason)
+        self.log("received", duplicate=status == "duplicate", ms=round(1e3 * (time.time() - t0),
+                 1), **facts)
+        return _status(SUCCESS)
+
+    def _store(self, data: bytes, sop_class: str, sop_uid: str, calling: str, facts: dict
+               ) -> str:
+        if sop_class not in IMAGE_STORAGE:
+            raise Refused(SOP_CLASS_NOT_SUPPORTED, f"SOP class not supported here: "
+                          f"{sop_class_name(sop_class)} (images only)")
+        if len(data) > self.cfg.max_instance_bytes:
+            raise Refused(OUT_OF_RESOURCES, f"instance of {len(data)} bytes exceeds the "
+                          f"limit of {self.cfg.max_instance_bytes}")
+        if not self.spool.reserve(len(data), self.cfg.max_spool_bytes):
+            raise Refused(OUT_OF_RESOURCES, "spool full; retry later")
+        stored = False
+        try:
+            tmp, ds = self._write_checked(data, sop_class, sop_uid)
+            series_uid, study_uid = str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
+            if self.state.known(sop_uid):  # a resend of an object already acknowledged
+                tmp.unlink(missing_ok=True)
+                return "duplicate"
+            final = publish(tmp, self.spool.path_for(series_uid, sop_uid))
+            inst = Instance(sop_uid, series_uid, sop_class, str(final), len(data),
+                            calling_ae=calling, received_at=time.time(), **_facts(ds))
+            stored = self.state.add_instance(inst, study_uid)
+            return "stored" if stored else "duplicate"
+        finally:
+            if not stored:
+                self.spool.release(len(data))
+
+    def _write_checked(self, data: bytes, sop_class: str, sop_uid: str):
+        """Write to a temporary file (fsync'd), then check it as an image; Refused if not."""
+        path = write_temp(self.spool.tmp, data)
+        try:
+            with open_bounded(path) as f, pydicom_quiet():
+                ds = pydicom.dcmread(f, stop_before_pixels=True)
+                ds.get("SeriesInstanceUID"), ds.get("StudyInstanceUID")  # decode lazily now
+        except Exception as e:  # noqa: BLE001 - malformed input raises many types
+            raise Refused(CANNOT_UNDERSTAND, f"malformed data set ({type(e).__name__})",
+                          path) from None
+        problem = None
+        if str(ds.get("SOPInstanceUID", "")) != sop_uid:
+            problem = "SOP Instance UID differs from the request's"
+        elif str(ds.get("SOPClassUID", "")) != sop_class:
+            problem = "SOP Class UID differs from the request's"
+        elif not ds.get("SeriesInstanceUID") or not ds.get("StudyInstanceUID"):
+            problem = "no Study or Series Instance UID"
+        else:
+            try:
+                read_header(path)  # the project's checks: pixel data present, sizes sane
+            except DicomSkip as e:
+                problem = str(e)
+        if problem:
+            raise Refused(DOES_NOT_MATCH_SOP_CLASS, problem, path)
+        return path, ds
+
+    def _recover_orphans(self) -> None:
+        """Files renamed into the spool by a node killed before it committed them: complete
+        objects (never acknowledged); register them rather than lose them."""
+        known = self.state.paths()
+        for path in self.spool.root.glob("*/*.dcm"):
+            if str(path) in known:
+                continue
+            try:
+                with pydicom_quiet():
+                    ds = pydicom.dcmread(path, stop_before_pixels=True)
+                inst = Instance(str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID),
+                                str(ds.SOPClassUID), str(path), path.stat().st_size,
+                                received_at=time.time(), **_facts(ds))
+                self.state.add_instance(inst, str(ds.StudyInstanceUID))
+                self.log("recovered", instance=self.log.id(inst.sop_uid))
+            except Exception as e:  # noqa: BLE001
+                self.log("recover_failed", reason=type(e).__name__)
+
+    # -- the worker ----------------------------------------------------------------------
+    def _work_loop(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                busy = self.step()
+            except Exception as e:  # noqa: BLE001 - keep serving; the state is consistent
+                self.log("worker_error", error=f"{type(e).__name__}: {str(e)[:200]}")
+                busy = False
+            if not busy:
+                self.stop_event.wait(self.cfg.poll_seconds)
+
+    def step(self) -> bool:
+        """One pass: complete quiet series, classify, report. True when it did something."""
+        did = False
+        for uid in self.state.quiet_series(time.time(), self.cfg.quiet_seconds):
+            self._select(uid)
+            did = True
+        for uid in self.state.series_in("selected"):
+            self._classify(uid)
+            did = True
+        for uid in self.state.series_in("classified"):
+            self._report(uid)
+            did = True
+        return did
+
+    def _select(self, series_uid: str) -> None:
+        chosen, rules = {}, set()
+        for inst in self.state.instances(series_uid, "received"):
+            facts = {"Modality": inst.modality, "ImageType": inst.image_type,
+                     "BodyPartExamined": inst.body_part, "SOPClassUID": inst.sop_class}
+            chosen[inst.sop_uid] = self.rules.select(facts)
+            rules.add(chosen[inst.sop_uid])
+        rules.discard(None)
+        self.state.set_selection(series_uid, chosen, ",".join(sorted(rules)) or None)
+        s = self.state.series(series_uid)
+        self.log("series_complete", series=self.log.id(series_uid), revision=s["revision"],
+                 selected=s["state"] == "selected", rule=s["rule"], instances=len(chosen))
+        if s["state"] == "not_selected":
+            self.log("series_not_selected", series=self.log.id(series_uid),
+                     instances=len(chosen))
+
+    def _classify(self, series_uid: str) -> None:
+        t0 = time.time()
+        revision = self.state.series(series_uid)["revision"]
+        todo = self.state.instances(series_uid, "received")
+        images, _ = self.classifier.classify([(i.sop_uid, Path(i.path)) for i in todo],
+                                             self.cfg.batch_size)
+        results = {r.sop_uid: (r.label, r.probability,
+                               json.dumps(r.probabilities) if r.probabilities else None,
+                               r.reason) for r in images}
+        if self.state.save_classification(series_uid, revision, results):
+            for r in images:
+                self.log("image", series=self.log.id(series_uid),
+                         instance=self.log.id(r.sop_uid), label=r.label,
+                         probability=r.probability, unreadable=r.reason)
+            self.log("series_classified", series=self.log.id(series_uid), revision=revision,
+                     images=len(images), s=round(time.time() - t0, 3))
+
+    def _report(self, series_uid: str) -> None:
+        t0 = time.time()
+        s = self.state.series(series_uid)
+        revision = s["revision"]
+        insts = [i for i in self.state.instances(series_uid)
+                 if i.state in ("classified", "unreadable")]
+        per_image = [ImageResult(i.sop_uid, i.label, i.probability,
+                                 json.loads(i.proba) if i.proba else None, i.reason)
+                     for i in insts]
+        result = self.classifier.combine(per_image)
+        sid = self.log.id(series_uid)
+        if result is None:
+            self.state.set_report(series_uid, revision, {"label": "unreadable"}, "", "", False)
+            self.log("series_unreadable", series=sid, revision=revision, images=len(insts))
+            return
+        headers = {}
+        for i in insts:
+            if i.state == "classified":
+                with pydicom_quiet():
+                    headers[i.sop_uid] = sr.read_header_dataset(Path(i.path))
+        doc = sr.build_sr(headers, result, self.classifier.identity, series_uid, revision,
+                          self.cfg.ae_title)
+        path = self.cfg.reports / f"{sid}-r{revision}.dcm"
+        write_atomic(path, sr.encode(doc), self.cfg.reports / ".tmp")
+        summary = result.summary()
+        if self.state.set_report(series_uid, revision, summary, str(path),
+                                 str(doc.SOPInstanceUID), self.cfg.destination is not None):
+            self.log("report", series=sid, revision=revision, **summary,
+                     model_sha256=self.classifier.identity["model_sha256"],
+                     s=round(time.time() - t0, 3))
+
+    # -- the sender ----------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        dest = self.cfg.destination
+        while dest is not None and not self.stop_event.is_set():
+            due = self.state.due_sends(time.time())
+            for row in due:
+                if self.stop_event.is_set():
+                    break
+                self._send(row)
+            if not due:
+                self.stop_event.wait(self.cfg.poll_seconds)
+
+    def _send(self, row: dict) -> None:
+        sid = self.log.id(row["series_uid"])
+        t0 = time.time()
+        try:
+            send_file(Path(row["sr_path"]), self.cfg.destination, self.cfg.ae_title)
+        except (SendError, OSError, RuntimeError) as e:
+            attempts = row["attempts"] + 1
+            final = attempts >= self.cfg.max_send_attempts
+            wait = backoff(attempts, self.cfg.retry_base_seconds, self.cfg.retry_max_seconds)
+            self.state.mark_send_failed(row["series_uid"], row["sr_uid"], str(e)[:200],
+                                        None if final else time.time() + wait)
+            self.log("send_failed", series=sid, attempt=attempts, error=str(e)[:200],
+                     retry_in_s=None if final else round(wait, 2))
+            return
+        self.state.mark_sent(row["series_uid"], row["sr_uid"])
+        self.log("sent", series=sid, revision=row["revision"], attempt=row["attempts"] + 1,
+                 destination=str(self.cfg.destination), s=round(time.time() - t0, 3))
+
+
+def _calling(event) -> str:
+    title = event.assoc.requestor.ae_title
+    return (title.decode(errors="replace") if isinstance(title, bytes) else str(title)).strip()
+
+
+def _status(code: int, comment: str | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:64]
+    return ds
+
+
+def _facts(ds: Dataset) -> dict[str, str]:
+    image_type = ds.get("ImageType", "")
+    if not isinstance(image_type, str):
+        image_type = "\\".join(str(v) for v in image_type)
+    return {"modality": str(ds.get("Modality", "") or ""), "image_type": image_type,
+            "body_part": str(ds.get("BodyPartExamined", "") or "")}

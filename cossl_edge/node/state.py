@@ -1,0 +1,266 @@
+"""The node's state in one SQLite file (WAL, synchronous=FULL): every instance and series and
+where each stands, so that a restarted node knows exactly what is left to do.
+
+Instance states: ``received`` → ``classified`` | ``unreadable`` | ``not_selected``.
+Series states: ``receiving`` → (quiet for N s) → ``not_selected`` | ``classified`` →
+``reported`` (SR written) → ``sent`` | ``send_failed``. An instance that arrives for a
+series past ``receiving`` reopens it with ``revision + 1``: the next SR covers all of its
+instances, and instances already classified are not classified again.
+
+UIDs are stored (the node needs them to build the SR); patient data is not.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid TEXT PRIMARY KEY,
+    series_uid TEXT NOT NULL,
+    sop_class TEXT NOT NULL,
+    path TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    modality TEXT, image_type TEXT, body_part TEXT,
+    calling_ae TEXT,
+    received_at REAL NOT NULL,
+    selected_by TEXT,
+    state TEXT NOT NULL DEFAULT 'received',
+    label TEXT, probability REAL, proba TEXT, reason TEXT,
+    classified_at REAL,
+    classify_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid, state);
+CREATE TABLE IF NOT EXISTS series (
+    series_uid TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    first_received_at REAL NOT NULL,
+    last_received_at REAL NOT NULL,
+    revision INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'receiving',
+    rule TEXT,
+    result TEXT,
+    completed_at REAL,
+    sr_path TEXT, sr_uid TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_send_at REAL,
+    sent_at REAL,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS series_state ON series(state);
+"""
+
+
+@dataclass
+class Instance:
+    sop_uid: str
+    series_uid: str
+    sop_class: str
+    path: str
+    bytes: int
+    modality: str = ""
+    image_type: str = ""
+    body_part: str = ""
+    calling_ae: str = ""
+    received_at: float = 0.0
+    selected_by: str | None = None
+    state: str = "received"
+    label: str | None = None
+    probability: float | None = None
+    proba: str | None = None
+    reason: str | None = None
+    classified_at: float | None = None
+    classify_count: int = 0
+
+
+class State:
+    """Thread-safe access (one connection, one lock: writes are short)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                  timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def _tx(self, fn):
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(self.db)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+            return out
+
+    # -- receiving -----------------------------------------------------------------------
+    def add_instance(self, inst: Instance, study_uid: str) -> bool:
+        """Record a received instance; False when this SOP instance was already here (a
+        resend: the file was replaced by the same object, its state is kept)."""
+        now = inst.received_at
+
+        def tx(db):
+            cur = db.execute(
+                "INSERT OR IGNORE INTO instances (sop_uid, series_uid, sop_class, path, bytes,"
+                " modality, image_type, body_part, calling_ae, received_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (inst.sop_uid, inst.series_uid, inst.sop_class, inst.path, inst.bytes,
+                 inst.modality, inst.image_type, inst.body_part, inst.calling_ae, now))
+            if cur.rowcount == 0:
+                return False
+            db.execute(
+                "INSERT INTO series (series_uid, study_uid, first_received_at,"
+                " last_received_at) VALUES (?,?,?,?) ON CONFLICT(series_uid) DO UPDATE SET"
+                " last_received_at=excluded.last_received_at,"
+                " revision=CASE WHEN state='receiving' THEN revision ELSE revision+1 END,"
+                " state='receiving', attempts=0, next_send_at=NULL, error=NULL",
+                (inst.series_uid, study_uid, now, now))
+            return True
+
+        return self._tx(tx)
+
+    def known(self, sop_uid: str) -> bool:
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM instances WHERE sop_uid=?",
+                                   (sop_uid,)).fetchone() is not None
+
+    def paths(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self.db.execute("SELECT path FROM instances")}
+
+    # -- the worker ----------------------------------------------------------------------
+    def quiet_series(self, now: float, quiet: float) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self.db.execute(
+                "SELECT series_uid FROM series WHERE state='receiving' AND last_received_at<=?"
+                " ORDER BY last_received_at", (now - quiet,))]
+
+    def series(self, series_uid: str) -> dict:
+        with self._lock:
+            row = self.db.execute("SELECT * FROM series WHERE series_uid=?",
+                                  (series_uid,)).fetchone()
+        return dict(row) if row else {}
+
+    def instances(self, series_uid: str, state: str | None = None) -> list[Instance]:
+        q = "SELECT * FROM instances WHERE series_uid=?"
+        args: tuple = (series_uid,)
+        if state is not None:
+            q += " AND state=?"
+            args += (state,)
+        with self._lock:
+            rows = self.db.execute(q + " ORDER BY received_at, sop_uid", args).fetchall()
+        return [Instance(**dict(r)) for r in rows]
+
+    def set_selection(self, series_uid: str, selected: dict[str, str | None], rule: str | None
+                      ) -> None:
+        """Instance → the rule that selected it (None: not selected). A series with no
+        selected instance becomes ``not_selected``, else waits for classification."""
+
+        def tx(db):
+            for sop, by in selected.items():
+                if by is None:
+                    db.execute("UPDATE instances SET state='not_selected' WHERE sop_uid=? AND"
+                               " state='received'", (sop,))
+                else:
+                    db.execute("UPDATE instances SET selected_by=? WHERE sop_uid=?",
+                               (by, sop))
+            any_selected = db.execute(
+                "SELECT 1 FROM instances WHERE series_uid=? AND state!='not_selected'",
+                (series_uid,)).fetchone()
+            db.execute("UPDATE series SET state=?, rule=?, completed_at=? WHERE"
+                       " series_uid=? AND state='receiving'",
+                       ("selected" if any_selected else "not_selected", rule, time.time(),
+                        series_uid))
+
+        self._tx(tx)
+
+    def series_in(self, state: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self.db.execute(
+                "SELECT series_uid FROM series WHERE state=? ORDER BY last_received_at",
+                (state,))]
+
+    def save_classification(self, series_uid: str, revision: int,
+                            results: dict[str, tuple[str, float, str | None, str | None]]
+                            ) -> bool:
+        """Per instance (label, probability, probabilities JSON or None, reason or None),
+        in one transaction; only instances still ``received`` change, so an instance is
+        classified once. False when the series changed meanwhile (a new instance)."""
+        now = time.time()
+
+        def tx(db):
+            row = db.execute("SELECT state, revision FROM series WHERE series_uid=?",
+                             (series_uid,)).fetchone()
+            if row is None or row["state"] != "selected" or row["revision"] != revision:
+                return False
+            for sop, (label, prob, proba, reason) in results.items():
+                db.execute(
+                    "UPDATE instances SET state=?, label=?, probability=?, proba=?, reason=?,"
+                    " classified_at=?, classify_count=classify_count+1"
+                    " WHERE sop_uid=? AND state='received'",
+                    ("unreadable" if reason else "classified", label, prob, proba, reason,
+                     now, sop))
+            db.execute("UPDATE series SET state='classified' WHERE series_uid=?",
+                       (series_uid,))
+            return True
+
+        return self._tx(tx)
+
+    def set_report(self, series_uid: str, revision: int, result: dict, sr_path: str,
+                   sr_uid: str, send: bool) -> bool:
+        def tx(db):
+            row = db.execute("SELECT state, revision FROM series WHERE series_uid=?",
+                             (series_uid,)).fetchone()
+            if row is None or row["state"] != "classified" or row["revision"] != revision:
+                return False
+            db.execute("UPDATE series SET state='reported', result=?, sr_path=?, sr_uid=?,"
+                       " attempts=0, next_send_at=? WHERE series_uid=?",
+                       (json.dumps(result), sr_path, sr_uid, time.time() if send else None,
+                        series_uid))
+            return True
+
+        return self._tx(tx)
+
+    def due_sends(self, now: float) -> list[dict]:
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT * FROM series WHERE state='reported' AND next_send_at IS NOT NULL"
+                " AND next_send_at<=? ORDER BY next_send_at", (now,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def mark_sent(self, series_uid: str, sr_uid: str) -> None:
+        self._tx(lambda db: db.execute(
+            "UPDATE series SET state='sent', sent_at=?, attempts=attempts+1, error=NULL"
+            " WHERE series_uid=? AND sr_uid=? AND state='reported'",
+            (time.time(), series_uid, sr_uid)))
+
+    def mark_send_failed(self, series_uid: str, sr_uid: str, error: str,
+                         next_at: float | None) -> None:
+        self._tx(lambda db: db.execute(
+            "UPDATE series SET attempts=attempts+1, error=?, next_send_at=?,"
+            " state=CASE WHEN ? IS NULL THEN 'send_failed' ELSE state END"
+            " WHERE series_uid=? AND sr_uid=? AND state='reported'",
+            (error, next_at, next_at, series_uid, sr_uid)))
+
+    # -- status --------------------------------------------------------------------------
+    def counts(self) -> dict:
+        with self._lock:
+            inst = dict(self.db.execute(
+                "SELECT state, COUNT(*) FROM instances GROUP BY state").fetchall())
+            ser = dict(self.db.execute(
+                "SELECT state, COUNT(*) FROM series GROUP BY state").fetchall())
+        return {"instances": inst, "series": ser}

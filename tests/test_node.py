@@ -1,0 +1,247 @@
+"""The DICOM node (``cossl-edge serve``) against real components on loopback: dcmtk's
+storescu/echoscu as the scanner, Orthanc as the PACS that receives the SRs (read back through
+its REST API). Each wait is bounded; nothing is skipped when a tool is missing (``make test``
+installs orthanc and dcmtk)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import node_support as ns
+import numpy as np
+import pydicom
+import pytest
+from dicom_factory import FAKE_ID, FAKE_NAME
+
+from cossl_edge.node.rules import Rules, RulesError
+
+pytestmark = pytest.mark.slow
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory) -> Path:
+    return ns.make_classifier(tmp_path_factory.mktemp("node-model"))
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    with ns.running_orthanc(tmp_path_factory.mktemp("orthanc")) as p:
+        yield p
+
+
+@pytest.fixture
+def node_factory(tmp_path, classifier, pacs):
+    started = []
+
+    def make(name: str = "node", extra: list[str] | None = None, forward: bool = True):
+        node = ns.NodeProcess(classifier, tmp_path / name,
+                              forward=f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}" if forward
+                              else None, extra=["--quiet", "1", *(extra or [])])
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        node.stop()
+
+
+def sr_for(pacs, series_uid: str, timeout: float = 30.0, instances: int | None = None):
+    """The SR in Orthanc whose evidence is ``series_uid`` (with ``instances`` references)."""
+
+    def find():
+        for sr in pacs.sr_datasets():
+            refs = [s.SeriesInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
+                    for s in st.ReferencedSeriesSequence]
+            if series_uid in refs and (instances is None
+                                       or len(ns.referenced_instances(sr)) == instances):
+                return sr
+        return None
+
+    return ns.wait_until(find, timeout, "the SR in Orthanc", interval=0.3)
+
+
+def uids(files: list[Path]) -> list[str]:
+    return [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+
+
+def expected_series_finding(classifier: Path, files: list[Path]) -> tuple[str, float]:
+    """What `fewshot predict` gives for these files, combined the node's way (max: the image
+    with the lowest no_finding probability)."""
+    from cossl_edge.encoder import Encoder
+    from cossl_edge.fewshot import FewShotClassifier
+
+    clf = FewShotClassifier.load(classifier)
+    emb = Encoder(clf.model_path).embed([str(f) for f in files])
+    proba = clf.predict_proba(emb.vectors)
+    row = proba[int(np.argmin(proba[:, clf.classes.index("no_finding")]))]
+    return clf.classes[int(np.argmax(row))], float(row.max())
+
+
+# -- rules (no network) -------------------------------------------------------------------------
+def test_rules_exact_regex_and_image_type():
+    rules = Rules.from_dict({"rules": [
+        {"name": "chest-ct", "conditions": {"Modality": "CT",
+                                             "BodyPartExamined": {"regex": "(?i)chest|thorax"},
+                                             "ImageType": ["ORIGINAL", "PRIMARY"]}},
+        {"name": "xr", "conditions": {"Modality": {"regex": "CR|DX"}}}]})
+    ct = {"Modality": "CT", "BodyPartExamined": "Chest", "ImageType": "ORIGINAL\\PRIMARY\\AXIAL"}
+    assert rules.select(ct) == "chest-ct"
+    assert rules.select({**ct, "ImageType": "DERIVED\\SECONDARY"}) is None
+    assert rules.select({**ct, "BodyPartExamined": "HEAD"}) is None
+    assert rules.select({"Modality": "DX"}) == "xr"
+    assert rules.select({"Modality": "MR"}) is None
+    assert Rules([]).select({"Modality": "MR"}) == "all"
+    for bad in ({"rules": [{"conditions": {"PatientName": "x"}}]}, {"rules": "x"},
+                {"rules": [{"conditions": {"Modality": {"regex": "("}}}]}):
+        with pytest.raises(RulesError):
+            Rules.from_dict(bad)
+
+
+# -- end to end -----------------------------------------------------------------------------
+def test_storescu_to_node_to_sr_in_orthanc(tmp_path, classifier, pacs, node_factory):
+    files = ns.write_series(tmp_path / "scan", 12, "e2e", finding_every=4)
+    node = node_factory().start()
+    assert ns.echo(node.port)
+    t0 = time.monotonic()
+    r = ns.storescu(node.port, files)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    ok, bad = ns.acknowledged(r.stdout + r.stderr)
+    assert len(ok) == 12 and not bad
+    series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    sr = sr_for(pacs, series_uid)
+    delay = time.monotonic() - t0
+    assert sorted(ns.referenced_instances(sr)) == sorted(uids(files))
+    assert sr.StudyInstanceUID == pydicom.dcmread(files[0]).StudyInstanceUID
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"  # Comprehensive SR
+    items = ns.content_text(sr)
+    label, prob = expected_series_finding(classifier, files)
+    findings = [v for k, v in items if k == "Finding"]
+    assert findings[0] == label  # the series group comes first
+    series_prob = float([v for k, v in items if k == "Probability"][0])
+    assert series_prob == pytest.approx(prob, abs=1e-4)
+    sha = json.loads(classifier.read_text())["model_sha256"]
+    assert ("Algorithm Parameters", f"model_sha256={sha}") in items
+    assert ("Images classified", "12.0") in items and ("Images abstained", "0.0") in items
+    # the state: every instance classified once, the series sent
+    with node.db() as db:
+        rows = db.execute("SELECT state, classify_count FROM instances").fetchall()
+        assert [tuple(r) for r in rows] == [("classified", 1)] * 12
+        assert db.execute("SELECT state FROM series").fetchone()[0] == "sent"
+    # the log: salted ids, no patient data, no UIDs
+    log = (node.state_dir / "node.jsonl").read_text()
+    for secret in (FAKE_NAME, FAKE_ID, "Quokkason", series_uid, *uids(files)[:3]):
+        assert secret not in log
+    assert delay < 20
+
+
+def test_not_selected_series_is_stored_not_classified(tmp_path, pacs, node_factory):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [{"name": "mr", "conditions": {"Modality": "MR"}}]}))
+    files = ns.write_series(tmp_path / "scan", 3, "unselected")
+    node = node_factory(extra=["--rules", str(rules)]).start()
+    r = ns.storescu(node.port, files)
+    assert r.returncode == 0
+    ns.wait_until(lambda: any(e["event"] == "series_not_selected" for e in node.events()), 20,
+                  "the series to be reported as not selected")
+    with node.db() as db:
+        assert db.execute("SELECT state FROM series").fetchone()[0] == "not_selected"
+        assert {r[0] for r in db.execute("SELECT state FROM instances")} == {"not_selected"}
+    assert len(list((node.state_dir / "spool").glob("*/*.dcm"))) == 3
+
+
+# -- faults ---------------------------------------------------------------------------------------
+def test_foreign_ae_unsupported_and_malformed(tmp_path, node_factory):
+    from dicom_factory import ct_series, sr_document
+
+    node = node_factory(extra=["--allow", ns.SCANNER_AE], forward=False).start()
+    good = ct_series(tmp_path / "ct", n=2, series="faults")
+    # a calling AE title outside the allow-list: the association is rejected
+    assert not ns.echo(node.port, calling="INTRUDER")
+    r = ns.storescu(node.port, good[:1], calling="INTRUDER")
+    assert r.returncode != 0 and not ns.acknowledged(r.stdout + r.stderr)[0]
+    assert ns.echo(node.port)
+    # an SR is not an image: Refused, SOP class not supported (0x0122), quarantined
+    sr_file = sr_document(tmp_path / "doc.dcm")
+    # truncated pixel data, and an image without a series: 0xA900, quarantined
+    trunc = pydicom.dcmread(good[0])
+    trunc.SOPInstanceUID = trunc.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.1"
+    trunc.PixelData = trunc.PixelData[:40]
+    trunc.save_as(tmp_path / "trunc.dcm", enforce_file_format=True)
+    noseries = pydicom.dcmread(good[1])
+    noseries.SOPInstanceUID = noseries.file_meta.MediaStorageSOPInstanceUID = "1.2.3.4.5.6.2"
+    del noseries.SeriesInstanceUID
+    noseries.save_as(tmp_path / "noseries.dcm", enforce_file_format=True)
+    r = ns.storescu(node.port, [sr_file, tmp_path / "trunc.dcm", tmp_path / "noseries.dcm",
+                                *good])
+    out = r.stdout + r.stderr
+    ok, bad = ns.acknowledged(out)
+    assert sorted(map(Path, ok)) == sorted(good) and len(bad) == 3, out[-3000:]
+    assert "Store Response (Refused: SOPClassNotSupported)" in out
+    assert out.count("Store Response (Error: DataSetDoesNotMatchSOPClass)") == 2
+    reasons = [json.loads(p.read_text()) for p in (node.state_dir / "quarantine").glob("*.json")]
+    assert len(reasons) == 3
+    text = " ".join(r["reason"] for r in reasons)
+    assert "SOP class not supported" in text and "no Study or Series" in text
+    assert any("pixel" in r["reason"] or "truncated" in r["reason"] for r in reasons), text
+    events = node.events()
+    assert sum(e["event"] == "refused" for e in events) == 3
+    assert any(e["event"] == "association_rejected" and e["calling_ae"] == "INTRUDER"
+               for e in events)
+    assert FAKE_NAME not in json.dumps(reasons) + json.dumps(events)
+
+
+def test_four_concurrent_associations(tmp_path, pacs, node_factory):
+    per = 100
+    series = [ns.write_series(tmp_path / f"s{k}", per, f"conc-{k}", patient=10 + k)
+              for k in range(4)]
+    node = node_factory().start()
+    t0 = time.monotonic()
+    procs = [ns.storescu(node.port, files, background=True) for files in series]
+    outs = [p.communicate(timeout=150)[0] for p in procs]
+    received_s = time.monotonic() - t0
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-2000:]
+        assert len(ns.acknowledged(out)[0]) == per
+    for files in series:
+        uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+        sr = sr_for(pacs, uid, timeout=60)
+        assert sorted(ns.referenced_instances(sr)) == sorted(uids(files))
+    with node.db() as db:
+        assert tuple(db.execute("SELECT COUNT(*), MAX(classify_count) FROM instances"
+                                " WHERE state='classified'").fetchone()) == (4 * per, 1)
+    print(f"4 associations × {per}: received in {received_s:.1f} s "
+          f"({4 * per / received_s:.0f} instances/s)")
+
+
+def test_kill9_during_transfer_then_restart(tmp_path, pacs, node_factory):
+    files = ns.write_series(tmp_path / "scan", 200, "kill9", patient=30)
+    node = node_factory(extra=["--quiet", "2"])
+    node.start()
+    sender = ns.storescu(node.port, files, background=True)
+
+    def stored() -> int:
+        with node.db() as db:
+            return db.execute("SELECT COUNT(*) FROM instances").fetchone()[0]
+
+    ns.wait_until(lambda: stored() >= 60, 60, "60 instances received")
+    node.kill9()
+    out = sender.communicate(timeout=60)[0]
+    acked, _ = ns.acknowledged(out)
+    assert 60 <= len(acked) < 200, out[-1500:]
+    node.start()  # same state folder: resumes
+    series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    sr = sr_for(pacs, series_uid, timeout=60)
+    referenced = ns.referenced_instances(sr)
+    assert len(referenced) == len(set(referenced))
+    assert set(uids([Path(a) for a in acked])) <= set(referenced)  # none acknowledged is lost
+    with node.db() as db:
+        rows = db.execute("SELECT sop_uid, state, classify_count FROM instances").fetchall()
+        assert {r[0] for r in rows} == set(referenced)
+        assert {(r[1], r[2]) for r in rows} == {("classified", 1)}
+        assert db.execute("SELECT state FROM series").fetchone()[0] == "sent"
+    classified = [e["instance"] for e in node.events() if e["event"] == "image"]
+    assert len(classified) == len(set(classified)) == len(referenced)  # exactly once
+    assert not list((node.state_dir / "spool" / ".tmp").iterdir())
