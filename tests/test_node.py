@@ -245,3 +245,34 @@ def test_kill9_during_transfer_then_restart(tmp_path, pacs, node_factory):
     classified = [e["instance"] for e in node.events() if e["event"] == "image"]
     assert len(classified) == len(set(classified)) == len(referenced)  # exactly once
     assert not list((node.state_dir / "spool" / ".tmp").iterdir())
+
+
+def test_forwarding_retries_and_survives_restart(tmp_path, classifier):
+    """The PACS is down: the node backs off and retries; killed (-9) with the SR unsent and
+    restarted, it sends it once the PACS is up."""
+    pacs = ns.Orthanc(tmp_path / "late-pacs")  # ports chosen, not started yet
+    files = ns.write_series(tmp_path / "scan", 4, "retry", patient=40)
+    node = ns.NodeProcess(classifier, tmp_path / "node",
+                          forward=f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}",
+                          extra=["--quiet", "0.5"])
+    try:
+        node.start()
+        assert ns.storescu(node.port, files).returncode == 0
+        ns.wait_until(lambda: sum(e["event"] == "send_failed" for e in node.events()) >= 2, 30,
+                      "two failed attempts")
+        node.kill9()
+        with node.db() as db:
+            assert db.execute("SELECT state FROM series").fetchone()[0] == "reported"
+        pacs.start()
+        node.start()
+        series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+        sr = sr_for(pacs, series_uid)
+        assert sorted(ns.referenced_instances(sr)) == sorted(uids(files))
+        waits = [e["retry_in_s"] for e in node.events() if e["event"] == "send_failed"]
+        assert waits[:2] == [0.2, 0.4]  # --retry-base 0.2, doubling
+        sent = ns.wait_until(lambda: [e for e in node.events() if e["event"] == "sent"], 10,
+                             "the sent event")
+        assert len(sent) == 1
+    finally:
+        node.stop()
+        pacs.stop()

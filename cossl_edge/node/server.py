@@ -244,6 +244,7 @@ class Node:
 
     # -- the worker ----------------------------------------------------------------------
     def _work_loop(self) -> None:
+        self._warm_up()
         while not self.stop_event.is_set():
             try:
                 busy = self.step()
@@ -252,6 +253,20 @@ class Node:
                 busy = False
             if not busy:
                 self.stop_event.wait(self.cfg.poll_seconds)
+
+    def _warm_up(self) -> None:
+        """highdicom loads its code tables on first use (~1 s): pay that before any series."""
+        try:
+            ds = Dataset()
+            ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4.5"
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4", "1.2.3.4.6"
+            ds.Modality = "OT"
+            p = [1.0 / len(self.classifier.clf.classes)] * len(self.classifier.clf.classes)
+            result = self.classifier.combine([ImageResult("1.2.3.4.5", "x", p[0], p)])
+            sr.encode(sr.build_sr({"1.2.3.4.5": ds}, result, self.classifier.identity,
+                                  "1.2.3.4.6", 0, self.cfg.ae_title))
+        except Exception as e:  # noqa: BLE001 - only a warm-up
+            self.log("warm_up_failed", error=type(e).__name__)
 
     def step(self) -> bool:
         """One pass: complete quiet series, classify, report. True when it did something."""
