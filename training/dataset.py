@@ -71,6 +71,19 @@ def _atomic_save(path: Path, arr: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+# What a derived seed is for: the key's first element, so that no two uses share a stream.
+PROCESS, VIEWS, LOADER = 0, 1, 2
+
+
+def stream_seed(seed: int, *key: int) -> int:
+    """The seed of one random stream of a run, in [0, 2**63): the run's ``seed`` (``--seed``)
+    and the stream's ``key`` (what it is for, then rank, epoch, worker, …) mixed by numpy's
+    SeedSequence, so that nearby seeds and keys give unrelated streams (``seed + rank``
+    would make rank 1 of seed 0 repeat rank 0 of seed 1)."""
+    words = [int(k) % 2**64 for k in (seed, *key)]  # SeedSequence takes no negative numbers
+    return int(np.random.SeedSequence(words).generate_state(1, np.uint64)[0] >> 1)
+
+
 class TwoViewDataset(torch.utils.data.Dataset):
     """Item i → (view_a, view_b[, hard negative]) tensors drawn from cached image i."""
 
@@ -83,6 +96,36 @@ class TwoViewDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         return tuple(torch.from_numpy(v) for v in self.views(self.images[i].astype(np.float32)))
+
+
+class _SeedWorker:
+    """DataLoader ``worker_init_fn``: the views of worker w of rank r in epoch e draw from
+    ``stream_seed(seed, VIEWS, r, e, w + 1)`` (the main process, without workers, is w = 0).
+    PyTorch has already seeded the worker's global generators (python, numpy, torch) from the
+    loader's generator, which :func:`epoch_loader` seeds from the run's seed."""
+
+    def __init__(self, seed: int, rank: int, epoch: int):
+        self.seed, self.rank, self.epoch = seed, rank, epoch
+
+    def __call__(self, worker_id: int) -> None:
+        dataset = torch.utils.data.get_worker_info().dataset
+        dataset.views.reseed(stream_seed(self.seed, VIEWS, self.rank, self.epoch,
+                                         worker_id + 1))
+
+
+def epoch_loader(dataset: TwoViewDataset, batches: list[list[int]], workers: int, seed: int,
+                 rank: int, epoch: int) -> torch.utils.data.DataLoader:
+    """The DataLoader of one epoch (of this rank), every random stream of its views seeded
+    from (seed, rank, epoch, worker): a run repeats with the same seed and ``workers``, ranks
+    and workers draw different views, and each epoch new ones (workers are forked afresh
+    every epoch from a main process whose own streams do not move)."""
+    if workers == 0:
+        dataset.views.reseed(stream_seed(seed, VIEWS, rank, epoch, 0))
+    generator = torch.Generator().manual_seed(stream_seed(seed, LOADER, rank, epoch))
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=batches, num_workers=workers, persistent_workers=False,
+        worker_init_fn=_SeedWorker(seed, rank, epoch) if workers else None,
+        generator=generator)
 
 
 def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,

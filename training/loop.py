@@ -30,7 +30,14 @@ from cossl_edge.sources import SourceError, discover, labelled_samples, native_s
 from cossl_edge.training import diagnostics
 from cossl_edge.training.checkpoint import CheckpointError, load_checkpoint, save_atomic
 from cossl_edge.training.config import PretrainConfig, size_for_native
-from cossl_edge.training.dataset import TwoViewDataset, build_cache, epoch_batches
+from cossl_edge.training.dataset import (
+    PROCESS,
+    TwoViewDataset,
+    build_cache,
+    epoch_batches,
+    epoch_loader,
+    stream_seed,
+)
 from cossl_edge.training.distributed import scaled_lr, setup_distributed
 from cossl_edge.training.methods import build_method, resolved_w_s
 from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at
@@ -53,6 +60,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed this process's global generators (python, numpy, torch: the model's
+    initialisation). The views draw from their own streams (``dataset.epoch_loader``)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -131,7 +140,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     auto_size = auto_size and not resume  # a resumed run keeps its size
     config.monitor = file_token(monitor_dir) if monitor_dir else None
     device = pick_device(config.device) if dist.world == 1 else dist.device
-    seed_everything(config.seed + dist.rank)
+    seed_everything(stream_seed(config.seed, PROCESS, dist.rank))
 
     # data: discover, decode once, cache
     found = discover(data_dir, dicom_stride=config.dicom_stride,
@@ -306,9 +315,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                 batches = epoch_batches(len(images), batch, state["epoch"], config.seed,
                                         dist.rank, dist.world)
                 batches = batches[state["step_in_epoch"] * config.accumulate:]
-                loader = torch.utils.data.DataLoader(
-                    dataset, batch_sampler=batches, num_workers=config.workers,
-                    persistent_workers=False)
+                loader = epoch_loader(dataset, batches, config.workers, config.seed, dist.rank,
+                                      state["epoch"])
                 losses, seen, t_epoch = [], 0, time.perf_counter()
                 accum = 0
                 for batch_views in loader:

@@ -16,7 +16,7 @@ Presets:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -26,7 +26,32 @@ from cossl_edge.contract import PreprocessContract  # noqa: E402
 
 PRESETS = ("camera", "medical")
 
-ViewFn = Callable[[np.ndarray], np.ndarray]
+
+class View:
+    """One view's pipeline: prepared H×W×C image → augmented H×W×C image, drawing only from
+    its own random streams — its albumentations and MONAI pipelines' and a numpy Generator
+    for the rest — which :meth:`reseed` sets from one seed. Nothing is drawn from the global
+    generators, so a seed fixes the views whatever else the process draws."""
+
+    def __init__(self, apply: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+                 albumentations: Sequence = (), monai: Sequence = ()):
+        self.apply = apply
+        self.albumentations, self.monai = list(albumentations), list(monai)
+        self.rng = np.random.default_rng()
+
+    def reseed(self, seed: int) -> None:
+        own, *children = np.random.SeedSequence(seed).spawn(
+            1 + len(self.albumentations) + len(self.monai))
+        self.rng = np.random.default_rng(own)
+        words = [int(c.generate_state(1)[0]) for c in children]  # 32-bit: MONAI's limit
+        n = len(self.albumentations)
+        for pipe, word in zip(self.albumentations, words[:n], strict=True):
+            pipe.set_random_seed(word)
+        for pipe, word in zip(self.monai, words[n:], strict=True):
+            pipe.set_random_state(seed=word)
+
+    def __call__(self, img: np.ndarray) -> np.ndarray:
+        return self.apply(img, self.rng)
 
 
 def _blur_kernel(size: int) -> int:
@@ -49,13 +74,13 @@ def _rotation(degrees: float, reflect: bool = False) -> list:
 def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 0.5,
                  solarize: float = 0.2, blur: float = 1.0,
                  rotate: float = 0.0, size: int | None = None,
-                 texture: float = 0.0, jitter: float = 0.4) -> tuple[ViewFn, ViewFn]:
+                 texture: float = 0.0, jitter: float = 0.4) -> tuple[View, View]:
     import albumentations as A
 
     s, gray = size or contract.size, contract.channels == 1
     k = _blur_kernel(s)
 
-    def one(blur_p: float, solarize_p: float) -> ViewFn:
+    def one(blur_p: float, solarize_p: float) -> View:
         colour = (
             A.RandomBrightnessContrast(brightness_limit=jitter, contrast_limit=jitter, p=0.8)
             if gray else
@@ -75,24 +100,33 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
         ]
         pipe = A.Compose(ops)
 
-        def view(img: np.ndarray) -> np.ndarray:
+        def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             out = pipe(image=img)["image"]
-            if texture > 0 and np.random.random() < texture:
-                out = scramble_texture(out, np.random.default_rng(np.random.randint(2**31)))
+            if texture > 0 and rng.random() < texture:
+                out = scramble_texture(out, rng)
             return out
 
-        return view
+        return View(apply, albumentations=[pipe])
 
     return one(blur, 0.0), one(0.1 * blur, solarize)
 
 
 class TwoViews:
-    """prepared image → (view_a, view_b), each normalised C×size×size float32."""
+    """prepared image → (view_a, view_b), each normalised C×size×size float32.
+
+    Every random draw — the native-resolution patch, both views' albumentations and MONAI
+    pipelines, texture scrambling, CutPaste — comes from streams that :meth:`reseed` sets
+    from one seed. The training loop reseeds each loading process (the main one, or each
+    DataLoader worker) at the start of every epoch with a seed derived from ``--seed``, the
+    rank, the epoch and the worker (:func:`cossl_edge.training.dataset.stream_seed`). A
+    process that has not been reseeded seeds itself on its first call from numpy's global
+    generator (which PyTorch seeds per worker), so that ``np.random.seed`` still fixes the
+    views of a :class:`TwoViews` used on its own."""
 
     def __init__(self, preset: str, contract: PreprocessContract, min_scale: float = 0.2,
                  hflip: float = 0.5, solarize: float = 0.2, blur: float = 1.0,
                  rotate: float = 0.0, view_size: int | None = None, texture: float = 0.0,
-                 cutpaste: bool = False, jitter: float = 0.4):
+                 cutpaste: bool = False, jitter: float = 0.4, seed: int | None = None):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
         size = view_size or contract.size
@@ -105,12 +139,26 @@ class TwoViews:
         self.contract = contract
         self.patch = patch_size(size, contract.size)
         self.cutpaste = cutpaste
+        self.rng = np.random.default_rng()
+        self._seeded_in: int | None = None  # the process id that last reseeded
+        if seed is not None:
+            self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Seed every random stream of the views from ``seed`` (a non-negative integer)."""
+        a, b, own = np.random.SeedSequence(seed).spawn(3)
+        self.view_a.reseed(int(a.generate_state(1)[0]))
+        self.view_b.reseed(int(b.generate_state(1)[0]))
+        self.rng = np.random.default_rng(own)
+        self._seeded_in = os.getpid()
 
     def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, ...]:
         """(view_a, view_b), and with ``cutpaste`` a third: view_b after :func:`cut_paste`,
         the hard negative of this image."""
+        if self._seeded_in != os.getpid():  # first call here, or in a process forked since
+            self.reseed(int(np.random.randint(2**31 - 1)))
         if self.patch < prepared.shape[0]:  # both views from one native-resolution patch
-            top, left = np.random.randint(0, prepared.shape[0] - self.patch + 1, size=2)
+            top, left = self.rng.integers(0, prepared.shape[0] - self.patch + 1, size=2)
             prepared = prepared[top:top + self.patch, left:left + self.patch]
         a = np.clip(self.view_a(prepared), 0.0, 1.0)
         b = np.clip(self.view_b(prepared), 0.0, 1.0)
@@ -118,8 +166,7 @@ class TwoViews:
             a, b = a[:, :, None], b[:, :, None]
         views = [a, b]
         if self.cutpaste:
-            rng = np.random.default_rng(np.random.randint(2**31))
-            views.append(np.clip(cut_paste(b, rng), 0.0, 1.0))
+            views.append(np.clip(cut_paste(b, self.rng), 0.0, 1.0))
         return tuple(self.contract.normalize(v) for v in views)
 
 
@@ -185,7 +232,7 @@ def patch_size(view_size: int, image_size: int) -> int:
 
 def medical_views(contract: PreprocessContract, min_scale: float,
                   hflip: float = 0.5, rotate: float = 0.0, blur: float = 1.0,
-                  size: int | None = None) -> tuple[ViewFn, ViewFn]:
+                  size: int | None = None) -> tuple[View, View]:
     """Views for scans: the camera geometry (rotation, random resized crop, horizontal flip)
     and MONAI intensity transforms instead of colour jitter, which means nothing for a
     window of HU:
@@ -198,9 +245,8 @@ def medical_views(contract: PreprocessContract, min_scale: float,
       in BYOL's blur — view 1 is mostly smoothed (p 0.5 vs 0.1), view 2 mostly noisy
       (p 0.5 vs 0.1) — for thick and thin reconstructions, low and high dose.
 
-    No vertical flip: anatomy has a canonical up and down. Each worker process seeds the
-    MONAI transforms from numpy's global generator (which the loop seeds per rank and
-    PyTorch per worker), so runs repeat and workers differ."""
+    No vertical flip: anatomy has a canonical up and down. The MONAI transforms draw from
+    their own generators, seeded with the albumentations ones by :meth:`View.reseed`."""
     import albumentations as A
     import torch
     from monai.data import set_track_meta
@@ -216,7 +262,7 @@ def medical_views(contract: PreprocessContract, min_scale: float,
     set_track_meta(False)  # plain tensors: MetaTensor bookkeeping costs more than the maths
     s = size or contract.size
 
-    def one(smooth_p: float, noise_p: float) -> ViewFn:
+    def one(smooth_p: float, noise_p: float) -> View:
         geometry = A.Compose([
             *_rotation(rotate, reflect=s < contract.size),
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
@@ -229,12 +275,8 @@ def medical_views(contract: PreprocessContract, min_scale: float,
             RandGaussianSmooth(sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), prob=smooth_p),
             RandGaussianNoise(prob=noise_p, mean=0.0, std=0.05),
         ])
-        seeded_in: list[int] = []
 
-        def view(img: np.ndarray) -> np.ndarray:
-            if seeded_in != [os.getpid()]:  # first call in this process (or a forked worker)
-                intensity.set_random_state(seed=int(np.random.randint(2**31 - 1)))
-                seeded_in[:] = [os.getpid()]
+        def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             cropped = geometry(image=img)["image"]
             if cropped.ndim == 2:
                 cropped = cropped[:, :, None]
@@ -249,6 +291,6 @@ def medical_views(contract: PreprocessContract, min_scale: float,
             out = out.numpy() if hasattr(out, "numpy") else np.asarray(out)
             return np.moveaxis(out, 0, -1).astype(np.float32)
 
-        return view
+        return View(apply, albumentations=[geometry], monai=[intensity])
 
     return one(smooth_p=0.5 * blur, noise_p=0.1), one(smooth_p=0.1 * blur, noise_p=0.5)
