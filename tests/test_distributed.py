@@ -129,6 +129,53 @@ def test_nproc_launches_torchrun_and_sigterm_stops_every_rank(tiny_folder, tmp_p
     assert facts["peak_lr"] == pytest.approx(0.2) and facts["optimizer"] == "lars"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _two_nodes(data: Path, out: Path, steps: int, *extra: str) -> list[tuple[int, str, str]]:
+    """Two torchrun launches, one process each, meeting at a c10d rendezvous on loopback:
+    what two machines do (docs/scaling-and-faults.md), on one."""
+    port, run_id = _free_port(), f"cossl-test-{os.getpid()}-{steps}"
+    args = ["pretrain", str(data), "--out", str(out), "--arch", "resnet10", "--width",
+            "0.125", "--image-size", "16", "--batch-size", "8", "--max-steps", str(steps),
+            "--method", "co-simclr", "--quiet", *extra]
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node_rank",
+         str(node), "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+         f"127.0.0.1:{port}", "--rdzv_id", run_id, "--rdzv_conf", "join_timeout=60",
+         "-m", "cossl_edge", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+        for node in (0, 1)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    return [(p.returncode, *o) for p, o in zip(procs, outputs, strict=True)]
+
+
+@pytest.mark.slow
+def test_two_nodes_on_loopback_train_and_resume(tiny_folder, tmp_path):
+    """An external torchrun per "node" (--nnodes 2, c10d rendezvous on 127.0.0.1): global
+    ranks from the rendezvous, one summary and one writer (global rank 0), and a resume."""
+    out = tmp_path / "run"
+    for steps, extra in ((2, ()), (3, ("--resume",))):
+        nodes = _two_nodes(tiny_folder, out, steps, *extra)
+        assert all(rc == 0 for rc, _, _ in nodes), [err[-2000:] for _, _, err in nodes]
+        summaries = [o for _, o, _ in nodes if "{" in o]
+        assert len(summaries) == 1  # from global rank 0 only, whichever node it is on
+        assert json.loads(summaries[0][summaries[0].index("{"):])["steps"] == steps
+        errors = " ".join(" ".join(err.split()) for _, _, err in nodes)
+        assert "batch 16 · lr 0.00283 (sqrt scaling) (2 processes)" in errors
+    assert "resuming at epoch 0 step 2" in errors
+    facts = json.loads((out / rundir.CONFIG).read_text())
+    assert facts["world_size"] == 2 and facts["effective_batch_size"] == 16
+    state = torch.load(out / rundir.LAST_CHECKPOINT, weights_only=True)["state"]
+    assert state["global_step"] == 3
+    assert not list(out.rglob("*.tmp"))
+
+
 def test_relaunch_args_rebuild_the_command_without_nproc():
     import typer
 
