@@ -154,7 +154,10 @@ def register(app: typer.Typer) -> None:
         bf16: bool = typer.Option(False, help="bf16 autocast (faster on recent CPUs/GPUs)."),
         accumulate: int = typer.Option(1, help="Gradient accumulation steps."),
         workers: int = typer.Option(0, help="Data-loading worker processes."),
-        seed: int = typer.Option(0, help="Random seed (data order, views, initialisation)."),
+        seed: int = typer.Option(0, help="Random seed (data order, views, initialisation). "
+                                 "With --epochs, the same seed repeats a run bit for bit on "
+                                 "the same machine and thread count; --time-budget ties the "
+                                 "number of steps to the machine's speed."),
         resume: bool = typer.Option(False, help="Continue the run in --out from its last "
                                     "checkpoint (same settings)."),
         device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda[:i]."),
