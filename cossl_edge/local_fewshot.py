@@ -29,8 +29,15 @@ done in numpy): a(i) = max over finding classes of cos(z_i, p_f) − cos(z_i, p_
 uses what CO-SSL trains — every local vector carries the image's global embedding — and
 in the local-findings benchmark it decided better than the memory and pointed at the
 finding more often (docs/recipe.md). Calibration is the same, leaving one image out of
-the prototypes. ``memory`` (the default) is the PatchCore scoring above; the CLI picks
-``prototype`` for a GeM-pooled model (``pretrain --findings local``), ``memory`` otherwise.
+the prototypes. ``memory`` (the default) is the PatchCore scoring above.
+
+Scoring ``hybrid`` adds the two: the prototype score and the distance to the nearest normal
+support vector, each standardised by its mean and standard deviation over the positions of
+the normal support images (each image scored without itself). A position must look like a
+finding class *and* unlike anything normal; on the local-findings benchmark this raised the
+local 5-shot accuracy from 62.9% to 70.4% and the heatmaps on the finding from 69% to 86%
+(docs/edge.md). The CLI picks ``hybrid`` for a GeM- or max-pooled model (``pretrain
+--findings local``), ``memory`` otherwise.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
