@@ -1,9 +1,13 @@
 """The result of a series as a DICOM Comprehensive SR (TID 1500 measurement report, built
 with highdicom).
 
-One measurement group for the series (its finding, probability, images read, unreadable and
-abstained images, every classified image as a source) and one per image (its finding and
-probability). The algorithm identification names the classifier kind and carries the model's
+The evidence (CurrentRequestedProcedureEvidenceSequence) references the study, the series
+and every instance classified. One measurement group for the series (its finding,
+probability, images read, unreadable and abstained images) and one per notable image (its
+finding and probability): the key image of ``max``, then images with a finding and
+abstentions, at most MAX_IMAGE_GROUPS; these are the series group's source images too
+(highdicom's cost grows with every content item: 200 sources took 0.85 s, 16 take 0.2 s).
+The algorithm identification names the classifier kind and carries the model's
 sha256 and version and the classifier file's sha256. UIDs are derived from the source series
 and its revision, so an SR rebuilt after a crash is the same object (the PACS keeps one).
 """
@@ -81,14 +85,15 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
         version=f"{__version__} model {identity['model_sha256'][:16]}",
         parameters=[f"{k}={v}" for k, v in params.items()])
     classified = [r for r in result.per_image if r.probabilities is not None]
+    notable = _notable(classified, result, identity)
     groups = [_finding_group(
         "series", generate_uid(entropy_srcs=[series_uid, str(revision), "group"]),
         result.label, result.probability, algorithm,
-        [headers[r.sop_uid] for r in classified],
+        [headers[r.sop_uid] for r in notable],
         [_count("Images classified", result.images),
          _count("Images unreadable", result.unreadable),
          _count("Images abstained", result.abstained_images)])]
-    for r in _notable(classified, result, identity):
+    for r in notable:
         groups.append(_finding_group(
             "image", generate_uid(entropy_srcs=[r.sop_uid, str(revision), "group"]),
             r.label, r.probability, algorithm, [headers[r.sop_uid]]))

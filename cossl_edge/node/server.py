@@ -269,51 +269,66 @@ class Node:
             self.log("warm_up_failed", error=type(e).__name__)
 
     def step(self) -> bool:
-        """One pass: complete quiet series, classify, report. True when it did something."""
+        """One pass: complete quiet series, finish and report them, then classify up to one
+        batch of instances as they arrive (so a complete series has little left to do).
+        True when it did something."""
         did = False
         for uid in self.state.quiet_series(time.time(), self.cfg.quiet_seconds):
-            self._select(uid)
+            self._complete(uid)
             did = True
         for uid in self.state.series_in("selected"):
-            self._classify(uid)
+            self._finish(uid)
             did = True
         for uid in self.state.series_in("classified"):
             self._report(uid)
             did = True
+        if not did:
+            did = self._classify(self.state.pending(self.cfg.batch_size)) > 0
         return did
 
-    def _select(self, series_uid: str) -> None:
-        chosen, rules = {}, set()
-        for inst in self.state.instances(series_uid, "received"):
-            facts = {"Modality": inst.modality, "ImageType": inst.image_type,
-                     "BodyPartExamined": inst.body_part, "SOPClassUID": inst.sop_class}
-            chosen[inst.sop_uid] = self.rules.select(facts)
-            rules.add(chosen[inst.sop_uid])
-        rules.discard(None)
-        self.state.set_selection(series_uid, chosen, ",".join(sorted(rules)) or None)
-        s = self.state.series(series_uid)
-        self.log("series_complete", series=self.log.id(series_uid), revision=s["revision"],
-                 selected=s["state"] == "selected", rule=s["rule"], instances=len(chosen))
-        if s["state"] == "not_selected":
-            self.log("series_not_selected", series=self.log.id(series_uid),
-                     instances=len(chosen))
+    def _facts_of(self, inst: Instance) -> dict[str, str]:
+        return {"Modality": inst.modality, "ImageType": inst.image_type,
+                "BodyPartExamined": inst.body_part, "SOPClassUID": inst.sop_class}
 
-    def _classify(self, series_uid: str) -> None:
-        t0 = time.time()
-        revision = self.state.series(series_uid)["revision"]
-        todo = self.state.instances(series_uid, "received")
-        images, _ = self.classifier.classify([(i.sop_uid, Path(i.path)) for i in todo],
+    def _classify(self, todo: list[Instance]) -> int:
+        """Apply the rules to these instances and classify the selected ones (one commit)."""
+        if not todo:
+            return 0
+        chosen = [i for i in todo if self.rules.select(self._facts_of(i)) is not None]
+        picked = {i.sop_uid for i in chosen}
+        ruled_out = [i.sop_uid for i in todo if i.sop_uid not in picked]
+        images, _ = self.classifier.classify([(i.sop_uid, Path(i.path)) for i in chosen],
                                              self.cfg.batch_size)
         results = {r.sop_uid: (r.label, r.probability,
                                json.dumps(r.probabilities) if r.probabilities else None,
                                r.reason) for r in images}
-        if self.state.save_classification(series_uid, revision, results):
-            for r in images:
-                self.log("image", series=self.log.id(series_uid),
+        series_of = {i.sop_uid: i.series_uid for i in todo}
+        done = set(self.state.save_results(results, ruled_out))
+        for r in images:
+            if r.sop_uid in done:
+                self.log("image", series=self.log.id(series_of[r.sop_uid]),
                          instance=self.log.id(r.sop_uid), label=r.label,
                          probability=r.probability, unreadable=r.reason)
-            self.log("series_classified", series=self.log.id(series_uid), revision=revision,
-                     images=len(images), s=round(time.time() - t0, 3))
+        return len(todo)
+
+    def _complete(self, series_uid: str) -> None:
+        insts = self.state.instances(series_uid)
+        rules = {self.rules.select(self._facts_of(i)) for i in insts}
+        rules.discard(None)
+        self._classify([i for i in insts if i.state == "received"])
+        state = self.state.complete_series(series_uid, ",".join(sorted(rules)) or None)
+        s = self.state.series(series_uid)
+        self.log("series_complete", series=self.log.id(series_uid), revision=s["revision"],
+                 selected=state == "selected", rule=s["rule"], instances=len(insts))
+        if state == "not_selected":
+            self.log("series_not_selected", series=self.log.id(series_uid),
+                     instances=len(insts))
+
+    def _finish(self, series_uid: str) -> None:
+        revision = self.state.series(series_uid)["revision"]
+        self._classify(self.state.instances(series_uid, "received"))
+        if self.state.series_classified(series_uid, revision):
+            self.log("series_classified", series=self.log.id(series_uid), revision=revision)
 
     def _report(self, series_uid: str) -> None:
         t0 = time.time()

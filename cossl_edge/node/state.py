@@ -165,28 +165,54 @@ class State:
             rows = self.db.execute(q + " ORDER BY received_at, sop_uid", args).fetchall()
         return [Instance(**dict(r)) for r in rows]
 
-    def set_selection(self, series_uid: str, selected: dict[str, str | None], rule: str | None
-                      ) -> None:
-        """Instance → the rule that selected it (None: not selected). A series with no
-        selected instance becomes ``not_selected``, else waits for classification."""
+    def pending(self, limit: int) -> list[Instance]:
+        """Instances not yet classified nor ruled out, oldest first (any series state)."""
+        with self._lock:
+            rows = self.db.execute("SELECT * FROM instances WHERE state='received'"
+                                   " ORDER BY received_at LIMIT ?", (limit,)).fetchall()
+        return [Instance(**dict(r)) for r in rows]
+
+    def save_results(self, results: dict[str, tuple[str | None, float | None, str | None,
+                                                    str | None]],
+                     not_selected: list[str] = ()) -> list[str]:
+        """Per instance (label, probability, probabilities JSON, reason when unreadable),
+        and the instances no rule selected, in one transaction. Only instances still
+        ``received`` change, so each is classified at most once; returns those that did."""
+        now = time.time()
 
         def tx(db):
-            for sop, by in selected.items():
-                if by is None:
-                    db.execute("UPDATE instances SET state='not_selected' WHERE sop_uid=? AND"
-                               " state='received'", (sop,))
-                else:
-                    db.execute("UPDATE instances SET selected_by=? WHERE sop_uid=?",
-                               (by, sop))
+            done = []
+            for sop in not_selected:
+                db.execute("UPDATE instances SET state='not_selected' WHERE sop_uid=? AND"
+                           " state='received'", (sop,))
+            for sop, (label, prob, proba, reason) in results.items():
+                cur = db.execute(
+                    "UPDATE instances SET state=?, label=?, probability=?, proba=?, reason=?,"
+                    " classified_at=?, classify_count=classify_count+1"
+                    " WHERE sop_uid=? AND state='received'",
+                    ("unreadable" if reason else "classified", label, prob, proba, reason,
+                     now, sop))
+                if cur.rowcount:
+                    done.append(sop)
+            return done
+
+        return self._tx(tx)
+
+    def complete_series(self, series_uid: str, rule: str | None) -> str | None:
+        """A quiet series becomes ``selected`` (some instance is not ruled out) or
+        ``not_selected``; returns the new state (None when it changed meanwhile)."""
+
+        def tx(db):
             any_selected = db.execute(
                 "SELECT 1 FROM instances WHERE series_uid=? AND state!='not_selected'",
                 (series_uid,)).fetchone()
-            db.execute("UPDATE series SET state=?, rule=?, completed_at=? WHERE"
-                       " series_uid=? AND state='receiving'",
-                       ("selected" if any_selected else "not_selected", rule, time.time(),
-                        series_uid))
+            state = "selected" if any_selected else "not_selected"
+            cur = db.execute("UPDATE series SET state=?, rule=?, completed_at=? WHERE"
+                             " series_uid=? AND state='receiving'",
+                             (state, rule, time.time(), series_uid))
+            return state if cur.rowcount else None
 
-        self._tx(tx)
+        return self._tx(tx)
 
     def series_in(self, state: str) -> list[str]:
         with self._lock:
@@ -194,29 +220,18 @@ class State:
                 "SELECT series_uid FROM series WHERE state=? ORDER BY last_received_at",
                 (state,))]
 
-    def save_classification(self, series_uid: str, revision: int,
-                            results: dict[str, tuple[str, float, str | None, str | None]]
-                            ) -> bool:
-        """Per instance (label, probability, probabilities JSON or None, reason or None),
-        in one transaction; only instances still ``received`` change, so an instance is
-        classified once. False when the series changed meanwhile (a new instance)."""
-        now = time.time()
+    def series_classified(self, series_uid: str, revision: int) -> bool:
+        """``selected`` → ``classified`` once no instance of it waits; False when the
+        series changed meanwhile (a new instance reopened it)."""
 
         def tx(db):
-            row = db.execute("SELECT state, revision FROM series WHERE series_uid=?",
-                             (series_uid,)).fetchone()
-            if row is None or row["state"] != "selected" or row["revision"] != revision:
+            waiting = db.execute("SELECT 1 FROM instances WHERE series_uid=? AND"
+                                 " state='received'", (series_uid,)).fetchone()
+            if waiting:
                 return False
-            for sop, (label, prob, proba, reason) in results.items():
-                db.execute(
-                    "UPDATE instances SET state=?, label=?, probability=?, proba=?, reason=?,"
-                    " classified_at=?, classify_count=classify_count+1"
-                    " WHERE sop_uid=? AND state='received'",
-                    ("unreadable" if reason else "classified", label, prob, proba, reason,
-                     now, sop))
-            db.execute("UPDATE series SET state='classified' WHERE series_uid=?",
-                       (series_uid,))
-            return True
+            cur = db.execute("UPDATE series SET state='classified' WHERE series_uid=? AND"
+                             " state='selected' AND revision=?", (series_uid, revision))
+            return cur.rowcount == 1
 
         return self._tx(tx)
 
