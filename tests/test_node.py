@@ -276,3 +276,41 @@ def test_forwarding_retries_and_survives_restart(tmp_path, classifier):
     finally:
         node.stop()
         pacs.stop()
+
+
+def test_refusals_in_process(tmp_path, classifier):
+    """What storescu cannot send (a stream that does not parse) and the size bounds, through
+    the node's own C-STORE path."""
+    from dicom_factory import CT_STORAGE, ct_series
+
+    from cossl_edge.node.config import NodeConfig
+    from cossl_edge.node.server import (
+        CANNOT_UNDERSTAND,
+        DOES_NOT_MATCH_SOP_CLASS,
+        OUT_OF_RESOURCES,
+        Node,
+        Refused,
+    )
+
+    node = Node(NodeConfig(tmp_path / "state", max_instance_bytes=4000,
+                           max_spool_bytes=3000), classifier)
+    good = ct_series(tmp_path / "ct", n=1, series="inproc")[0]
+    uid = str(pydicom.dcmread(good).SOPInstanceUID)
+    garbage = b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff" + b"\x07" * 500
+    cases = [(garbage, CANNOT_UNDERSTAND), (good.read_bytes(), DOES_NOT_MATCH_SOP_CLASS),
+             (b"x" * 5000, OUT_OF_RESOURCES)]
+    node.cfg.max_spool_bytes = 10**6
+    for data, status in cases:
+        with pytest.raises(Refused) as e:
+            node._store(data, CT_STORAGE, "1.2.3" if status != DOES_NOT_MATCH_SOP_CLASS
+                        else uid + "9", "X", {})
+        assert e.value.status == status, e.value.reason
+    node.cfg.max_spool_bytes = 100  # the spool is full
+    with pytest.raises(Refused) as e:
+        node._store(good.read_bytes(), CT_STORAGE, uid, "X", {})
+    assert e.value.status == OUT_OF_RESOURCES and "spool full" in e.value.reason
+    node.cfg.max_spool_bytes = 10**6
+    assert node._store(good.read_bytes(), CT_STORAGE, uid, "X", {}) == "stored"
+    assert node._store(good.read_bytes(), CT_STORAGE, uid, "X", {}) == "duplicate"
+    assert node.spool.used_bytes == good.stat().st_size
+    node.state.close()

@@ -141,10 +141,11 @@ class Node:
         self.log("association", calling_ae=_calling(event), peer=event.assoc.requestor.address)
 
     def _on_rejected(self, event) -> None:
-        self.log("association_rejected", calling_ae=_calling(event),
-                 peer=event.assoc.requestor.address,
-                 reason="calling AE title not in the allow-list" if self.cfg.allowed_aes
-                 else "called AE title is not this node's")
+        calling = _calling(event)
+        foreign = self.cfg.allowed_aes and calling not in self.cfg.allowed_aes
+        self.log("association_rejected", calling_ae=calling, peer=event.assoc.requestor.address,
+                 reason="calling AE title not in the allow-list" if foreign
+                 else "called AE title is not this node's, or no common context")
 
     def _on_store(self, event) -> Dataset:
         t0 = time.time()
@@ -204,10 +205,14 @@ class Node:
         try:
             with open_bounded(path) as f, pydicom_quiet():
                 ds = pydicom.dcmread(f, stop_before_pixels=True)
-                ds.get("SeriesInstanceUID"), ds.get("StudyInstanceUID")  # decode lazily now
+                for _ in ds:  # convert every element now: a damaged one raises here
+                    pass
         except Exception as e:  # noqa: BLE001 - malformed input raises many types
             raise Refused(CANNOT_UNDERSTAND, f"malformed data set ({type(e).__name__})",
                           path) from None
+        if "SOPInstanceUID" not in ds and "SOPClassUID" not in ds:
+            raise Refused(CANNOT_UNDERSTAND, "no data set could be read (no SOP Class or "
+                          "Instance UID)", path)
         problem = None
         if str(ds.get("SOPInstanceUID", "")) != sop_uid:
             problem = "SOP Instance UID differs from the request's"
