@@ -201,7 +201,8 @@ def test_run_features_pool_like_the_encoder(encoders):
 def _cli(*args):
     return CliRunner().invoke(app, ["evaluate", *map(str, args), "--episodes", "5",
                                     "--shots", "1,5", "--queries", "5", "--noise", "0,0.2",
-                                    "--masking", "0,0.5"])
+                                    "--masking", "0,0.5", "--pgd-eps", "0,2",
+                                    "--pgd-episodes", "2", "--pgd-steps", "2"])
 
 
 def test_cli_run_dir_and_onnx_agree_and_write_json_and_plots(encoders, shapes_dir, tmp_path):
@@ -217,6 +218,7 @@ def test_cli_run_dir_and_onnx_agree_and_write_json_and_plots(encoders, shapes_di
         assert (plots / "robustness-noise.png").stat().st_size > 1000
         assert (plots / "fewshot.png").exists()
         assert (plots / "robustness-masking.png").exists() == (name != "plain")
+        assert (plots / "robustness-pgd.png").exists() == (name == "run")
     run, onnx_map, plain = out["run"], out["map"], out["plain"]
     assert run["images"] == 160 and run["feature_grid"] == [2, 2]
     assert onnx_map["redundancy"]["mean"] == pytest.approx(run["redundancy"]["mean"], abs=1e-4)
@@ -224,6 +226,10 @@ def test_cli_run_dir_and_onnx_agree_and_write_json_and_plots(encoders, shapes_di
     assert "--local-map" in plain["robustness"]["masking"]["reason"]
     assert not plain["redundancy"]["available"]
     assert plain["knn"]["accuracy"] == pytest.approx(onnx_map["knn"]["accuracy"], abs=0.02)
+    pgd = run["robustness"]["pgd"]  # gradients: the run directory only
+    assert pgd["available"] and pgd["levels_255"] == [0, 2] and len(pgd["accuracy"]) == 2
+    assert pgd["accuracy"][1] <= pgd["accuracy"][0]
+    assert "run directory" in onnx_map["robustness"]["pgd"]["reason"]
 
 
 def test_cli_errors_are_one_line(tmp_path, shapes_dir, encoders):

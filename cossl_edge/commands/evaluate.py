@@ -79,11 +79,19 @@ def _print_summary(res: dict) -> None:
     for kind, level in (("noise", 0.2), ("masking", 0.5)):
         d = drop_at(res["robustness"][kind], level)
         table.add_row(f"probe drop, {kind} {level}", "n/a" if d is None else f"{d:+.3f}")
+    pgd = res["robustness"]["pgd"]
+    for eps, e255, acc, ci in zip(pgd["levels"], pgd["levels_255"], pgd.get("accuracy", []),
+                                  pgd.get("ci95", []), strict=False):
+        if eps > 0:
+            table.add_row(f"{pgd['shots']}-shot, PGD ε={e255:g}/255",
+                          f"{acc:.3f} ± {ci:.3f}")
+    if not pgd["available"]:
+        table.add_row("PGD", "n/a")
     red = res["redundancy"]
     table.add_row("redundancy", f"{red['mean']:.3f}" if red["available"] else "n/a")
     Console().print(table)
-    for what in ("masking", "redundancy"):
-        part = res["robustness"][what] if what == "masking" else red
+    for what in ("masking", "pgd", "redundancy"):
+        part = red if what == "redundancy" else res["robustness"][what]
         if not part.get("available"):
             typer.secho(f"{what} unavailable: {part['reason']}", fg=typer.colors.YELLOW, err=True)
 
@@ -114,6 +122,18 @@ def register(app: typer.Typer) -> None:
                                   "σ levels, on images scaled to [0, 1]."),
         masking: str = typer.Option("0,0.25,0.5,0.75,0.9", "--masking", help="Fractions of "
                                     "feature-map positions zeroed before pooling."),
+        pgd_eps: str = typer.Option("0,1,2,4", "--pgd-eps", help="L∞ PGD radii ε in units "
+                                    "of 1/255 of the [0, 1] image (0 alone: no attack). "
+                                    "Needs a run directory (gradients)."),
+        pgd_steps: int = typer.Option(10, "--pgd-steps", min=1, help="PGD steps (step size "
+                                      "2.5·ε/steps)."),
+        pgd_episodes: int = typer.Option(20, "--pgd-episodes", min=1, help="Episodes whose "
+                                         "queries are attacked (the first of the clean "
+                                         "few-shot episodes)."),
+        pgd_shots: int = typer.Option(5, "--pgd-shots", min=1, help="Support size K of "
+                                      "the attacked few-shot classifier."),
+        pgd_random_start: bool = typer.Option(False, "--pgd-random-start", help="Start PGD "
+                                              "at a uniform random point of the ε-ball."),
         batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per encoder "
                                        "call (onnxruntime or torch)."),
         threads: int = typer.Option(0, "--threads", min=0, help="Intra-op threads for "
@@ -121,7 +141,8 @@ def register(app: typer.Typer) -> None:
         contract: Path | None = opt.CONTRACT,
     ) -> None:
         """Evaluate an encoder: linear probe, weighted kNN, 1/5/10-shot episodes, accuracy
-        under input noise and internal masking, and local redundancy."""
+        under input noise, internal masking and a small L∞ PGD attack (run directories),
+        and local redundancy."""
         from cossl_edge.evaluation.plots import plot_evaluation
         from cossl_edge.evaluation.protocol import EvaluationSettings
         from cossl_edge.evaluation.protocol import evaluate as run
@@ -131,7 +152,10 @@ def register(app: typer.Typer) -> None:
                 seed=seed, test_fraction=test_fraction,
                 shots=tuple(int(k) for k in _floats(shots, "--shots")), episodes=episodes,
                 queries=queries, noise_levels=_floats(noise, "--noise"),
-                mask_levels=_floats(masking, "--masking"))
+                mask_levels=_floats(masking, "--masking"),
+                pgd_eps=tuple(e / 255 for e in _floats(pgd_eps, "--pgd-eps")),
+                pgd_steps=pgd_steps, pgd_episodes=pgd_episodes, pgd_shots=pgd_shots,
+                pgd_random_start=pgd_random_start)
             extractor = open_extractor(model, threads, batch_size, contract)
             images, y = load_labelled(labeled_dir, extractor.contract, labels)
             res = run(extractor, images, y, settings, progress=progress_factory)

@@ -63,7 +63,8 @@ def _save(fig, plt, path: Path) -> Path:
 
 
 def plot_evaluation(result: dict, out_dir: Path) -> list[Path]:
-    """The plots of one ``evaluate`` result: robustness curves and few-shot accuracy."""
+    """The plots of one ``evaluate`` result: robustness curves (noise, masking, PGD) and
+    few-shot accuracy."""
     out_dir = Path(out_dir)
     written = []
     labels = {"noise": ("Gaussian noise σ (image in [0, 1])", "robustness-noise.png"),
@@ -75,6 +76,12 @@ def plot_evaluation(result: dict, out_dir: Path) -> list[Path]:
         series = {f"{clf}": (curve["levels"], curve[clf], None) for clf in ("probe", "knn")}
         written.append(plot_curves(series, xlabel, "accuracy", f"robustness: {kind}",
                                    out_dir / name))
+    pgd = result["robustness"].get("pgd", {})
+    if pgd.get("available") and len(pgd["levels"]) > 1:
+        series = {f"{pgd['shots']}-shot CL2N": (pgd["levels_255"], pgd["accuracy"], pgd["ci95"])}
+        written.append(plot_curves(series, "L∞ PGD ε (×1/255, image in [0, 1])", "accuracy",
+                                   "robustness: PGD on the embedding",
+                                   out_dir / "robustness-pgd.png"))
     shots = result["fewshot"]["shots"]
     if shots:
         bars = {f"{k}-shot": (r["accuracy"], r["ci95"]) for k, r in shots.items()}

@@ -3,8 +3,10 @@
 One split (seeded, stratified) serves the linear probe, the kNN and the robustness curves:
 the probe and the kNN bank see clean training-part embeddings only; the curves corrupt the
 test part (input noise: re-embedded; internal masking: pooled from its local maps). Few-shot
-episodes draw from the whole set. Every classifier centres on the mean embedding of the
-evaluated images (labels unused), the same rule for every encoder and for raw pixels.
+episodes draw from the whole set, and so does the PGD curve (:mod:`.adversarial`: the first
+``pgd_episodes`` of the ``pgd_shots``-shot episodes, their queries attacked). Every
+classifier centres on the mean embedding of the evaluated images (labels unused), the same
+rule for every encoder and for raw pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from cossl_edge.episodes import EpisodeError, evaluate_episodes
+from cossl_edge.evaluation.adversarial import pgd_curve
 from cossl_edge.evaluation.corruptions import gaussian_noise, masked_pooling
 from cossl_edge.evaluation.features import Extractor, Features
 from cossl_edge.evaluation.knn import knn_accuracy
@@ -36,12 +39,22 @@ class EvaluationSettings:
     knn_temperature: float = 0.07
     noise_levels: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
     mask_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9)
+    # L∞ PGD radii on the [0, 1] image (0 alone: no attack), its steps and episodes
+    pgd_eps: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255)
+    pgd_steps: int = 10
+    pgd_episodes: int = 20
+    pgd_shots: int = 5
+    pgd_random_start: bool = False
 
     def __post_init__(self) -> None:
         # Every curve starts at the clean point (level 0), which the drops are measured from.
         self.noise_levels = tuple(sorted({0.0, *map(float, self.noise_levels)}))
         self.mask_levels = tuple(sorted({0.0, *map(float, self.mask_levels)}))
         self.shots = tuple(sorted({int(k) for k in self.shots}))
+        self.pgd_eps = tuple(sorted({0.0, *map(float, self.pgd_eps)}))
+        if self.pgd_eps[0] < 0 or self.pgd_eps[-1] > 1 or self.pgd_steps < 1 \
+                or self.pgd_episodes < 1 or self.pgd_shots < 1:
+            raise ValueError("PGD needs ε within [0, 1] and steps, episodes and shots ≥ 1")
         if self.noise_levels[0] < 0 or self.mask_levels[0] < 0 or self.mask_levels[-1] > 1:
             raise ValueError("noise levels must be ≥ 0 and masking fractions within [0, 1]")
         if not 0 < self.test_fraction < 1 or min(self.shots, default=1) < 1:
@@ -93,6 +106,7 @@ def evaluate(extract: Extractor, images: np.ndarray, labels: Sequence[str],
             "noise": _noise_curve(extract, images[test], y[test], scorer, s, progress,
                                   (probe_acc, knn_acc)),
             "masking": _mask_curve(feats, test, y[test], scorer, s),
+            "pgd": _pgd(extract, images, emb, y, center, s, progress),
         },
         "redundancy": _redundancy(feats),
         "settings": s.to_dict(),
@@ -133,6 +147,15 @@ def _noise_curve(extract: Extractor, images: np.ndarray, y: np.ndarray, scorer: 
         probe.append(p)
         knn.append(k)
     return {"available": True, "levels": list(s.noise_levels), "probe": probe, "knn": knn}
+
+
+def _pgd(extract: Extractor, images: np.ndarray, emb: np.ndarray, y: np.ndarray,
+         center: np.ndarray, s: EvaluationSettings, progress: ProgressFactory | None) -> dict:
+    attacked = [e for e in s.pgd_eps if e > 0]
+    n = len(attacked) * s.pgd_episodes  # one step of the bar per episode and ε
+    advance = _bar(progress, "PGD attack", n) if hasattr(extract, "attack") and n else None
+    return pgd_curve(extract, images, emb, y, center, s.pgd_eps, s.pgd_shots, s.pgd_episodes,
+                     s.queries, s.pgd_steps, s.pgd_random_start, s.seed, advance)
 
 
 def _mask_curve(feats: Features, test: np.ndarray, y: np.ndarray, scorer: _Scorer,
