@@ -191,9 +191,13 @@ def test_relaunch_args_rebuild_the_command_without_nproc():
     for pair in (["--out", "o"], ["--method", "byol"]):
         i = rebuilt.index(pair[0])
         assert rebuilt[i:i + 2] == pair
-    assert "--resume" in rebuilt and "--sync-bn" in rebuilt and "--no-bf16" in rebuilt
+    assert "--resume" in rebuilt and "--sync-bn" in rebuilt
+    assert "--bf16" not in rebuilt and "--no-bf16" not in rebuilt  # auto: each worker times
     with cmd.make_context("pretrain", rebuilt) as ctx:  # what the workers will parse
         assert ctx.params["method"].value == "byol" and ctx.params["nproc"] == 1
+    for flag in ("--bf16", "--no-bf16"):  # a forced precision travels
+        with cmd.make_context("pretrain", [*args, flag]) as ctx:
+            assert flag in relaunch_args(ctx)
 
 
 def test_lr_scaling_rules():

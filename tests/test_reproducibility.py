@@ -18,8 +18,9 @@ from cossl_edge.training.checkpoint import load_checkpoint
 from cossl_edge.training.dataset import TwoViewDataset, epoch_loader, stream_seed
 from cossl_edge.training.views import TwoViews
 
+# --no-bf16: --bf16 auto times the machine at the start, and two runs may choose differently
 TINY = ["--arch", "resnet10", "--width", "0.25", "--image-size", "32", "--proj-dim", "16",
-        "--proj-hidden", "32", "--local-hidden", "16", "--quiet"]
+        "--proj-hidden", "32", "--local-hidden", "16", "--quiet", "--no-bf16"]
 
 
 def _pretrain(data: Path, out: Path, seed: int, *extra: str) -> dict[str, torch.Tensor]:

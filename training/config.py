@@ -94,7 +94,7 @@ class PretrainConfig:
     accumulate: int = 1
     epochs: int | None = None
     time_budget: float | None = None  # seconds
-    bf16: bool = False
+    bf16: bool | None = None  # None: auto, the faster of the two timed at start (precision.py)
     seed: int = 0
     # data
     findings: str = "global"  # global | local: LOCAL_FINDINGS_RECIPE (with_findings_recipe)
@@ -208,6 +208,8 @@ class PretrainConfig:
         names = {f.name for f in fields(cls)}
         if d.get("stem") == "auto" and d.get("stem_resolved"):
             d["stem"] = d["stem_resolved"]  # the rule for "auto" may change; the run keeps its stem
+        if d.get("bf16") is None and d.get("bf16_resolved") is not None:
+            d["bf16"] = d["bf16_resolved"]  # auto was measured when the run started: kept
         d.setdefault("hflip", 0.5)  # runs saved before --hflip auto flipped every view
         d.setdefault("rotate", 0.0)  # ... and did not rotate
         return cls.from_dict({k: v for k, v in d.items() if k in names})

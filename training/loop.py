@@ -32,6 +32,7 @@ from cossl_edge.training.checkpoint import CheckpointError, load_checkpoint, sav
 from cossl_edge.training.config import PretrainConfig, size_for_native
 from cossl_edge.training.dataset import (
     PROCESS,
+    VIEWS,
     TwoViewDataset,
     build_cache,
     epoch_batches,
@@ -41,6 +42,8 @@ from cossl_edge.training.dataset import (
 from cossl_edge.training.distributed import scaled_lr, setup_distributed
 from cossl_edge.training.methods import build_method, resolved_w_s
 from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at
+from cossl_edge.training.precision import PrecisionChoice
+from cossl_edge.training.precision import resolve as resolve_precision
 from cossl_edge.training.views import TwoViews
 
 CALIBRATION_COUNT = 256  # prepared training images kept for export (int8 calibration)
@@ -201,6 +204,11 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         state.update({k: ckpt["state"][k] for k in state})
         console.print(f"resuming at epoch {state['epoch']} step {state['global_step']}")
 
+    precision = _precision(config, out, resume, method, dataset, batch, device, dist, peak_lr)
+    console.print(precision.describe())
+    if not resume:
+        state["elapsed"] += precision.probe_s  # the probe counts inside --time-budget
+
     out.mkdir(parents=True, exist_ok=True)
     # No raw path in the run directory (a folder may be named after a patient): the data is
     # identified by a fingerprint of salted ids, and export calibrates on calibration.npy.
@@ -214,7 +222,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
              "effective_batch_size": batch * config.accumulate * dist.world,
              "world_size": dist.world, "device": str(device), "sync_bn": dist.sync_bn,
              "peak_lr": peak_lr, "lr_scaling": lr_rule,
-             "embedding_dim": method.backbone.out_channels}
+             "embedding_dim": method.backbone.out_channels,
+             "bf16_resolved": precision.bf16, "bf16_choice": precision.to_dict()}
     if dist.is_main:
         config.save(out / rundir.CONFIG, facts)
         (out / rundir.FINGERPRINT).write_text(data_fingerprint(ids) + "\n")
@@ -284,7 +293,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         if _in_main_thread() else {}
 
     budget = config.time_budget
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision.bf16
                 else nullcontext())
 
     def progress_fraction() -> float:
@@ -396,6 +405,30 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                "skipped_files": [s.reason for s in skipped[:20]]}
     dist.close()
     return summary
+
+
+def _precision(config: PretrainConfig, out: Path, resume: bool, method,
+               dataset: TwoViewDataset, batch: int, device: torch.device, dist,
+               peak_lr: float) -> PrecisionChoice:
+    """bf16 or fp32: forced by ``--bf16``/``--no-bf16``; kept from the run when resumed;
+    else (auto) timed on a copy of the model with one batch of this run's views
+    (:mod:`cossl_edge.training.precision`)."""
+    if resume:
+        saved = json.loads((out / rundir.CONFIG).read_text()).get("bf16_choice") or {}
+        return PrecisionChoice(bool(config.bf16), saved.get("how", "forced"),
+                               saved.get("step_s", {}), saved.get("probe_s", 0.0),
+                               resumed=True)
+    views = None
+    if config.bf16 is None:
+        # the probe's views draw from a stream of their own; every epoch reseeds the views
+        dataset.views.reseed(stream_seed(config.seed, VIEWS, dist.rank, -1, 0))
+        items = [dataset[i] for i in range(batch)]
+        views = [torch.stack(t).to(device, memory_format=torch.channels_last)
+                 for t in zip(*items, strict=True)]
+    return resolve_precision(
+        config.bf16, method, lambda m: build_optimizer(config.optimizer, m, peak_lr,
+                                                       config.weight_decay),
+        views, device, agree=dist.max)
 
 
 def _epoch_line(rec: dict) -> str:

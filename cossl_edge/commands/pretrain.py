@@ -151,7 +151,15 @@ def register(app: typer.Typer) -> None:
         video_every: int = typer.Option(1, help="Use every k-th frame of video files."),
         video_fps: float | None = typer.Option(None, help="Or sample videos at about this "
                                                "many frames per second."),
-        bf16: bool = typer.Option(False, help="bf16 autocast (faster on recent CPUs/GPUs)."),
+        bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", show_default="auto",
+                                         help="bf16 autocast, or fp32. Default (neither "
+                                         "flag): auto — a few steps of each are timed at "
+                                         "the start, on this model, batch and device (a few "
+                                         "seconds, inside --time-budget), and the faster "
+                                         "trains; the choice is printed and kept in "
+                                         "config.json. bf16 is faster on CPUs with AVX-512 "
+                                         "BF16 or AMX and on most GPUs, slower on CPUs "
+                                         "without. Give one to repeat a run bit for bit."),
         accumulate: int = typer.Option(1, help="Gradient accumulation steps."),
         workers: int = typer.Option(0, help="Data-loading worker processes."),
         seed: int = typer.Option(0, help="Random seed (data order, views, initialisation). "
