@@ -6,8 +6,10 @@ For each data set (``benchmarks/datasets.py``: pretrain on the unlabeled split, 
 the held-out labelled split) and seed: pretrain ``co-byol``, ``byol``, ``co-simclr`` and
 ``simclr`` with the same wall-clock budget and the project's default recipe at 32 px, add a
 random-init encoder and raw pixels as floors, and evaluate all of them with the same
-protocol (:mod:`cossl_edge.evaluation.protocol`, evaluation seed = run seed). Writes a table
-(mean ± 95% CI over seeds, Student t), the CO − base differences, and plots into the
+protocol (:mod:`cossl_edge.evaluation.protocol`, evaluation seed = run seed; PGD at ε 1, 2,
+4 /255 on the first ``--pgd-episodes`` 5-shot episodes, ``--pgd-steps`` steps, when asked).
+Writes a table (mean ± 95% CI over seeds, Student t), the CO − base differences, and plots
+into the
 ``compare`` section of ``docs/benchmarks.md``; every record into
 ``benchmarks/results/compare_methods.json``. Finished runs are cached in ``--work``, so an
 interrupted benchmark continues where it stopped.
@@ -50,6 +52,7 @@ from cossl_edge.training.loop import pretrain
 
 METHODS = ("co-byol", "byol", "co-simclr", "simclr")
 FLOORS = ("random-init", "raw-pixels")
+PGD_EPS = (1 / 255, 2 / 255, 4 / 255)
 PROTOCOL = 3  # bump when the evaluation changes, so cached results are evaluated again
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +66,12 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--size", type=int, default=32, help="Input side in pixels.")
     ap.add_argument("--episodes", type=int, default=200, help="Few-shot episodes per K.")
+    ap.add_argument("--pgd-episodes", type=int, default=0, help="Few-shot episodes whose "
+                    "queries are attacked by PGD at ε 1, 2, 4 /255 (e.g. 10; about a minute "
+                    "per encoder on two CPU cores) [default: 0, no PGD].")
+    ap.add_argument("--pgd-steps", type=int, default=5, help="PGD steps (size 2.5·ε/steps).")
+    ap.add_argument("--no-floors", action="store_true", help="Skip the random-init and "
+                    "raw-pixel floors (a sweep that already has them elsewhere).")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda.")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast in pretraining.")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "compare",
@@ -171,6 +180,8 @@ def run_one(name: str, seed: int, split, args, images, labels) -> dict:
     cached = folder / "result.json"
     key = {"budget_s": args.budget_s, "size": args.size, "episodes": args.episodes,
            "bf16": args.bf16, "protocol": PROTOCOL, "overrides": args.overrides}
+    if args.pgd_episodes:  # records without PGD stay valid for runs that ask for none
+        key["pgd"] = [args.pgd_episodes, args.pgd_steps]
     if cached.exists():
         record = json.loads(cached.read_text())
         if record.get("key") == key:
@@ -178,8 +189,11 @@ def run_one(name: str, seed: int, split, args, images, labels) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     extractor, cost = extractor_for(name, seed, split, args, folder)
     capture = _Capture(extractor)
+    pgd = PGD_EPS if args.pgd_episodes else ()
     settings = EvaluationSettings(seed=seed, episodes=args.episodes,
-                                  noise_levels=(0.1, 0.2, 0.3), mask_levels=(0.25, 0.5, 0.75))
+                                  noise_levels=(0.1, 0.2, 0.3), mask_levels=(0.25, 0.5, 0.75),
+                                  pgd_eps=pgd, pgd_episodes=max(1, args.pgd_episodes),
+                                  pgd_steps=args.pgd_steps)
     t0 = time.perf_counter()
     result = evaluate(capture, images, labels, settings, progress=progress_factory)
     record = {"key": key, "dataset": split.name, "encoder": name, "seed": seed, "cost": cost,
@@ -194,11 +208,18 @@ def flat(result: dict) -> dict:
     """The numbers the comparison tables show, for one encoder and seed."""
     shot5 = result["fewshot"]["shots"].get("5", {})
     red = result["redundancy"]
-    return {"fewshot5": shot5.get("accuracy"), "fewshot5_ci": shot5.get("ci95"),
-            "probe": result["linear_probe"]["accuracy"], "knn": result["knn"]["accuracy"],
-            "redundancy": red["mean"] if red["available"] else None,
-            "drop_mask50": drop_at(result["robustness"]["masking"], 0.5),
-            "drop_noise02": drop_at(result["robustness"]["noise"], 0.2)}
+    out = {"fewshot5": shot5.get("accuracy"), "fewshot5_ci": shot5.get("ci95"),
+           "probe": result["linear_probe"]["accuracy"], "knn": result["knn"]["accuracy"],
+           "redundancy": red["mean"] if red["available"] else None,
+           "drop_mask50": drop_at(result["robustness"]["masking"], 0.5),
+           "drop_noise02": drop_at(result["robustness"]["noise"], 0.2)}
+    pgd = result["robustness"].get("pgd", {})
+    for eps in PGD_EPS:  # few-shot accuracy under attack (the clean point is pgd_clean)
+        name = f"pgd{round(eps * 255)}"
+        out[name] = (pgd["accuracy"][pgd["levels"].index(eps)]
+                     if pgd.get("available") and eps in pgd["levels"] else None)
+    out["pgd_clean"] = pgd["accuracy"][0] if pgd.get("available") else None
+    return out
 
 
 def machine() -> dict:
@@ -223,13 +244,15 @@ def main() -> None:
         images, labels = load_labelled(split.labeled, contract)
         n_pretrain = len(list(split.unlabeled.glob("*.png")))
         for seed in range(args.seeds):
-            for encoder in (*args.methods, *FLOORS):
+            for encoder in (*args.methods, *(() if args.no_floors else FLOORS)):
                 rec = run_one(encoder, seed, split, args, images, labels)
                 rec["n_labeled"], rec["n_pretrain"] = len(labels), n_pretrain
                 records.append(rec)
                 m = rec["metrics"]
+                pgd = " ".join(f"{k} {m[k]:.3f}" for k in ("pgd1", "pgd2", "pgd4")
+                               if m.get(k) is not None)
                 print(f"{name} s{seed} {encoder:11s} 5-shot {m['fewshot5']:.3f} "
-                      f"probe {m['probe']:.3f} kNN {m['knn']:.3f} "
+                      f"probe {m['probe']:.3f} kNN {m['knn']:.3f} {pgd} "
                       f"({rec['cost'].get('steps', '-')} steps)", flush=True)
     command = "python benchmarks/compare_methods.py " + " ".join(sys.argv[1:])
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -125,9 +125,9 @@ def register(app: typer.Typer) -> None:
         pgd_eps: str = typer.Option("0,1,2,4", "--pgd-eps", help="L∞ PGD radii ε in units "
                                     "of 1/255 of the [0, 1] image (0 alone: no attack). "
                                     "Needs a run directory (gradients)."),
-        pgd_steps: int = typer.Option(10, "--pgd-steps", min=1, help="PGD steps (step size "
+        pgd_steps: int = typer.Option(5, "--pgd-steps", min=1, help="PGD steps (step size "
                                       "2.5·ε/steps)."),
-        pgd_episodes: int = typer.Option(20, "--pgd-episodes", min=1, help="Episodes whose "
+        pgd_episodes: int = typer.Option(10, "--pgd-episodes", min=1, help="Episodes whose "
                                          "queries are attacked (the first of the clean "
                                          "few-shot episodes)."),
         pgd_shots: int = typer.Option(5, "--pgd-shots", min=1, help="Support size K of "

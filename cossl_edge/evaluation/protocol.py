@@ -41,8 +41,8 @@ class EvaluationSettings:
     mask_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 0.9)
     # L∞ PGD radii on the [0, 1] image (0 alone: no attack), its steps and episodes
     pgd_eps: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255)
-    pgd_steps: int = 10
-    pgd_episodes: int = 20
+    pgd_steps: int = 5
+    pgd_episodes: int = 10
     pgd_shots: int = 5
     pgd_random_start: bool = False
 
