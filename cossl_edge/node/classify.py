@@ -108,6 +108,9 @@ class SeriesClassifier:
                     ok.append(sop)
                 except (DicomSkip, ValueError, OSError) as e:
                     results.append(ImageResult(sop, reason=str(e)[:200]))
+                except Exception as e:  # noqa: BLE001 - a decoder's own error: one image
+                    results.append(ImageResult(sop, reason=f"could not be read "
+                                               f"({type(e).__name__})"))
             if ok:
                 proba = self._proba(np.stack(prepared))
                 for sop, row, pred in zip(ok, proba, self.clf.decide(proba, 1, self.threshold),

@@ -280,16 +280,20 @@ class Node:
         did = False
         for uid in self.state.quiet_series(time.time(), self.cfg.quiet_seconds):
             self._complete(uid)
+            self._advance(uid)  # to its SR before the next series: the first SR is not late
             did = True
-        for uid in self.state.series_in("selected"):
-            self._finish(uid)
-            did = True
-        for uid in self.state.series_in("classified"):
-            self._report(uid)
+        for uid in self.state.series_in("selected") + self.state.series_in("classified"):
+            self._advance(uid)  # left over by a restart or a reopened series
             did = True
         if not did:
             did = self._classify(self.state.pending(self.cfg.batch_size)) > 0
         return did
+
+    def _advance(self, series_uid: str) -> None:
+        if self.state.series(series_uid).get("state") == "selected":
+            self._finish(series_uid)
+        if self.state.series(series_uid).get("state") == "classified":
+            self._report(series_uid)
 
     def _facts_of(self, inst: Instance) -> dict[str, str]:
         return {"Modality": inst.modality, "ImageType": inst.image_type,
