@@ -230,7 +230,7 @@ def test_kill9_during_transfer_then_restart(tmp_path, pacs, node_factory):
     node.kill9()
     out = sender.communicate(timeout=60)[0]
     acked, _ = ns.acknowledged(out)
-    assert 60 <= len(acked) < 200, out[-1500:]
+    assert 55 <= len(acked) < 200, out[-1500:]  # the 60th may be stored, not yet answered
     node.start()  # same state folder: resumes
     series_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
     sr = sr_for(pacs, series_uid, timeout=60)
@@ -314,3 +314,23 @@ def test_refusals_in_process(tmp_path, classifier):
     assert node._store(good.read_bytes(), CT_STORAGE, uid, "X", {}) == "duplicate"
     assert node.spool.used_bytes == good.stat().st_size
     node.state.close()
+
+
+def test_spool_retention_and_a_late_instance(tmp_path, node_factory):
+    """Finished series leave the spool after --retain-hours (their state stays); an instance
+    arriving later reopens the series, whose new SR covers what is still on disk."""
+    files = ns.write_series(tmp_path / "scan", 4, "retain", patient=60)
+    node = node_factory(extra=["--retain-hours", "0", "--quiet", "0.5"], forward=False)
+    node.start()
+    assert ns.storescu(node.port, files[:3]).returncode == 0
+    ns.wait_until(lambda: any(e["event"] == "spool_freed" for e in node.events()), 30,
+                  "the spool to be freed")
+    assert not list((node.state_dir / "spool").glob("*/*.dcm"))
+    assert ns.storescu(node.port, files[3:]).returncode == 0
+    report = ns.wait_until(lambda: [e for e in node.events()
+                                    if e["event"] == "report" and e["revision"] == 1], 30,
+                           "the second report")[0]
+    assert report["files_gone"] == 3 and report["images"] == 4
+    with node.db() as db:
+        assert db.execute("SELECT COUNT(*), MAX(classify_count) FROM instances"
+                          " WHERE state='classified'").fetchone()[:] == (4, 1)

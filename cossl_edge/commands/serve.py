@@ -46,6 +46,8 @@ def serve(
                                           "larger instances (Out of Resources)."),
     max_spool_gb: float = typer.Option(50.0, "--max-spool-gb", min=0.001, help="Refuse new "
                                        "instances when the spool holds this much."),
+    retain_hours: float = typer.Option(24.0, "--retain-hours", min=0.0, help="Keep a "
+                                       "finished series' files in the spool this long."),
     threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the log lines."),
 ) -> None:
@@ -65,7 +67,8 @@ def serve(
             destination=Destination.parse(forward) if forward else None,
             retry_base_seconds=retry_base, retry_max_seconds=retry_max,
             max_send_attempts=max_attempts, max_instance_bytes=int(max_instance_mb * 2**20),
-            max_spool_bytes=int(max_spool_gb * 2**30), threads=threads)
+            max_spool_bytes=int(max_spool_gb * 2**30), retain_seconds=retain_hours * 3600,
+            threads=threads)
         node = Node(cfg, classifier_file, model, echo_log=verbose)
         typer.echo(f"cossl-edge node {ae_title} listening on {host}:{port}; state in "
                    f"{state_dir}" + (f"; SRs to {cfg.destination}" if forward else ""),

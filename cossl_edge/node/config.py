@@ -42,6 +42,9 @@ class NodeConfig:
         (the mean of its images' probabilities).
     abstain: threshold below which a result is ``unknown`` (None: the classifier's own).
     max_instance_bytes / max_spool_bytes: refuse (Out of Resources) beyond these.
+        The quarantine keeps refused objects up to a tenth of ``max_spool_bytes``.
+    retain_seconds: a series' files leave the spool this long after its last instance once
+        it is finished (SR sent, reported without destination, not selected, or failed).
     """
 
     state_dir: Path
@@ -60,6 +63,7 @@ class NodeConfig:
     max_send_attempts: int = 50
     max_instance_bytes: int = 512 << 20
     max_spool_bytes: int = 50 << 30
+    retain_seconds: float = 24 * 3600.0
     threads: int = 1
     batch_size: int = 32
     poll_seconds: float = 0.1

@@ -84,7 +84,8 @@ class Node:
                                            config.normal_class)
         self.log = EventLog(config.log_path, config.salt, echo_log)
         self.state = State(config.db_path)
-        self.spool = Spool(config.spool, config.quarantine, config.salt)
+        self.spool = Spool(config.spool, config.quarantine, config.salt,
+                           config.max_spool_bytes // 10)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server = None
@@ -250,14 +251,28 @@ class Node:
     # -- the worker ----------------------------------------------------------------------
     def _work_loop(self) -> None:
         self._warm_up()
+        next_purge = 0.0
         while not self.stop_event.is_set():
             try:
+                if time.time() >= next_purge:
+                    self.purge()
+                    next_purge = time.time() + min(60.0, max(self.cfg.retain_seconds, 0.5))
                 busy = self.step()
             except Exception as e:  # noqa: BLE001 - keep serving; the state is consistent
                 self.log("worker_error", error=f"{type(e).__name__}: {str(e)[:200]}")
                 busy = False
             if not busy:
                 self.stop_event.wait(self.cfg.poll_seconds)
+
+    def purge(self) -> int:
+        """Free the spool of finished series older than the retention; their state stays."""
+        claimed = self.state.claim_expired(time.time() - self.cfg.retain_seconds,
+                                           self.cfg.destination is not None)
+        for series_uid, paths in claimed.items():
+            freed = self.spool.free_files(paths)
+            self.log("spool_freed", series=self.log.id(series_uid), files=len(paths),
+                     bytes=freed)
+        return len(claimed)
 
     def _warm_up(self) -> None:
         """highdicom loads its code tables on first use (~1 s): pay that before any series."""
@@ -354,11 +369,18 @@ class Node:
             self.state.set_report(series_uid, revision, {"label": "unreadable"}, "", "", False)
             self.log("series_unreadable", series=sid, revision=revision, images=len(insts))
             return
-        headers = {}
+        headers, gone = {}, 0
         for i in insts:
             if i.state == "classified":
-                with pydicom_quiet():
-                    headers[i.sop_uid] = sr.read_header_dataset(Path(i.path))
+                try:
+                    with pydicom_quiet():
+                        headers[i.sop_uid] = sr.read_header_dataset(Path(i.path))
+                except FileNotFoundError:  # freed from the spool before the series reopened
+                    gone += 1
+        result.per_image = [r for r in result.per_image
+                            if r.sop_uid in headers or r.probabilities is None]
+        if result.key_image is not None and result.key_image not in headers:
+            result.key_image = None
         doc = sr.build_sr(headers, result, self.classifier.identity, series_uid, revision,
                           self.cfg.ae_title)
         path = self.cfg.reports / f"{sid}-r{revision}.dcm"
@@ -366,7 +388,7 @@ class Node:
         summary = result.summary()
         if self.state.set_report(series_uid, revision, summary, str(path),
                                  str(doc.SOPInstanceUID), self.cfg.destination is not None):
-            self.log("report", series=sid, revision=revision, **summary,
+            self.log("report", series=sid, revision=revision, **summary, files_gone=gone,
                      model_sha256=self.classifier.identity["model_sha256"],
                      s=round(time.time() - t0, 3))
 

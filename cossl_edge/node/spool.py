@@ -55,8 +55,10 @@ def write_atomic(final: Path, data: bytes, tmp_dir: Path | None = None) -> Path:
 class Spool:
     """The received instances, their temporary files and the quarantine, with disk use."""
 
-    def __init__(self, root: Path, quarantine: Path, salt: str | None = None) -> None:
+    def __init__(self, root: Path, quarantine: Path, salt: str | None = None,
+                 quarantine_limit: int = 5 << 30) -> None:
         self.root, self.quarantine_dir, self.salt = root, quarantine, salt
+        self.quarantine_limit = quarantine_limit
         self.tmp = root / ".tmp"
         for d in (self.root, self.tmp, self.quarantine_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,7 @@ class Spool:
             leftover.unlink(missing_ok=True)
         self._lock = threading.Lock()
         self._bytes = sum(p.stat().st_size for p in self.root.rglob("*.dcm"))
+        self._quarantine_bytes = sum(p.stat().st_size for p in self.quarantine_dir.glob("*.dcm"))
 
     @property
     def used_bytes(self) -> int:
@@ -90,7 +93,17 @@ class Spool:
         """Keep a refused object (when it was written) and why, under a random name."""
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
         target = self.quarantine_dir / f"{name}.dcm"
-        if tmp is not None and tmp.exists():
+        size = (tmp.stat().st_size if tmp is not None and tmp.exists()
+                else len(data) if data is not None else 0)
+        with self._lock:
+            keep = self._quarantine_bytes + size <= self.quarantine_limit
+            if keep:
+                self._quarantine_bytes += size
+        if not keep:  # a flood of refused objects must not fill the disk: the reason only
+            facts = {**facts, "object_kept": False, "why_not": "quarantine full"}
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+        elif tmp is not None and tmp.exists():
             publish(tmp, target)
         elif data is not None:
             write_atomic(target, data, self.tmp)
@@ -98,3 +111,21 @@ class Spool:
                      json.dumps({"reason": reason, **facts}, indent=1).encode(), self.tmp)
         return target
 
+    def free_files(self, paths: list[str]) -> int:
+        """Remove these spool files (and their folder once empty); returns the bytes freed."""
+        freed = 0
+        for name in paths:
+            path = Path(name)
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            freed += size
+        self.release(freed)
+        for folder in {Path(p).parent for p in paths}:
+            try:
+                folder.rmdir()  # only when empty: an instance arriving now keeps it
+            except OSError:
+                pass
+        return freed

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS series (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_send_at REAL,
     sent_at REAL,
-    error TEXT
+    error TEXT,
+    spool_freed INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS series_state ON series(state);
 """
@@ -127,7 +128,7 @@ class State:
                 " last_received_at) VALUES (?,?,?,?) ON CONFLICT(series_uid) DO UPDATE SET"
                 " last_received_at=excluded.last_received_at,"
                 " revision=CASE WHEN state='receiving' THEN revision ELSE revision+1 END,"
-                " state='receiving', attempts=0, next_send_at=NULL, error=NULL",
+                " state='receiving', attempts=0, next_send_at=NULL, error=NULL, spool_freed=0",
                 (inst.series_uid, study_uid, now, now))
             return True
 
@@ -270,6 +271,30 @@ class State:
             " state=CASE WHEN ? IS NULL THEN 'send_failed' ELSE state END"
             " WHERE series_uid=? AND sr_uid=? AND state='reported'",
             (error, next_at, next_at, series_uid, sr_uid)))
+
+    FINISHED = ("sent", "send_failed", "not_selected", "reported")
+
+    def claim_expired(self, before: float, forwarding: bool) -> dict[str, list[str]]:
+        """Finished series whose last instance is older than ``before`` and whose files are
+        still in the spool → their instances' files, marked freed in the same transaction.
+        ``reported`` is finished only without a destination (else the SR waits to be sent).
+        Only files the database lists are returned: an instance arriving meanwhile (its file
+        renamed in, not yet committed) is never among them, and reopens the series."""
+        states = [s for s in self.FINISHED if not (forwarding and s == "reported")]
+        marks = ",".join("?" * len(states))
+
+        def tx(db):
+            uids = [r[0] for r in db.execute(
+                f"SELECT series_uid FROM series WHERE state IN ({marks}) AND spool_freed=0"
+                " AND last_received_at<?", (*states, before))]
+            out = {}
+            for uid in uids:
+                out[uid] = [r[0] for r in db.execute(
+                    "SELECT path FROM instances WHERE series_uid=?", (uid,))]
+                db.execute("UPDATE series SET spool_freed=1 WHERE series_uid=?", (uid,))
+            return out
+
+        return self._tx(tx)
 
     # -- status --------------------------------------------------------------------------
     def counts(self) -> dict:
