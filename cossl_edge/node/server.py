@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import UID_dictionary
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import _config as pn_config
 from pynetdicom.sop_class import Verification
 
 from cossl_edge.dicom.header import DicomSkip, open_bounded, pydicom_quiet, read_header
@@ -30,7 +32,7 @@ from cossl_edge.node.config import NodeConfig
 from cossl_edge.node.eventlog import EventLog
 from cossl_edge.node.forward import SendError, backoff, send_file
 from cossl_edge.node.rules import Rules
-from cossl_edge.node.spool import Spool, publish, write_atomic, write_temp
+from cossl_edge.node.spool import Spool, fsync_file, publish, write_atomic, write_temp
 from cossl_edge.node.state import Instance, State
 
 # DIMSE statuses of a C-STORE (PS3.4 B.2.3, PS3.7 C)
@@ -93,6 +95,11 @@ class Node:
 
     # -- start and stop ------------------------------------------------------------------
     def start(self) -> None:
+        # pynetdicom writes each arriving data set to a temporary file as its fragments
+        # come (memory stays flat whatever the size) — in spool/.tmp, on the spool's file
+        # system, so that spooling it is a rename.
+        pn_config.STORE_RECV_CHUNKED_DATASET = True
+        tempfile.tempdir = str(self.spool.tmp)
         ae = AE(ae_title=self.cfg.ae_title)
         ae.maximum_associations = 16
         ae.network_timeout = ae.dimse_timeout = ae.acse_timeout = 60
@@ -153,19 +160,24 @@ class Node:
         req = event.request
         sop_class, sop_uid = str(req.AffectedSOPClassUID), str(req.AffectedSOPInstanceUID)
         calling = _calling(event)
-        try:
-            data = event.encoded_dataset(include_meta=True)
-        except Exception:  # noqa: BLE001 - the peer sent something pydicom cannot frame
-            data = None
+        try:  # chunked receive: pynetdicom wrote it to a file in spool/.tmp as it came
+            source: bytes | Path | None = Path(event.dataset_path)
+        except AttributeError:
+            try:
+                source = event.encoded_dataset(include_meta=True)
+            except Exception:  # noqa: BLE001 - the peer sent something pydicom cannot frame
+                source = None
         facts = {"calling_ae": calling, "sop_class": sop_class_name(sop_class),
                  "instance": self.log.id(sop_uid)}
         try:
-            if data is None:
+            if source is None:
                 raise Refused(CANNOT_UNDERSTAND, "the data set could not be framed")
-            status = self._store(data, sop_class, sop_uid, calling, facts)
+            status = self._store(source, sop_class, sop_uid, calling, facts)
         except Refused as r:
+            on_disk = r.path or (source if isinstance(source, Path) else None)
             if r.status != OUT_OF_RESOURCES:
-                self.spool.quarantine(r.path, None if r.path else data, r.reason, facts)
+                self.spool.quarantine(on_disk, source if on_disk is None else None, r.reason,
+                                      facts)
             elif r.path is not None:
                 r.path.unlink(missing_ok=True)
             self.log("refused", status=f"0x{r.status:04X}", reason=r.reason, **facts)
@@ -174,35 +186,42 @@ class Node:
                  1), **facts)
         return _status(SUCCESS)
 
-    def _store(self, data: bytes, sop_class: str, sop_uid: str, calling: str, facts: dict
-               ) -> str:
+    def _store(self, source: bytes | Path, sop_class: str, sop_uid: str, calling: str,
+               facts: dict) -> str:
+        """Check, spool and commit one instance (its bytes, or a file in spool/.tmp)."""
         if sop_class not in IMAGE_STORAGE:
             raise Refused(SOP_CLASS_NOT_SUPPORTED, f"SOP class not supported here: "
                           f"{sop_class_name(sop_class)} (images only)")
-        if len(data) > self.cfg.max_instance_bytes:
-            raise Refused(OUT_OF_RESOURCES, f"instance of {len(data)} bytes exceeds the "
+        size = len(source) if isinstance(source, bytes) else source.stat().st_size
+        if size > self.cfg.max_instance_bytes:
+            raise Refused(OUT_OF_RESOURCES, f"instance of {size} bytes exceeds the "
                           f"limit of {self.cfg.max_instance_bytes}")
-        if not self.spool.reserve(len(data), self.cfg.max_spool_bytes):
+        if not self.spool.reserve(size, self.cfg.max_spool_bytes):
             raise Refused(OUT_OF_RESOURCES, "spool full; retry later")
         stored = False
         try:
-            tmp, ds = self._write_checked(data, sop_class, sop_uid)
+            tmp, ds = self._write_checked(source, sop_class, sop_uid)
             series_uid, study_uid = str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
             if self.state.known(sop_uid):  # a resend of an object already acknowledged
                 tmp.unlink(missing_ok=True)
                 return "duplicate"
             final = publish(tmp, self.spool.path_for(series_uid, sop_uid))
-            inst = Instance(sop_uid, series_uid, sop_class, str(final), len(data),
+            inst = Instance(sop_uid, series_uid, sop_class, str(final), size,
                             calling_ae=calling, received_at=time.time(), **_facts(ds))
             stored = self.state.add_instance(inst, study_uid)
             return "stored" if stored else "duplicate"
         finally:
             if not stored:
-                self.spool.release(len(data))
+                self.spool.release(size)
 
-    def _write_checked(self, data: bytes, sop_class: str, sop_uid: str):
-        """Write to a temporary file (fsync'd), then check it as an image; Refused if not."""
-        path = write_temp(self.spool.tmp, data)
+    def _write_checked(self, source: bytes | Path, sop_class: str, sop_uid: str):
+        """Write to a temporary file (or take pynetdicom's), fsync it, then check it as an
+        image; Refused if not."""
+        if isinstance(source, bytes):
+            path = write_temp(self.spool.tmp, source)
+        else:
+            path = source
+            fsync_file(path)
         try:
             with open_bounded(path) as f, pydicom_quiet():
                 ds = pydicom.dcmread(f, stop_before_pixels=True)

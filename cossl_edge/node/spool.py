@@ -24,6 +24,14 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_temp(tmp_dir: Path, data: bytes) -> Path:
     """``data`` in a new fsync'd file under ``tmp_dir`` (same file system as the spool)."""
     path = tmp_dir / f"{uuid.uuid4().hex}.part"
