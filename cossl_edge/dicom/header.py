@@ -137,6 +137,13 @@ def open_bounded(path: Path) -> _BoundedReader:
     return f
 
 
+def header_of_dataset(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:
+    """:func:`read_header`'s checks on a dataset already read with ``stop_before_pixels``
+    (by a caller that needs its other attributes too); ``pixel_bytes``: the bytes from the
+    pixel data element to the end of the file. Raises :class:`DicomSkip`."""
+    return _header_from(ds, path, pixel_bytes)
+
+
 def _header_from(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:
     try:
         return _image_header(ds, path, pixel_bytes)

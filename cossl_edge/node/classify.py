@@ -84,27 +84,25 @@ class SeriesClassifier:
                 "classes": list(self.clf.classes), "abstain_threshold": self.threshold,
                 "aggregate": self.aggregate, "normal_class": self.normal}
 
-    def read(self, path: Path) -> np.ndarray:
+    def read(self, path: Path, frames: int = 1) -> np.ndarray:
         """One image of an instance in [0, 1] (a multi-frame object: its middle frame)."""
-        from cossl_edge.dicom.header import read_header
         from cossl_edge.dicom.pixels import read_frame
 
-        frames = read_header(path).frames
         return read_frame(path, frames // 2 if frames > 1 else None, self.encoder.contract.window)
 
-    def classify(self, items: list[tuple[str, Path]], batch_size: int = 32
+    def classify(self, items: list[tuple], batch_size: int = 32
                  ) -> tuple[list[ImageResult], SeriesResult | None]:
-        """(SOP instance UID, file) pairs → per-image results and the series result (None
-        when no image could be read)."""
+        """(SOP instance UID, file[, number of frames]) → per-image results and the series
+        result (None when no image could be read)."""
         from cossl_edge.dicom.header import DicomSkip
 
         results: list[ImageResult] = []
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
             ok, prepared = [], []
-            for sop, path in chunk:
+            for sop, path, *frames in chunk:
                 try:
-                    prepared.append(self.encoder.contract.prepare(self.read(path)))
+                    prepared.append(self.encoder.contract.prepare(self.read(path, *frames)))
                     ok.append(sop)
                 except (DicomSkip, ValueError, OSError) as e:
                     results.append(ImageResult(sop, reason=str(e)[:200]))

@@ -25,7 +25,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom import _config as pn_config
 from pynetdicom.sop_class import Verification
 
-from cossl_edge.dicom.header import DicomSkip, open_bounded, pydicom_quiet, read_header
+from cossl_edge.dicom.header import DicomSkip, header_of_dataset, open_bounded, pydicom_quiet
 from cossl_edge.node import report as sr
 from cossl_edge.node.classify import ImageResult, SeriesClassifier
 from cossl_edge.node.config import NodeConfig
@@ -200,14 +200,15 @@ class Node:
             raise Refused(OUT_OF_RESOURCES, "spool full; retry later")
         stored = False
         try:
-            tmp, ds = self._write_checked(source, sop_class, sop_uid)
+            tmp, ds, frames = self._write_checked(source, sop_class, sop_uid)
             series_uid, study_uid = str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
             if self.state.known(sop_uid):  # a resend of an object already acknowledged
                 tmp.unlink(missing_ok=True)
                 return "duplicate"
             final = publish(tmp, self.spool.path_for(series_uid, sop_uid))
             inst = Instance(sop_uid, series_uid, sop_class, str(final), size,
-                            calling_ae=calling, received_at=time.time(), **_facts(ds))
+                            calling_ae=calling, received_at=time.time(), frames=frames,
+                            **_facts(ds))
             stored = self.state.add_instance(inst, study_uid)
             return "stored" if stored else "duplicate"
         finally:
@@ -225,6 +226,7 @@ class Node:
         try:
             with open_bounded(path) as f, pydicom_quiet():
                 ds = pydicom.dcmread(f, stop_before_pixels=True)
+                pixel_bytes = f.size - f.tell()
                 for _ in ds:  # convert every element now: a damaged one raises here
                     pass
         except Exception as e:  # noqa: BLE001 - malformed input raises many types
@@ -241,13 +243,13 @@ class Node:
         elif not ds.get("SeriesInstanceUID") or not ds.get("StudyInstanceUID"):
             problem = "no Study or Series Instance UID"
         else:
-            try:
-                read_header(path)  # the project's checks: pixel data present, sizes sane
+            try:  # the project's checks: pixel data present, sizes sane
+                header = header_of_dataset(ds, path, pixel_bytes)
             except DicomSkip as e:
                 problem = str(e)
         if problem:
             raise Refused(DOES_NOT_MATCH_SOP_CLASS, problem, path)
-        return path, ds
+        return path, ds, header.frames
 
     def _recover_orphans(self) -> None:
         """Files renamed into the spool by a node killed before it committed them: complete
@@ -261,7 +263,9 @@ class Node:
                     ds = pydicom.dcmread(path, stop_before_pixels=True)
                 inst = Instance(str(ds.SOPInstanceUID), str(ds.SeriesInstanceUID),
                                 str(ds.SOPClassUID), str(path), path.stat().st_size,
-                                received_at=time.time(), **_facts(ds))
+                                received_at=time.time(),
+                                frames=max(int(ds.get("NumberOfFrames", 1) or 1), 1),
+                                **_facts(ds))
                 self.state.add_instance(inst, str(ds.StudyInstanceUID))
                 self.log("recovered", instance=self.log.id(inst.sop_uid))
             except Exception as e:  # noqa: BLE001
@@ -340,8 +344,8 @@ class Node:
         chosen = [i for i in todo if self.rules.select(self._facts_of(i)) is not None]
         picked = {i.sop_uid for i in chosen}
         ruled_out = [i.sop_uid for i in todo if i.sop_uid not in picked]
-        images, _ = self.classifier.classify([(i.sop_uid, Path(i.path)) for i in chosen],
-                                             self.cfg.batch_size)
+        images, _ = self.classifier.classify(
+            [(i.sop_uid, Path(i.path), i.frames) for i in chosen], self.cfg.batch_size)
         results = {r.sop_uid: (r.label, r.probability,
                                json.dumps(r.probabilities) if r.probabilities else None,
                                r.reason) for r in images}

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS instances (
     path TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     modality TEXT, image_type TEXT, body_part TEXT,
+    frames INTEGER NOT NULL DEFAULT 1,
     calling_ae TEXT,
     received_at REAL NOT NULL,
     selected_by TEXT,
@@ -67,6 +68,7 @@ class Instance:
     modality: str = ""
     image_type: str = ""
     body_part: str = ""
+    frames: int = 1
     calling_ae: str = ""
     received_at: float = 0.0
     selected_by: str | None = None
@@ -117,10 +119,11 @@ class State:
         def tx(db):
             cur = db.execute(
                 "INSERT OR IGNORE INTO instances (sop_uid, series_uid, sop_class, path, bytes,"
-                " modality, image_type, body_part, calling_ae, received_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " modality, image_type, body_part, frames, calling_ae, received_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (inst.sop_uid, inst.series_uid, inst.sop_class, inst.path, inst.bytes,
-                 inst.modality, inst.image_type, inst.body_part, inst.calling_ae, now))
+                 inst.modality, inst.image_type, inst.body_part, inst.frames,
+                 inst.calling_ae, now))
             if cur.rowcount == 0:
                 return False
             db.execute(
