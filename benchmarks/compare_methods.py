@@ -67,7 +67,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--size", type=int, default=32, help="Input side in pixels.")
     ap.add_argument("--episodes", type=int, default=200, help="Few-shot episodes per K.")
     ap.add_argument("--pgd-episodes", type=int, default=0, help="Few-shot episodes whose "
-                    "queries are attacked by PGD at ε 1, 2, 4 /255 (e.g. 10; about a minute "
+                    "queries are attacked by PGD at ε 1, 2, 4 /255 (e.g. 10; a few minutes "
                     "per encoder on two CPU cores) [default: 0, no PGD].")
     ap.add_argument("--pgd-steps", type=int, default=5, help="PGD steps (size 2.5·ε/steps).")
     ap.add_argument("--no-floors", action="store_true", help="Skip the random-init and "
@@ -144,6 +144,9 @@ class _Capture:
         if self.first is None:
             self.first = out.embeddings
         return out
+
+    def __getattr__(self, name):  # ``attack`` (PGD) when the inner extractor has gradients
+        return getattr(self.inner, name)
 
 
 def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[object, dict]:
