@@ -124,6 +124,38 @@ def storescu_to_orthanc(work: Path, pacs, per: int) -> float:
     return len(ns.acknowledged(out.stdout + out.stderr)[0]) / (time.time() - t0)
 
 
+BARE_SCP = """
+import sys
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+ae = AE(ae_title=sys.argv[2])
+ae.add_supported_context(Verification)
+for cx in AllStoragePresentationContexts:
+    ae.add_supported_context(cx.abstract_syntax, ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"])
+ae.start_server(("127.0.0.1", int(sys.argv[1])), block=True,
+                evt_handlers=[(evt.EVT_C_STORE, lambda e: (e.encoded_dataset(), 0)[1])])
+"""
+
+
+def storescu_to_bare_pynetdicom(work: Path, per: int) -> float:
+    """The same scanner into a pynetdicom SCP that keeps nothing: pynetdicom's own ceiling."""
+    import subprocess
+
+    script = work / "bare_scp.py"
+    script.write_text(BARE_SCP)
+    port = ns.free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(port), ns.NODE_AE])
+    try:
+        ns.wait_until(lambda: ns.echo(port), 60, "the bare SCP")
+        files = ns.write_series(work / "reference-bare", per, "bench-bare", patient=191)
+        t0 = time.time()
+        out = ns.storescu(port, files, timeout=600)
+        return len(ns.acknowledged(out.stdout + out.stderr)[0]) / (time.time() - t0)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per", type=int, default=200, help="instances per association")
@@ -141,9 +173,11 @@ def main() -> None:
         with ns.running_orthanc(work / "pacs") as pacs:
             rows = [run_setting(work, classifier, pacs, a, args.per, args.quiet) for a in (1, 4)]
             reference = storescu_to_orthanc(work, pacs, args.per)
+        bare = storescu_to_bare_pynetdicom(work, args.per)
     for r in rows:
         print(r)
-    print(f"reference: storescu -> Orthanc {reference:.1f} instances/s")
+    print(f"reference: storescu -> Orthanc {reference:.1f}, -> bare pynetdicom {bare:.1f} "
+          "instances/s")
     load = os.getloadavg()[0]
     table = "\n".join(
         f"| {r['associations']} | {r['instances']} | {r['received_per_s']:.0f} | "
@@ -165,8 +199,9 @@ prototype classifier. {os.cpu_count()} CPUs ({platform.machine()}), shared with 
 |---|---|---|---|---|
 {table}
 
-Reference, same scanner and files straight into Orthanc (a C++ C-STORE SCP), one
-association, in the same run: {reference:.0f} instances/s. On this shared machine the scanner
+References, the same scanner and as many files, one association, in the same run: straight
+into Orthanc (a C++ C-STORE SCP) {reference:.0f} instances/s; into a pynetdicom SCP that
+keeps nothing {bare:.0f} instances/s. On this shared machine the scanner
 side and the CPU share, not the node's fsync'd spool (fsync + SQLite commit: under 1 ms per
 instance here), bound the rate.
 
