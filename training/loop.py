@@ -48,6 +48,10 @@ from cossl_edge.training.views import TwoViews
 
 CALIBRATION_COUNT = 256  # prepared training images kept for export (int8 calibration)
 CHECKPOINT_SECONDS = 120.0  # also checkpoint mid-epoch this often, so a SIGKILL loses little
+# The effective-rank diagnostics (512 images embedded) at most this often, and after the last
+# epoch; with --monitor every epoch. On small data sets an epoch lasts seconds, and
+# diagnosing each one cost 6-8% of the training time (docs/benchmarks.md).
+DIAGNOSE_SECONDS = 10.0
 
 
 class Stop(Exception):
@@ -312,7 +316,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[info]}"),
                TimeRemainingColumn()]
     start_wall = time.perf_counter() - state["elapsed"]
-    last_ckpt = time.perf_counter()
+    last_ckpt = last_diagnosis = time.perf_counter()
     stopped_by_signal = False
     method.train()
     try:
@@ -376,12 +380,15 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                        "tau": ema_tau_at(progress_fraction(), config.ema_base),
                        "images_per_s": seen / max(1e-9, time.perf_counter() - t_epoch),
                        "elapsed_s": state["elapsed"]}
-                if dist.is_main:
+                if dist.is_main and (monitor is not None or finished()
+                                     or time.perf_counter() - last_diagnosis >= DIAGNOSE_SECONDS):
                     diagnose(rec)
+                    last_diagnosis = time.perf_counter()
                     warn = diagnostics.collapse_warning(rec["effective_rank"],
                                                         method.backbone.out_channels)
                     if warn:
                         console.print(f"[yellow]warning: {warn}")
+                if dist.is_main:
                     bar.console.print(_epoch_line(rec))
                     log(rec)
                 checkpoint(periodic=state["epoch"] % max(1, config.checkpoint_every) == 0)
@@ -433,7 +440,8 @@ def _precision(config: PretrainConfig, out: Path, resume: bool, method,
 
 def _epoch_line(rec: dict) -> str:
     parts = [f"epoch {rec['epoch']}", f"loss {rec['loss']:.4f}" if rec.get("loss") else "",
-             f"{rec['images_per_s']:.0f} img/s", f"eff. rank {rec['effective_rank']:.1f}"]
+             f"{rec['images_per_s']:.0f} img/s",
+             f"eff. rank {rec['effective_rank']:.1f}" if "effective_rank" in rec else ""]
     if "knn_monitor" in rec:
         parts.append(f"kNN {100 * rec['knn_monitor']:.1f}%")
     return " · ".join(p for p in parts if p)

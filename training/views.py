@@ -59,16 +59,46 @@ def _blur_kernel(size: int) -> int:
     return k
 
 
-def _rotation(degrees: float, reflect: bool = False) -> list:
-    """A random rotation within ±degrees, about the centre, corners filled with black — or,
-    for a patch of a larger image (``reflect``), with the patch's own mirrored content: a
-    black corner inside a scan would look like a dark finding."""
-    if degrees <= 0:
-        return []
-    import albumentations as A
+def rotate(img: np.ndarray, degrees: float, reflect: bool = False) -> np.ndarray:
+    """``img`` (H×W or H×W×C) turned by ``degrees`` about its centre, bilinear, the corners
+    filled with black — or, for a patch of a larger image (``reflect``), with the patch's
+    own mirrored content: a black corner inside a scan would look like a dark finding.
 
-    border = 4 if reflect else 0  # cv2.BORDER_REFLECT_101 or BORDER_CONSTANT
-    return [A.Affine(rotate=(-degrees, degrees), border_mode=border, fill=0, p=1.0)]
+    The same pixels as ``albumentations.Affine(rotate=...)`` (its matrix: centre
+    ``(w/2 − 0.5, h/2 − 0.5)``, bilinear, ``BORDER_CONSTANT`` 0 or ``BORDER_REFLECT_101``;
+    ``tests/test_methods.py`` compares them) at a tenth of the cost: Affine spent about
+    260 µs per call on parameter handling around a 20 µs ``cv2.warpAffine``, a third of the
+    views' time (``docs/benchmarks.md``, "Where a step's time goes")."""
+    import cv2
+
+    h, w = img.shape[:2]
+    cx, cy = w / 2 - 0.5, h / 2 - 0.5
+    r = np.deg2rad(degrees % 360)
+    c, s = np.cos(r), np.sin(r)
+    m = np.array([[c, s, cx - c * cx - s * cy], [-s, c, cy + s * cx - c * cy]])
+    out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT,
+                         borderValue=0)
+    return out.reshape(img.shape)
+
+
+def _one_cv2_thread() -> None:
+    """OpenCV without its thread pool in the process that draws views: on one small image
+    its parallel loops cost more than they save, and its threads compete with torch's for
+    the cores (a batch of views took 55 instead of 75-110 ms on 2 busy cores; the same
+    pixels)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _rotation(degrees: float, reflect: bool = False
+              ) -> Callable[[np.ndarray, np.random.Generator], np.ndarray]:
+    """A random rotation within ±degrees (uniform, every view) drawn from the view's own
+    generator; the identity when ``degrees`` is 0."""
+    if degrees <= 0:
+        return lambda img, rng: img
+    return lambda img, rng: rotate(img, float(rng.uniform(-degrees, degrees)), reflect)
 
 
 def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 0.5,
@@ -86,8 +116,8 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
             if gray else
             A.ColorJitter(brightness=jitter, contrast=jitter, saturation=0.2, hue=0.1, p=0.8)
         )
+        turn = _rotation(rotate, reflect=s < contract.size)
         ops = [
-            *_rotation(rotate, reflect=s < contract.size),
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
             A.HorizontalFlip(p=hflip),
             colour,
@@ -101,7 +131,7 @@ def camera_views(contract: PreprocessContract, min_scale: float, hflip: float = 
         pipe = A.Compose(ops)
 
         def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            out = pipe(image=img)["image"]
+            out = pipe(image=turn(img, rng))["image"]
             if texture > 0 and rng.random() < texture:
                 out = scramble_texture(out, rng)
             return out
@@ -129,6 +159,7 @@ class TwoViews:
                  cutpaste: bool = False, jitter: float = 0.4, seed: int | None = None):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+        _one_cv2_thread()
         size = view_size or contract.size
         if preset == "camera":
             self.view_a, self.view_b = camera_views(contract, min_scale, hflip, solarize,
@@ -263,8 +294,8 @@ def medical_views(contract: PreprocessContract, min_scale: float,
     s = size or contract.size
 
     def one(smooth_p: float, noise_p: float) -> View:
+        turn = _rotation(rotate, reflect=s < contract.size)
         geometry = A.Compose([
-            *_rotation(rotate, reflect=s < contract.size),
             A.RandomResizedCrop(size=(s, s), scale=(min_scale, 1.0), p=1.0),
             A.HorizontalFlip(p=hflip),
         ])
@@ -277,7 +308,7 @@ def medical_views(contract: PreprocessContract, min_scale: float,
         ])
 
         def apply(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-            cropped = geometry(image=img)["image"]
+            cropped = geometry(image=turn(img, rng))["image"]
             if cropped.ndim == 2:
                 cropped = cropped[:, :, None]
             # One image's tensors are tiny: waking torch's thread pool for each op costs
