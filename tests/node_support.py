@@ -111,14 +111,17 @@ class Orthanc:
 
     def sr_datasets(self) -> list:
         """Every SR instance stored, as pydicom datasets (downloaded whole)."""
+        return self.datasets(lambda tags: tags.get("Modality") == "SR")
+
+    def datasets(self, keep) -> list:
+        """The instances whose simplified tags ``keep`` accepts, as pydicom datasets."""
         import io
 
         import pydicom
 
         out = []
         for iid in self.instances():
-            tags = self.get(f"/instances/{iid}/simplified-tags")
-            if tags.get("Modality") == "SR":
+            if keep(self.get(f"/instances/{iid}/simplified-tags")):
                 out.append(pydicom.dcmread(io.BytesIO(self.get(f"/instances/{iid}/file",
                                                                raw=True))))
         return out
@@ -273,6 +276,83 @@ def make_classifier(folder: Path, size: int = 32, model: Path | None = None) -> 
     clf = FewShotClassifier.fit(x, labels, kind="proto", abstain_threshold=0.0)
     clf.bind_model(encoder.sha256, model, encoder.contract.to_dict())
     return clf.save(folder / "classifier.json")
+
+
+def blob_image(kind: str, rng, size: int = 64) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """tests/test_local_fewshot.py's blob images at ``size`` px: diagonal stripes and noise;
+    ``bright`` adds a small bright disk (radius ~size/13). Returns the image in [0, 1] and the
+    disk's centre (row, column), None for ``normal``."""
+    k = size / 32
+    yy, xx = np.mgrid[:size, :size]
+    img = 0.4 + 0.1 * np.sin(2 * np.pi * (xx + yy) / (7 * k) + rng.uniform(0, 2 * np.pi))
+    img += 0.05 * rng.random((size, size))
+    if kind == "normal":
+        return img.astype(np.float32), None
+    cy, cx = (int(v) for v in rng.integers(round(6 * k), size - round(6 * k), 2))
+    img[(yy - cy) ** 2 + (xx - cx) ** 2 <= 6 * k * k] = 0.95
+    return img.astype(np.float32), (cy, cx)
+
+
+def write_blob_series(folder: Path, kinds: list[str], key: str, patient: int = 70,
+                      seed: int = 0) -> tuple[list[Path], list[tuple[int, int] | None]]:
+    """A CT series of blob images (stored 0–1000, window 500/1000: read back in [0, 1]) with
+    the phantoms' full patient and study module; (files, disk centres)."""
+    from dicom_factory import CT_STORAGE
+
+    rng = np.random.default_rng(seed)
+    files, centres = [], []
+    for i, kind in enumerate(kinds):
+        img, centre = blob_image(kind, rng)
+        ds = ph._dataset(CT_STORAGE, "CT", ph.fake_patient(patient, seed), f"{key}-study",
+                         f"{key}-series", f"{key}-{i}")
+        ph._set_pixels(ds, np.round(img * 1000).astype(np.uint16), "MONOCHROME2", 12)
+        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "HU"
+        ds.WindowCenter, ds.WindowWidth = 500, 1000
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 2.0 * i]
+        ds.InstanceNumber = i + 1
+        files.append(ph._save(ds, folder / f"{key}_{i:03d}.dcm"))
+        centres.append(centre)
+    return files, centres
+
+
+def make_local_classifier(folder: Path, size: int = 32) -> Path:
+    """A local few-shot classifier (kind ``local``, normal vs bright) on a fixed convolution
+    exported with its local map (tests/make_edge_fixtures.py ``build_local_model``), fitted
+    on blob images read through the node's own path: under a second, no training."""
+    from make_edge_fixtures import build_local_model
+
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.dicom.pixels import read_frame
+    from cossl_edge.encoder import Encoder
+    from cossl_edge.fewshot import FewShotClassifier
+
+    folder.mkdir(parents=True, exist_ok=True)
+    contract = PreprocessContract(channels=1, size=size)
+    model = build_local_model(folder / "local.onnx", contract)
+    encoder = Encoder(model, threads=1)
+    kinds = ["normal"] * 5 + ["bright"] * 5
+    files, _ = write_blob_series(folder / "support", kinds, "local-support", patient=91, seed=3)
+    x = np.stack([contract.prepare(read_frame(p, None, contract.window)) for p in files])
+    clf = FewShotClassifier.fit(encoder.run_local(contract.normalize(x)), kinds, kind="local",
+                                centering=encoder.centering, abstain_threshold=0.0)
+    clf.bind_model(encoder.sha256, model, contract.to_dict())
+    return clf.save(folder / "classifier.json")
+
+
+def illustrations(sr) -> list[str]:
+    """SOP instance UIDs of the SR's IMAGE items named "Illustration of ROI", depth first."""
+    out = []
+
+    def walk(items):
+        for it in items:
+            if (it.get("ValueType") == "IMAGE" and "ConceptNameCodeSequence" in it
+                    and it.ConceptNameCodeSequence[0].CodeValue == "121200"):
+                out.append(str(it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
+            walk(it.get("ContentSequence", []))
+
+    walk(sr.get("ContentSequence", []))
+    return out
 
 
 def referenced_instances(sr) -> list[str]:

@@ -27,6 +27,11 @@ def classifier(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def local_classifier(tmp_path_factory) -> Path:
+    return ns.make_local_classifier(tmp_path_factory.mktemp("node-local-model"))
+
+
+@pytest.fixture(scope="module")
 def pacs(tmp_path_factory):
     with ns.running_orthanc(tmp_path_factory.mktemp("orthanc")) as p:
         yield p
@@ -100,6 +105,30 @@ def test_rules_exact_regex_and_image_type():
             Rules.from_dict(bad)
 
 
+def test_heatmap_choice_and_orientation():
+    from pydicom.dataset import Dataset
+
+    from cossl_edge.node.capture import choose, patient_orientation
+    from cossl_edge.node.classify import ImageResult
+
+    heat = [[0.0]]
+    images = [ImageResult("a", "normal", 0.9, [0.1, 0.9], heatmap=heat),
+              ImageResult("b", "bright", 0.7, [0.7, 0.3], heatmap=heat),
+              ImageResult("c", "bright", 0.9, [0.9, 0.1], heatmap=heat),
+              ImageResult("d", "unknown", 0.5, [0.5, 0.5], heatmap=heat),
+              ImageResult("e", None, reason="unreadable"),
+              ImageResult("f", "bright", 0.8, [0.8, 0.2], heatmap=heat)]
+    chosen = choose(images, "normal", ["bright", "normal"], 2)
+    assert [(r.sop_uid, round(p, 3)) for r, p in chosen] == [("c", 0.9), ("f", 0.8)]
+    assert choose(images, "normal", ["bright", "normal"], 0) == []
+    ds = Dataset()
+    assert patient_orientation(ds) is None
+    ds.ImageOrientationPatient = [0, 1, 0, 0, 0, -1]  # sagittal: rows to P, columns to F
+    assert patient_orientation(ds) == ("P", "F")
+    ds.PatientOrientation = ["A", "FR"]
+    assert patient_orientation(ds) == ("A", "F")
+
+
 # -- end to end -----------------------------------------------------------------------------
 def test_storescu_to_node_to_sr_in_orthanc(tmp_path, classifier, pacs, node_factory):
     files = ns.write_series(tmp_path / "scan", 12, "e2e", finding_every=4)
@@ -135,6 +164,95 @@ def test_storescu_to_node_to_sr_in_orthanc(tmp_path, classifier, pacs, node_fact
     for secret in (FAKE_NAME, FAKE_ID, "Quokkason", series_uid, *uids(files)[:3]):
         assert secret not in log
     assert delay < 20
+
+
+def test_local_classifier_heatmaps_as_secondary_captures(tmp_path, local_classifier, pacs):
+    """Kind ``local``: the images called a finding, the 4 most likely, as heatmap Secondary
+    Captures in a new series of the study, queued with the SR: the PACS unreachable at
+    first, the node killed (-9) with them unsent, restarted; then the SCs and the SR arrive
+    in Orthanc, the SR pointing at the SCs, each SC at its source image and red over it
+    where the heatmap is high."""
+    from cossl_edge.dicom.pixels import read_frame
+    from cossl_edge.fewshot import FewShotClassifier
+    from cossl_edge.heatmaps import overlay
+    from cossl_edge.local_fewshot import finding_probability
+    from cossl_edge.node.capture import SECONDARY_CAPTURE, display
+
+    kinds = ["normal", "bright"] * 3 + ["bright"] * 4
+    files, centres = ns.write_blob_series(tmp_path / "scan", kinds, "heat", patient=71)
+    source = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): (f, c, k)
+              for f, c, k in zip(files, centres, kinds, strict=True)}
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    node = ns.NodeProcess(local_classifier, tmp_path / "node",
+                          forward=f"{ns.PACS_AE}@127.0.0.1:{ns.free_port()}",  # nobody there
+                          extra=["--quiet", "0.5"])
+    try:
+        node.start()
+        assert ns.storescu(node.port, files).returncode == 0
+        ns.wait_until(lambda: any(e["event"] == "send_failed" for e in node.events()), 30,
+                      "a failed attempt")
+        node.kill9()
+        with node.db() as db:
+            row = db.execute("SELECT state, sc_paths FROM series").fetchone()
+            assert row[0] == "reported" and len(json.loads(row[1])) == 4
+            rows = db.execute("SELECT sop_uid, label, proba, heat FROM instances").fetchall()
+        node.forward = f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}"
+        node.start()
+        sr = sr_for(pacs, str(first.SeriesInstanceUID))
+        scs = pacs.datasets(lambda t: t.get("SOPClassUID") == SECONDARY_CAPTURE
+                            and t.get("StudyInstanceUID") == first.StudyInstanceUID)
+        sent = ns.wait_until(lambda: [e for e in node.events() if e["event"] == "sent"], 10,
+                             "the sent event")
+        assert len(sent) == 1
+    finally:
+        node.stop()
+    clf = FewShotClassifier.load(local_classifier)
+    normal = clf.classes.index("normal")
+    p_finding = {r[0]: 1 - json.loads(r[2])[normal] for r in rows if r[1] == "bright"}
+    top4 = sorted(p_finding, key=p_finding.get, reverse=True)[:4]
+    assert len(p_finding) >= 5  # more images called a finding than pictures: the cap holds
+    heat = {r[0]: np.asarray(json.loads(r[3])) for r in rows}
+    # four SCs, one new series of the source study, each pointing at one of the top 4
+    assert len(scs) == 4
+    assert len({sc.SeriesInstanceUID for sc in scs}) == 1
+    assert scs[0].SeriesInstanceUID != first.SeriesInstanceUID
+    refs = [str(sc.SourceImageSequence[0].ReferencedSOPInstanceUID) for sc in scs]
+    assert sorted(refs) == sorted(top4)
+    for sc, ref in zip(scs, refs, strict=True):
+        assert sc.SOPClassUID == SECONDARY_CAPTURE and sc.Modality == "OT"
+        assert str(sc.ReferencedImageSequence[0].ReferencedSOPInstanceUID) == ref
+        assert sc.SourceImageSequence[0].ReferencedSOPClassUID == first.SOPClassUID
+        assert (sc.PhotometricInterpretation, sc.SamplesPerPixel, sc.BitsAllocated) == \
+            ("RGB", 3, 8)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                        "StudyInstanceUID", "StudyID", "StudyDate", "StudyTime",
+                        "AccessionNumber", "ReferringPhysicianName"):
+            assert str(sc.get(keyword) or "") == str(first.get(keyword) or ""), keyword
+        path, centre, kind = source[ref]
+        assert kind == "bright"
+        rgb = sc.pixel_array
+        # exactly the overlay of the heatmap that made the call
+        expected = overlay(display(read_frame(path), 32, "resize"),
+                           finding_probability(clf.params["calibration"], heat[ref]))
+        assert np.array_equal(rgb, expected)
+        # and red where the finding is: around the bright disk, grey elsewhere
+        red = rgb[..., 0].astype(float) - rgb[..., 1]
+        yy, xx = np.mgrid[:rgb.shape[0], :rgb.shape[1]]
+        near = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 10 ** 2
+        assert red[near].max() > 120 and red[near].mean() > red[~near].mean() + 30
+    # the SR: every source instance and the SCs in its evidence; each SC is the
+    # "Illustration of ROI" of its image's group
+    sc_uids = {str(sc.SOPInstanceUID) for sc in scs}
+    assert sorted(ns.referenced_instances(sr)) == sorted([*source, *sc_uids])
+    assert set(ns.illustrations(sr)) == sc_uids
+    # the log: no patient data, no UIDs; the report counts its pictures
+    log = (node.state_dir / "node.jsonl").read_text()
+    for secret in (str(first.PatientName), str(first.PatientID), *source, *sc_uids):
+        assert secret not in log
+    report = [e for e in node.events() if e["event"] == "report"]
+    assert len(report) == 1 and report[0]["heatmaps"] == 4
+    print(f"report with 4 heatmap SCs: {report[0]['s']:.3f} s")
+    assert report[0]["s"] < 2
 
 
 def test_not_selected_series_is_stored_not_classified(tmp_path, pacs, node_factory):

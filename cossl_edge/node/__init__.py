@@ -5,7 +5,8 @@ The flow, one direction::
 
     scanner ──C-STORE──▶ SCP (scp.py) ──fsync'd file──▶ spool/ + state.sqlite (state.py)
         worker (worker.py): series quiet for N s → selection rules (rules.py)
-        → classification (classify.py) → SR (report.py) → C-STORE to the PACS (forward.py)
+        → classification (classify.py) → SR (report.py), heatmap SCs of a local classifier
+        (capture.py) → C-STORE to the PACS (forward.py)
 
 Every step is a state change in one SQLite file (WAL) beside the spool, committed before the
 next step starts, so a node killed at any point resumes where it stood. Needs the ``[node]``

@@ -28,6 +28,7 @@ class ImageResult:
     probability: float | None = None
     probabilities: list[float] | None = None
     reason: str | None = None  # why the image could not be read (never patient data)
+    heatmap: list[list[float]] | None = None  # kind ``local``: h×w anomaly map a(i)
 
 
 @dataclass
@@ -110,18 +111,37 @@ class SeriesClassifier:
                     results.append(ImageResult(sop, reason=f"could not be read "
                                                f"({type(e).__name__})"))
             if ok:
-                proba = self._proba(np.stack(prepared))
-                for sop, row, pred in zip(ok, proba, self.clf.decide(proba, 1, self.threshold),
-                                          strict=True):
-                    results.append(ImageResult(sop, pred.label, pred.probability,
-                                               [float(v) for v in row]))
+                proba, heat = self._proba(np.stack(prepared))
+                for j, (sop, row, pred) in enumerate(zip(
+                        ok, proba, self.clf.decide(proba, 1, self.threshold), strict=True)):
+                    results.append(ImageResult(
+                        sop, pred.label, pred.probability, [float(v) for v in row],
+                        heatmap=None if heat is None else np.round(heat[j], 5).tolist()))
         return results, self.combine(results)
 
-    def _proba(self, prepared: np.ndarray) -> np.ndarray:
+    def _proba(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N×K probabilities, N×h×w heatmaps of kind ``local`` else None)."""
         x = self.encoder.contract.normalize(prepared)
         if self.clf.kind == "local":
-            return self.clf.predict_local(self.encoder.run_local(x))[0]
-        return self.clf.predict_proba(self.encoder.run(x))
+            return self.clf.predict_local(self.encoder.run_local(x))
+        return self.clf.predict_proba(self.encoder.run(x)), None
+
+    @property
+    def has_heatmaps(self) -> bool:
+        return self.clf.kind == "local"
+
+    def heatmap_picture(self, path: Path, frames: int, heatmap) -> np.ndarray:
+        """H×W×3 uint8: the image as the model saw it (its crop or padding), in grey, red
+        where the calibrated P(finding) of a heatmap position is high
+        (:func:`cossl_edge.heatmaps.overlay`)."""
+        from cossl_edge.heatmaps import overlay
+        from cossl_edge.local_fewshot import finding_probability
+        from cossl_edge.node.capture import display
+
+        c = self.encoder.contract
+        image = display(self.read(path, frames), c.size, c.resize)
+        return overlay(image, finding_probability(self.clf.params["calibration"],
+                                                  np.asarray(heatmap, np.float64)))
 
     def combine(self, results: list[ImageResult]) -> SeriesResult | None:
         read = [r for r in results if r.probabilities is not None]

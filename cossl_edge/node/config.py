@@ -45,6 +45,8 @@ class NodeConfig:
         The quarantine keeps refused objects up to a tenth of ``max_spool_bytes``.
     retain_seconds: a series' files leave the spool this long after its last instance once
         it is finished (SR sent, reported without destination, not selected, or failed).
+    heatmaps: with a classifier of kind ``local``, at most this many heatmap Secondary
+        Captures per series (images called a finding, the most likely first); 0: none.
     """
 
     state_dir: Path
@@ -64,6 +66,7 @@ class NodeConfig:
     max_instance_bytes: int = 512 << 20
     max_spool_bytes: int = 50 << 30
     retain_seconds: float = 24 * 3600.0
+    heatmaps: int = 4
     threads: int = 1
     batch_size: int = 32
     poll_seconds: float = 0.1

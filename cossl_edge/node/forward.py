@@ -1,4 +1,5 @@
-"""C-STORE of a report to the destination AE (the PACS), with back-off between attempts.
+"""C-STORE of a report (and its heatmap SCs) to the destination AE (the PACS), with
+back-off between attempts.
 
 The schedule lives in the state database (``attempts``, ``next_send_at``), so a report that
 was not acknowledged by the destination is sent again after a restart.
@@ -27,23 +28,33 @@ def backoff(attempts: int, base: float, cap: float) -> float:
 
 def send_file(path: Path, dest: Destination, calling_ae: str, timeout: float = 10.0) -> None:
     """Send one SR file; raises :class:`SendError` unless the destination answers Success."""
-    ds = pydicom.dcmread(path)
+    send_files([path], dest, calling_ae, timeout)
+
+
+def send_files(paths: list[Path], dest: Destination, calling_ae: str,
+               timeout: float = 10.0) -> None:
+    """Send these files in order on one association (a series' heatmap SCs, then its SR, so
+    that what the SR references is there when it arrives); raises :class:`SendError` at the
+    first one the destination does not answer with Success."""
+    datasets = [pydicom.dcmread(p) for p in paths]
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
-    ae.add_requested_context(ComprehensiveSRStorage,
-                             [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    for sop_class in dict.fromkeys([ComprehensiveSRStorage,
+                                    *(str(ds.SOPClassUID) for ds in datasets)]):
+        ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
     if not assoc.is_established:
         raise SendError(f"association with {dest} not established (rejected, aborted or "
                         "unreachable)")
     try:
-        status = assoc.send_c_store(ds)
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            code = getattr(status, "Status", None) if status else None
+            if code is None:
+                raise SendError(f"no C-STORE response from {dest} (timeout or abort)")
+            if code not in (0x0000, 0xB000, 0xB007, 0xB006):  # success, or with warnings
+                raise SendError(f"{dest} answered C-STORE status 0x{code:04X}")
     finally:
         if assoc.is_established:
             assoc.release()
-    code = getattr(status, "Status", None) if status else None
-    if code is None:
-        raise SendError(f"no C-STORE response from {dest} (timeout or abort)")
-    if code not in (0x0000, 0xB000, 0xB007, 0xB006):  # success, or success with warnings
-        raise SendError(f"{dest} answered C-STORE status 0x{code:04X}")

@@ -8,13 +8,17 @@ finding and probability): the key image of ``max``, then images with a finding a
 abstentions, at most MAX_IMAGE_GROUPS; these are the series group's source images too
 (highdicom's cost grows with every content item: 200 sources took 0.85 s, 16 take 0.2 s).
 The algorithm identification names the classifier kind and carries the model's
-sha256 and version and the classifier file's sha256. UIDs are derived from the source series
-and its revision, so an SR rebuilt after a crash is the same object (the PACS keeps one).
+sha256 and version and the classifier file's sha256. With a local classifier, the group of an
+image drawn as a heatmap Secondary Capture (:mod:`cossl_edge.node.capture`) references it
+(IMAGE item "Illustration of ROI", DCM 121200) and the SC is in the evidence. UIDs are
+derived from the source series and its revision, so an SR rebuilt after a crash is the same
+object (the PACS keeps one).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
 from pathlib import Path
 
 import highdicom as hd
@@ -56,15 +60,18 @@ def _finding_group(tracking: str, uid: str, label: str, probability: float,
     )
 
 
-def _notable(classified: list, result: SeriesResult, identity: dict) -> list:
-    """The images that get their own group: the key image, then images with a finding and
-    abstentions, up to MAX_IMAGE_GROUPS (every image is a source of the series group; all
-    per-image results are in the node's state and log)."""
+def _notable(classified: list, result: SeriesResult, identity: dict,
+             illustrated: Collection[str] = ()) -> list:
+    """The images that get their own group: the key image, the images with a heatmap SC,
+    then images with a finding and abstentions, up to MAX_IMAGE_GROUPS (every image is a
+    source of the series group; all per-image results are in the node's state and log)."""
     normal = identity.get("normal_class")
     key = [r for r in classified if r.sop_uid == result.key_image]
-    rest = [r for r in classified if r.sop_uid != result.key_image and r.label != normal]
+    drawn = [r for r in classified if r.sop_uid in illustrated and r.sop_uid != result.key_image]
+    rest = [r for r in classified if r.sop_uid != result.key_image and r.label != normal
+            and r.sop_uid not in illustrated]
     rest.sort(key=lambda r: (r.label != "unknown", -(r.probability or 0.0)))
-    return (key + rest)[:MAX_IMAGE_GROUPS]
+    return (key + drawn + rest)[:MAX_IMAGE_GROUPS]
 
 
 def _count(name: str, value: int) -> hd.sr.Measurement:
@@ -73,8 +80,11 @@ def _count(name: str, value: int) -> hd.sr.Measurement:
 
 
 def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
-             series_uid: str, revision: int, ae_title: str) -> Dataset:
-    """The SR of one series. ``headers``: SOP instance UID → its dataset without pixels."""
+             series_uid: str, revision: int, ae_title: str,
+             illustrations: dict[str, Dataset] | None = None) -> Dataset:
+    """The SR of one series. ``headers``: SOP instance UID → its dataset without pixels;
+    ``illustrations``: SOP instance UID of a source image → its heatmap SC."""
+    illustrations = illustrations or {}
     sr_series, sr_uid = sr_uids(series_uid, revision)
     params = {k: str(identity[k]) for k in ("model_sha256", "model_version",
                                              "classifier_sha256", "classifier_kind",
@@ -85,7 +95,7 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
         version=f"{__version__} model {identity['model_sha256'][:16]}",
         parameters=[f"{k}={v}" for k, v in params.items()])
     classified = [r for r in result.per_image if r.probabilities is not None]
-    notable = _notable(classified, result, identity)
+    notable = _notable(classified, result, identity, illustrations)
     groups = [_finding_group(
         "series", generate_uid(entropy_srcs=[series_uid, str(revision), "group"]),
         result.label, result.probability, algorithm,
@@ -97,6 +107,11 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
         groups.append(_finding_group(
             "image", generate_uid(entropy_srcs=[r.sop_uid, str(revision), "group"]),
             r.label, r.probability, algorithm, [headers[r.sop_uid]]))
+        if r.sop_uid in illustrations:  # TID 1501 is extensible: the heatmap, as in TID 1410
+            sc = illustrations[r.sop_uid]
+            groups[-1][0].ContentSequence.append(hd.sr.ImageContentItem(
+                codes.DCM.IllustrationOfROI, sc.SOPClassUID, sc.SOPInstanceUID,
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
@@ -107,6 +122,8 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
         procedure_reported=codes.SCT.ImagingProcedure,
         imaging_measurements=groups)
     evidence = [_with_type2(ds) for ds in headers.values()]
+    evidence += [_reference(sc) for uid, sc in illustrations.items()
+                 if any(r.sop_uid == uid for r in notable)]
     return hd.sr.ComprehensiveSR(
         evidence=evidence, content=report, series_instance_uid=sr_series,
         series_number=SR_SERIES_NUMBER, sop_instance_uid=sr_uid, instance_number=revision + 1,
@@ -123,6 +140,14 @@ def _with_type2(ds: Dataset) -> Dataset:
         if keyword not in ds:
             setattr(ds, keyword, None)
     return ds
+
+
+def _reference(ds: Dataset) -> Dataset:
+    """What the SR's evidence needs of an SC (not its pixels)."""
+    ref = Dataset()
+    for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        setattr(ref, keyword, ds[keyword].value)
+    return ref
 
 
 def read_header_dataset(path: Path) -> Dataset:

@@ -26,11 +26,12 @@ from pynetdicom import _config as pn_config
 from pynetdicom.sop_class import Verification
 
 from cossl_edge.dicom.header import DicomSkip, header_of_dataset, open_bounded, pydicom_quiet
+from cossl_edge.node import capture
 from cossl_edge.node import report as sr
 from cossl_edge.node.classify import ImageResult, SeriesClassifier
 from cossl_edge.node.config import NodeConfig
 from cossl_edge.node.eventlog import EventLog
-from cossl_edge.node.forward import SendError, backoff, send_file
+from cossl_edge.node.forward import SendError, backoff, send_files
 from cossl_edge.node.rules import Rules
 from cossl_edge.node.spool import Spool, fsync_file, publish, write_atomic, write_temp
 from cossl_edge.node.state import Instance, State
@@ -298,7 +299,8 @@ class Node:
         return len(claimed)
 
     def _warm_up(self) -> None:
-        """highdicom loads its code tables on first use (~1 s): pay that before any series."""
+        """highdicom loads its code tables on first use (~1 s, an SC another ~0.6 s): pay
+        that before any series."""
         try:
             ds = Dataset()
             ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4.5"
@@ -308,6 +310,11 @@ class Node:
             result = self.classifier.combine([ImageResult("1.2.3.4.5", "x", p[0], p)])
             sr.encode(sr.build_sr({"1.2.3.4.5": ds}, result, self.classifier.identity,
                                   "1.2.3.4.6", 0, self.cfg.ae_title))
+            if self.classifier.has_heatmaps and self.cfg.heatmaps > 0:
+                import numpy as np
+
+                sr.encode(capture.build_sc(sr._with_type2(ds), np.zeros((8, 8, 3), np.uint8),
+                                           "x", 0.5, self.classifier.identity, "1.2.3.4.6"))
         except Exception as e:  # noqa: BLE001 - only a warm-up
             self.log("warm_up_failed", error=type(e).__name__)
 
@@ -348,7 +355,8 @@ class Node:
             [(i.sop_uid, Path(i.path), i.frames) for i in chosen], self.cfg.batch_size)
         results = {r.sop_uid: (r.label, r.probability,
                                json.dumps(r.probabilities) if r.probabilities else None,
-                               r.reason) for r in images}
+                               r.reason, json.dumps(r.heatmap) if r.heatmap else None)
+                   for r in images}
         series_of = {i.sop_uid: i.series_uid for i in todo}
         done = set(self.state.save_results(results, ruled_out))
         for r in images:
@@ -384,7 +392,8 @@ class Node:
         insts = [i for i in self.state.instances(series_uid)
                  if i.state in ("classified", "unreadable")]
         per_image = [ImageResult(i.sop_uid, i.label, i.probability,
-                                 json.loads(i.proba) if i.proba else None, i.reason)
+                                 json.loads(i.proba) if i.proba else None, i.reason,
+                                 json.loads(i.heat) if i.heat else None)
                      for i in insts]
         result = self.classifier.combine(per_image)
         sid = self.log.id(series_uid)
@@ -404,16 +413,47 @@ class Node:
                             if r.sop_uid in headers or r.probabilities is None]
         if result.key_image is not None and result.key_image not in headers:
             result.key_image = None
+        pictures = self._heatmaps(series_uid, result, headers,
+                                  {i.sop_uid: i for i in insts})
         doc = sr.build_sr(headers, result, self.classifier.identity, series_uid, revision,
-                          self.cfg.ae_title)
+                          self.cfg.ae_title, {uid: ds for uid, (ds, _) in pictures.items()})
         path = self.cfg.reports / f"{sid}-r{revision}.dcm"
         write_atomic(path, sr.encode(doc), self.cfg.reports / ".tmp")
         summary = result.summary()
         if self.state.set_report(series_uid, revision, summary, str(path),
-                                 str(doc.SOPInstanceUID), self.cfg.destination is not None):
+                                 str(doc.SOPInstanceUID), self.cfg.destination is not None,
+                                 [str(p) for _, p in pictures.values()]):
             self.log("report", series=sid, revision=revision, **summary, files_gone=gone,
+                     heatmaps=len(pictures),
                      model_sha256=self.classifier.identity["model_sha256"],
                      s=round(time.time() - t0, 3))
+
+    def _heatmaps(self, series_uid: str, result, headers: dict, insts: dict
+                  ) -> dict[str, tuple[Dataset, Path]]:
+        """Kind ``local``: the heatmap SCs of the images called a finding (the most likely
+        first, at most ``cfg.heatmaps``), written under reports/ → {source SOP UID: (SC,
+        file)}. An image that cannot be drawn is left out (logged, no patient data)."""
+        if not self.classifier.has_heatmaps:
+            return {}
+        clf = self.classifier
+        chosen = capture.choose([r for r in result.per_image if r.sop_uid in headers],
+                                clf.normal, list(clf.clf.classes), self.cfg.heatmaps)
+        out = {}
+        for r, p_finding in chosen:
+            inst = insts[r.sop_uid]
+            iid = self.log.id(r.sop_uid)
+            try:
+                rgb = clf.heatmap_picture(Path(inst.path), inst.frames, r.heatmap)
+                ds = capture.build_sc(headers[r.sop_uid], rgb, r.label, p_finding,
+                                      clf.identity, series_uid)
+            except Exception as e:  # noqa: BLE001 - a picture is extra; the SR goes anyway
+                self.log("heatmap_failed", series=self.log.id(series_uid), instance=iid,
+                         error=type(e).__name__)
+                continue
+            path = self.cfg.reports / f"{self.log.id(series_uid)}-heatmap-{iid}.dcm"
+            write_atomic(path, sr.encode(ds), self.cfg.reports / ".tmp")
+            out[r.sop_uid] = (ds, path)
+        return out
 
     # -- the sender ----------------------------------------------------------------------
     def _send_loop(self) -> None:
@@ -431,7 +471,9 @@ class Node:
         sid = self.log.id(row["series_uid"])
         t0 = time.time()
         try:
-            send_file(Path(row["sr_path"]), self.cfg.destination, self.cfg.ae_title)
+            pictures = [Path(p) for p in json.loads(row.get("sc_paths") or "[]")]
+            send_files([*pictures, Path(row["sr_path"])], self.cfg.destination,
+                       self.cfg.ae_title)
         except (SendError, OSError, RuntimeError) as e:
             attempts = row["attempts"] + 1
             final = attempts >= self.cfg.max_send_attempts

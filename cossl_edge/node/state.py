@@ -3,7 +3,8 @@ where each stands, so that a restarted node knows exactly what is left to do.
 
 Instance states: ``received`` → ``classified`` | ``unreadable`` | ``not_selected``.
 Series states: ``receiving`` → (quiet for N s) → ``not_selected`` | ``classified`` →
-``reported`` (SR written) → ``sent`` | ``send_failed``. An instance that arrives for a
+``reported`` (SR written, and with a local classifier the heatmap SCs) → ``sent`` |
+``send_failed``. An instance that arrives for a
 series past ``receiving`` reopens it with ``revision + 1``: the next SR covers all of its
 instances, and instances already classified are not classified again.
 
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS instances (
     received_at REAL NOT NULL,
     selected_by TEXT,
     state TEXT NOT NULL DEFAULT 'received',
-    label TEXT, probability REAL, proba TEXT, reason TEXT,
+    label TEXT, probability REAL, proba TEXT, reason TEXT, heat TEXT,
     classified_at REAL,
     classify_count INTEGER NOT NULL DEFAULT 0
 );
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS series (
     rule TEXT,
     result TEXT,
     completed_at REAL,
-    sr_path TEXT, sr_uid TEXT,
+    sr_path TEXT, sr_uid TEXT, sc_paths TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_send_at REAL,
     sent_at REAL,
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS series (
 );
 CREATE INDEX IF NOT EXISTS series_state ON series(state);
 """
+# Columns added after the first release: a database written before gets them at open.
+ADDED_COLUMNS = (("instances", "heat", "TEXT"), ("series", "sc_paths", "TEXT"))
 
 
 @dataclass
@@ -77,6 +80,7 @@ class Instance:
     probability: float | None = None
     proba: str | None = None
     reason: str | None = None
+    heat: str | None = None  # kind ``local``: the h×w heatmap as JSON
     classified_at: float | None = None
     classify_count: int = 0
 
@@ -94,6 +98,10 @@ class State:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        for table, column, kind in ADDED_COLUMNS:
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -176,11 +184,10 @@ class State:
                                    " ORDER BY received_at LIMIT ?", (limit,)).fetchall()
         return [Instance(**dict(r)) for r in rows]
 
-    def save_results(self, results: dict[str, tuple[str | None, float | None, str | None,
-                                                    str | None]],
+    def save_results(self, results: dict[str, tuple],
                      not_selected: list[str] = ()) -> list[str]:
-        """Per instance (label, probability, probabilities JSON, reason when unreadable),
-        and the instances no rule selected, in one transaction. Only instances still
+        """Per instance (label, probability, probabilities JSON, reason when unreadable[,
+        heatmap JSON]), and the instances no rule selected, in one transaction. Only instances still
         ``received`` change, so each is classified at most once; returns those that did."""
         now = time.time()
 
@@ -189,13 +196,13 @@ class State:
             for sop in not_selected:
                 db.execute("UPDATE instances SET state='not_selected' WHERE sop_uid=? AND"
                            " state='received'", (sop,))
-            for sop, (label, prob, proba, reason) in results.items():
+            for sop, (label, prob, proba, reason, *heat) in results.items():
                 cur = db.execute(
                     "UPDATE instances SET state=?, label=?, probability=?, proba=?, reason=?,"
-                    " classified_at=?, classify_count=classify_count+1"
+                    " heat=?, classified_at=?, classify_count=classify_count+1"
                     " WHERE sop_uid=? AND state='received'",
                     ("unreadable" if reason else "classified", label, prob, proba, reason,
-                     now, sop))
+                     heat[0] if heat else None, now, sop))
                 if cur.rowcount:
                     done.append(sop)
             return done
@@ -240,16 +247,18 @@ class State:
         return self._tx(tx)
 
     def set_report(self, series_uid: str, revision: int, result: dict, sr_path: str,
-                   sr_uid: str, send: bool) -> bool:
+                   sr_uid: str, send: bool, sc_paths: list[str] = ()) -> bool:
+        """The SR (and the heatmap SCs sent before it) of a classified series."""
+
         def tx(db):
             row = db.execute("SELECT state, revision FROM series WHERE series_uid=?",
                              (series_uid,)).fetchone()
             if row is None or row["state"] != "classified" or row["revision"] != revision:
                 return False
             db.execute("UPDATE series SET state='reported', result=?, sr_path=?, sr_uid=?,"
-                       " attempts=0, next_send_at=? WHERE series_uid=?",
-                       (json.dumps(result), sr_path, sr_uid, time.time() if send else None,
-                        series_uid))
+                       " sc_paths=?, attempts=0, next_send_at=? WHERE series_uid=?",
+                       (json.dumps(result), sr_path, sr_uid, json.dumps(list(sc_paths)),
+                        time.time() if send else None, series_uid))
             return True
 
         return self._tx(tx)
