@@ -49,10 +49,15 @@ def serve(
     retain_hours: float = typer.Option(24.0, "--retain-hours", min=0.0, help="Keep a "
                                        "finished series' files in the spool this long."),
     threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads."),
+    heatmaps: int = typer.Option(4, "--heatmaps", min=0, help="With a local classifier "
+                                 "(fewshot fit --classifier local): at most this many heatmap "
+                                 "Secondary Captures per series, the images most likely to "
+                                 "hold a finding; 0 for none."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the log lines."),
 ) -> None:
     """Receive DICOM images (C-STORE, C-ECHO), classify complete series, write and forward
-    a Comprehensive SR per series. Stop with Ctrl-C or SIGTERM; a restart resumes."""
+    a Comprehensive SR per series (and, with a local classifier, heatmap Secondary
+    Captures). Stop with Ctrl-C or SIGTERM; a restart resumes."""
     with user_errors():
         try:
             from cossl_edge.node.server import Node
@@ -68,7 +73,7 @@ def serve(
             retry_base_seconds=retry_base, retry_max_seconds=retry_max,
             max_send_attempts=max_attempts, max_instance_bytes=int(max_instance_mb * 2**20),
             max_spool_bytes=int(max_spool_gb * 2**30), retain_seconds=retain_hours * 3600,
-            threads=threads)
+            threads=threads, heatmaps=heatmaps)
         node = Node(cfg, classifier_file, model, echo_log=verbose)
         typer.echo(f"cossl-edge node {ae_title} listening on {host}:{port}; state in "
                    f"{state_dir}" + (f"; SRs to {cfg.destination}" if forward else ""),
