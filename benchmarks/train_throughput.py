@@ -227,7 +227,7 @@ def emulate_before() -> None:
 
     from cossl_edge.training import loop, views
 
-    loop.DIAGNOSE_SECONDS = 0.0
+    loop.DIAGNOSE_SECONDS, loop.DIAGNOSE_SHARE = 0.0, float("inf")  # every epoch
     views._one_cv2_thread = lambda: None  # OpenCV's default thread pool
 
     def rotation(degrees: float, reflect: bool = False):

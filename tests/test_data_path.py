@@ -84,6 +84,7 @@ def test_diagnostics_at_most_every_few_seconds_and_after_the_last_epoch(shapes_d
     recs = [json.loads(x) for x in (tmp_path / "run" / rundir.METRICS).read_text().splitlines()]
     assert ["effective_rank" in r for r in recs] == [True, False, False, True]  # init, 3 epochs
     monkeypatch.setattr(loop, "DIAGNOSE_SECONDS", 0.0)  # every epoch
+    monkeypatch.setattr(loop, "DIAGNOSE_SHARE", float("inf"))
     loop.pretrain(cfg, shapes_dir, tmp_path / "every", progress=False)
     recs = [json.loads(x) for x in (tmp_path / "every" / rundir.METRICS).read_text().splitlines()]
     assert all("effective_rank" in r for r in recs) and len(recs) == 4

@@ -48,10 +48,12 @@ from cossl_edge.training.views import TwoViews
 
 CALIBRATION_COUNT = 256  # prepared training images kept for export (int8 calibration)
 CHECKPOINT_SECONDS = 120.0  # also checkpoint mid-epoch this often, so a SIGKILL loses little
-# The effective-rank diagnostics (512 images embedded) at most this often, and after the last
-# epoch; with --monitor every epoch. On small data sets an epoch lasts seconds, and
+# The effective-rank diagnostics (512 images embedded) after the last epoch and otherwise at
+# most every DIAGNOSE_SECONDS, and no more often than keeps them under DIAGNOSE_SHARE of the
+# time; with --monitor every epoch. On small data sets an epoch lasts seconds, and
 # diagnosing each one cost 6-8% of the training time (docs/benchmarks.md).
 DIAGNOSE_SECONDS = 10.0
+DIAGNOSE_SHARE = 0.02
 
 
 class Stop(Exception):
@@ -317,6 +319,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                TimeRemainingColumn()]
     start_wall = time.perf_counter() - state["elapsed"]
     last_ckpt = last_diagnosis = time.perf_counter()
+    diagnose_every = DIAGNOSE_SECONDS
     stopped_by_signal = False
     method.train()
     try:
@@ -381,9 +384,12 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                        "images_per_s": seen / max(1e-9, time.perf_counter() - t_epoch),
                        "elapsed_s": state["elapsed"]}
                 if dist.is_main and (monitor is not None or finished()
-                                     or time.perf_counter() - last_diagnosis >= DIAGNOSE_SECONDS):
+                                     or time.perf_counter() - last_diagnosis >= diagnose_every):
+                    t_diag = time.perf_counter()
                     diagnose(rec)
                     last_diagnosis = time.perf_counter()
+                    diagnose_every = max(DIAGNOSE_SECONDS,
+                                         (last_diagnosis - t_diag) / DIAGNOSE_SHARE)
                     warn = diagnostics.collapse_warning(rec["effective_rank"],
                                                         method.backbone.out_channels)
                     if warn:
