@@ -50,7 +50,7 @@ from cossl_edge.training.dataset import (
 )
 from cossl_edge.training.methods import build_method
 from cossl_edge.training.optim import build_optimizer
-from cossl_edge.training.views import TwoViews
+from cossl_edge.training.views import TwoViews, rotate
 
 
 def per_call(fn, n: int, repeat: int = 3) -> float:
@@ -106,6 +106,10 @@ def main() -> None:
         rows.append((f"  {t.__class__.__name__} (view 1, p=1)",
                      1e3 * 2 * b * s * (t.p if t.p < 1 else 1.0),
                      f"{1e6 * s:.0f} µs per call, p {t.p:g} per view"))
+    rng = np.random.default_rng(0)
+    s = per_call(lambda: rotate(img, float(rng.uniform(-15, 15))), calls)
+    rows.append(("  rotation ±15° (views.rotate, before the Compose)", 1e3 * 2 * b * s,
+                 f"{1e6 * s:.0f} µs per call, every view"))
     s_a = per_call(lambda: pipe_a(image=img), calls)
     s_b = per_call(lambda: pipe_b(image=img), calls)
     rows.append(("albumentations Compose, view 1 + view 2", 1e3 * b * (s_a + s_b),
