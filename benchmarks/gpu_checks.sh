@@ -50,6 +50,9 @@ DIG=build/compare/data/digits
   $PY -m cossl_edge pretrain $DIG/unlabeled --out $W/run --max-steps 120 --bf16 --quiet \
     --resume
   $PY -c "import json; print('config', json.load(open('$W/run/config.json'))['device'])"
+  # --bf16 auto (the default, issue 16) on CUDA: the measured choice in config.json
+  $PY -m cossl_edge pretrain $DIG/unlabeled --out $W/auto --max-steps 20 --quiet
+  $PY -c "import json; c=json.load(open('$W/auto/config.json')); print('auto', c['bf16_resolved'], c['bf16_choice'])"
   $PY -m cossl_edge export $W/run --out $W/onnx --calibration $DIG/unlabeled
   $PY -m cossl_edge embed $W/onnx/encoder.int8.onnx $DIG/labeled --out $W/emb.npz
   $PY -c "import numpy as np; z=np.load('$W/emb.npz'); print({k: z[k].shape for k in z})"
