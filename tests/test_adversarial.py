@@ -124,3 +124,20 @@ def test_no_gradients_no_pgd():
     assert pgd["available"] is False and pgd["reason"] == NO_GRADIENTS
     with pytest.raises(ValueError, match="PGD"):
         EvaluationSettings(pgd_eps=(2.0,))
+
+
+def test_compare_benchmark_passes_the_attack_through_its_wrapper(features):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import compare_methods
+
+    wrapped = compare_methods._Capture(features)
+    assert hasattr(wrapped, "attack") and not hasattr(compare_methods._Capture(
+        PixelFeatures(CONTRACT)), "attack")
+    images, labels = _images()
+    s = EvaluationSettings(shots=(5,), episodes=2, queries=2, noise_levels=(), mask_levels=(),
+                           pgd_eps=compare_methods.PGD_EPS, pgd_steps=1, pgd_episodes=2)
+    m = compare_methods.flat(evaluate(wrapped, images, labels, s))
+    assert m["pgd_clean"] >= m["pgd1"] >= m["pgd2"] >= m["pgd4"]
