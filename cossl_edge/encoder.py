@@ -217,6 +217,18 @@ class Encoder:
         return kept, (np.stack(arrays) if arrays else np.zeros(shape, np.float32)), bad
 
 
+def open_with_contract(model: str | Path, contract: dict | None, threads: int = 0,
+                       spinning: bool = True) -> Encoder:
+    """The encoder of ``model``; a contract recorded elsewhere (a classifier file's) serves a
+    model exported without one."""
+    try:
+        return Encoder(model, threads=threads, spinning=spinning)
+    except ModelError as e:
+        if contract is None or "no preprocessing contract" not in str(e):
+            raise
+        return Encoder(model, PreprocessContract.from_dict(contract), threads, spinning)
+
+
 def _clean_reason(reason: str, path: Path) -> str:
     """Decoder messages may quote the file's path: replace it by its token."""
     return reason.replace(str(path), file_token(path))

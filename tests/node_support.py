@@ -254,15 +254,14 @@ def make_classifier(folder: Path, size: int = 32, model: Path | None = None) -> 
     from make_edge_fixtures import build_tiny_model
 
     from cossl_edge.contract import PreprocessContract
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.encoder import open_with_contract
     from cossl_edge.fewshot import FewShotClassifier
-    from cossl_edge.node.classify import _open_encoder
 
     folder.mkdir(parents=True, exist_ok=True)
     if model is None:
         model = build_tiny_model(folder / "model.onnx",
                                  PreprocessContract(channels=1, size=size), dim=32)
-    encoder = _open_encoder(Encoder, model, None, 1)
+    encoder = open_with_contract(model, None, 1, False)
     support = folder / "support"
     paths, labels = [], []
     for finding in ph.FINDINGS:

@@ -130,6 +130,7 @@ def predict(
 ) -> None:
     """Classify the images of DATA_DIR; 'unknown' below the abstain threshold."""
     from cossl_edge.embeddings import write_id_map
+    from cossl_edge.encoder import open_with_contract
     from cossl_edge.fewshot import FewShotClassifier
     from cossl_edge.sources import discover
 
@@ -141,7 +142,7 @@ def predict(
         if model is None and not clf.model_path:
             raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
         model_path = model or Path(clf.model_path)
-        encoder = _encoder_with_contract(model_path, clf.contract, threads, spin)
+        encoder = open_with_contract(model_path, clf.contract, threads, spin)
         clf.check_model(encoder.sha256, model_path, classifier_file)
         found = discover(data_dir)
         with opt.progress_bar("classifying", len(found.samples)) as advance:
@@ -185,19 +186,6 @@ def _predict_local(encoder, clf, samples, top_k: int, abstain: float | None,
     if writer is not None:
         writer.close()
     return kept, preds, skipped
-
-
-def _encoder_with_contract(model: Path, contract: dict | None, threads: int, spin: bool):
-    """The classifier's recorded contract serves models exported without one."""
-    from cossl_edge.contract import PreprocessContract
-    from cossl_edge.encoder import Encoder, ModelError
-
-    try:
-        return Encoder(model, threads=threads, spinning=spin)
-    except ModelError as e:
-        if contract is None or "no preprocessing contract" not in str(e):
-            raise
-        return Encoder(model, PreprocessContract.from_dict(contract), threads, spin)
 
 
 def _write_predictions(out: Path, ids: list[str], preds) -> None:

@@ -61,13 +61,13 @@ class SeriesClassifier:
     def __init__(self, classifier_file: Path, model: Path | None = None, threads: int = 1,
                  abstain: float | None = None, aggregate: str = "max",
                  normal_class: str | None = None) -> None:
-        from cossl_edge.encoder import Encoder
+        from cossl_edge.encoder import open_with_contract
 
         self.clf = FewShotClassifier.load(classifier_file)
         if model is None and not self.clf.model_path:
             raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
         model_path = Path(model or self.clf.model_path)
-        self.encoder = _open_encoder(Encoder, model_path, self.clf.contract, threads)
+        self.encoder = open_with_contract(model_path, self.clf.contract, threads, False)
         self.clf.check_model(self.encoder.sha256, model_path, classifier_file)
         if self.clf.kind == "local":
             self.encoder.require_local_map()
@@ -160,19 +160,6 @@ class SeriesClassifier:
                             dict(zip(self.clf.classes, map(float, series), strict=True)),
                             self.aggregate, key, len(read), len(results) - len(read),
                             sum(r.label == UNKNOWN for r in read), results)
-
-
-def _open_encoder(encoder_cls, model: Path, contract: dict | None, threads: int):
-    """The classifier's recorded contract serves a model exported without one."""
-    from cossl_edge.contract import PreprocessContract
-    from cossl_edge.encoder import ModelError
-
-    try:
-        return encoder_cls(model, threads=threads, spinning=False)
-    except ModelError as e:
-        if contract is None or "no preprocessing contract" not in str(e):
-            raise
-        return encoder_cls(model, PreprocessContract.from_dict(contract), threads, False)
 
 
 def _normal_class(classes: list[str], given: str | None, where: Path) -> str | None:
