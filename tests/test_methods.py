@@ -216,3 +216,42 @@ def test_blur_probability_reaches_the_camera_views():
     unblurred = sharpness(0.0)
     assert len(unblurred) > 10 and all(abs(x - 1.0) < 1e-4 for x in unblurred)
     assert min(sharpness(1.0)) < 0.8
+
+
+def test_w_s_warmup_ramps_the_local_weight_from_zero():
+    m = build_method(small("co-byol", w_s=0.3, w_s_warmup=0.2))
+    m.set_progress(0.0)
+    assert 0 < m.w_s_now < 1e-3  # never exactly 0: the local heads keep a gradient
+    m.set_progress(0.1)
+    assert m.w_s_now == pytest.approx(0.15)
+    m.set_progress(0.5)
+    assert m.w_s_now == pytest.approx(0.3)
+    plain = build_method(small("co-byol", w_s=0.3))
+    plain.set_progress(0.0)
+    assert plain.w_s_now == 0.3
+    with pytest.raises(ValueError, match="w_s_warmup"):
+        build_method(small("co-byol", w_s_warmup=1.5))
+
+
+def test_predictor_learning_rate_multiple_reaches_the_optimizer():
+    from cossl_edge.training.optim import build_optimizer, set_lr
+    m = build_method(small("co-byol", pred_lr=10.0))
+    opt = build_optimizer("adamw", m, 1e-3, 1e-4)
+    predictors = {id(p) for q in (m.q1, m.q2) for p in q.parameters()}
+    for g in opt.param_groups:
+        in_pred = {id(p) in predictors for p in g["params"]}
+        assert len(in_pred) == 1  # a group is all predictor or none
+        assert g["lr"] == pytest.approx(1e-2 if in_pred.pop() else 1e-3)
+    set_lr(opt, 2e-3)
+    assert sorted({round(g["lr"], 6) for g in opt.param_groups}) == [2e-3, 2e-2]
+    plain = build_optimizer("adamw", build_method(small("co-byol")), 1e-3, 1e-4)
+    assert {g["lr"] for g in plain.param_groups} == {1e-3}
+
+
+def test_online_local_target_is_the_detached_online_embedding():
+    m = build_method(small("co-byol", local_target="online"))
+    assert not hasattr(m, "target_g2")
+    x = torch.randn(4, 1, 32, 32)
+    loss, _ = m.loss(x, x.flip(-1))
+    loss.backward()
+    assert all(p.grad is not None for q in (m.g2, m.q2) for p in q.parameters())

@@ -41,7 +41,7 @@ from cossl_edge.training.dataset import (
 )
 from cossl_edge.training.distributed import scaled_lr, setup_distributed
 from cossl_edge.training.methods import build_method, resolved_w_s
-from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at
+from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at, set_lr
 from cossl_edge.training.precision import PrecisionChoice
 from cossl_edge.training.precision import resolve as resolve_precision
 from cossl_edge.training.views import TwoViews
@@ -341,6 +341,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                     batch_views = [v.to(device, memory_format=torch.channels_last)
                                    for v in batch_views]
                     view_a = batch_views[0]
+                    method.set_progress(progress_fraction())
                     with autocast:
                         loss, _stats = model(*batch_views)
                     (loss / config.accumulate).backward()
@@ -351,8 +352,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
                     accum = 0
                     frac = progress_fraction()
                     lr = lr_at(frac, peak_lr, config.warmup_fraction)
-                    for g in optimizer.param_groups:
-                        g["lr"] = lr
+                    set_lr(optimizer, lr)
                     optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                     method.momentum_update(ema_tau_at(frac, config.ema_base))

@@ -31,6 +31,7 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {}
+LOCAL_TARGETS = ("g2", "g1", "online")
 
 
 def register(name: str, default_w_s: float, summary: str):
@@ -69,7 +70,23 @@ class SSLMethod(nn.Module):
         self.backbone = backbone
         self.config = config
         self.w_s = resolved_w_s(config)
+        self.w_s_now = self.w_s  # the weight this step (w_s_warmup ramps it up from 0)
+        if not 0 <= config.w_s_warmup < 1:
+            raise ValueError(f"w_s_warmup must be a fraction in [0, 1), got {config.w_s_warmup}")
+        if config.pred_lr <= 0:
+            raise ValueError(f"pred_lr must be positive, got {config.pred_lr}")
         self.grid = config.local_grid
+
+    def set_progress(self, fraction: float) -> None:
+        """Called before each step with the fraction of training done."""
+        warm = self.config.w_s_warmup
+        # never exactly 0 while the method has a local term: its heads always get a gradient
+        # (DistributedDataParallel expects every parameter to)
+        self.w_s_now = self.w_s * (min(1.0, max(fraction / warm, 1e-4)) if warm > 0 else 1.0)
+
+    def lr_scales(self) -> dict[int, float]:
+        """id(parameter) → multiple of the scheduled learning rate (default 1)."""
+        return {}
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return []
@@ -123,8 +140,9 @@ class CoBYOL(SSLMethod):
         self.g1 = MLPHead(c, config.proj_hidden, d)
         self.q1 = MLPHead(d, config.pred_hidden, d)
         self.use_local = self.w_s > 0
-        if config.local_target not in ("g1", "g2"):
-            raise ValueError(f"local_target must be 'g1' or 'g2', got {config.local_target!r}")
+        if config.local_target not in LOCAL_TARGETS:
+            raise ValueError(f"local_target must be one of {LOCAL_TARGETS}, "
+                             f"got {config.local_target!r}")
         if self.use_local:
             self.g2 = MLPHead(c, config.local_hidden, d)
             self.q2 = MLPHead(d, config.local_hidden, d)
@@ -132,6 +150,11 @@ class CoBYOL(SSLMethod):
         self.target_g1 = _frozen_copy(self.g1)
         if self.use_local and config.local_target == "g2":
             self.target_g2 = _frozen_copy(self.g2)
+
+    def lr_scales(self):
+        scale = float(self.config.pred_lr)
+        heads = [self.q1] + ([self.q2] if self.use_local else [])
+        return {id(p): scale for q in heads for p in q.parameters()} if scale != 1 else {}
 
     def momentum_pairs(self):
         pairs = [(self.backbone, self.target_backbone), (self.g1, self.target_g1)]
@@ -142,20 +165,22 @@ class CoBYOL(SSLMethod):
     def loss(self, view_a, view_b):
         x = torch.cat([view_a, view_b])
         fmap, h = self.features(x)
-        p_a, p_b = self.q1(self.g1(h)).chunk(2)
+        z_online = self.g1(h)
+        p_a, p_b = self.q1(z_online).chunk(2)
+        target = self.config.local_target
         with torch.no_grad():
             h_t = self.target_backbone(x)
             z_a, z_b = self.target_g1(h_t).chunk(2)
             if self.use_local:
-                t = self.target_g2(h_t) if self.config.local_target == "g2" else \
-                    torch.cat([z_a, z_b])
+                t = (self.target_g2(h_t) if target == "g2" else
+                     z_online.detach() if target == "online" else torch.cat([z_a, z_b]))
                 t_a, t_b = t.chunk(2)
         if not self.use_local:
             loss = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)
             return loss, {"loss_global": float(loss.detach())}
         lp_a, lp_b = self.q2(self.g2(local_vectors(fmap, self.grid))).chunk(2)
-        loss = (co_byol_loss(p_a, z_b, lp_a, t_b, self.w_s)
-                + co_byol_loss(p_b, z_a, lp_b, t_a, self.w_s))
+        w = self.w_s_now
+        loss = (co_byol_loss(p_a, z_b, lp_a, t_b, w) + co_byol_loss(p_b, z_a, lp_b, t_a, w))
         with torch.no_grad():
             global_term = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)
         return loss, {"loss_global": float(global_term)}
@@ -184,6 +209,6 @@ class CoSimCLR(SSLMethod):
         la = lb = None
         if self.use_local:
             la, lb = self.g2(local_vectors(fmap, self.grid)).chunk(2)
-        loss = co_simclr_loss(z[0], z[1], la, lb, self.w_s, self.config.temperature,
+        loss = co_simclr_loss(z[0], z[1], la, lb, self.w_s_now, self.config.temperature,
                               z[2] if negative is not None else None)
         return loss, {}

@@ -36,19 +36,23 @@ class LARS(torch.optim.Optimizer):
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay (and no LARS adaptation) for biases and normalisation parameters."""
-    decay, no_decay = [], []
+    """No weight decay (and no LARS adaptation) for biases and normalisation parameters.
+    Each group carries ``lr_scale``, its learning rate as a multiple of the schedule's
+    (a method's ``lr_scales()``: e.g. BYOL's predictor at ``--pred-lr`` × the rate)."""
+    scales = model.lr_scales() if hasattr(model, "lr_scales") else {}
+    groups: dict[tuple[bool, float], list] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
-        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
-    ]
+            groups.setdefault((p.ndim <= 1, float(scales.get(id(p), 1.0))), []).append(p)
+    return [{"params": ps, "weight_decay": 0.0 if exclude else weight_decay,
+             "lars_exclude": exclude, "lr_scale": scale}
+            for (exclude, scale), ps in sorted(groups.items(), key=lambda kv: kv[0])]
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float):
     groups = param_groups(model, weight_decay)
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
     if name == "adamw":
         for g in groups:
             g.pop("lars_exclude")
@@ -57,6 +61,12 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float)
     if name == "lars":
         return LARS(groups, lr=lr)
     raise ValueError(f"optimizer must be 'adamw' or 'lars', got {name!r}")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's rate, times each group's ``lr_scale``."""
+    for g in optimizer.param_groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
 
 
 def lr_at(progress: float, base_lr: float, warmup_fraction: float) -> float:
