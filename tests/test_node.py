@@ -420,16 +420,16 @@ def test_refusals_in_process(tmp_path, classifier):
     node.cfg.max_spool_bytes = 10**6
     for data, status in cases:
         with pytest.raises(Refused) as e:
-            node._store(data, CT_STORAGE, "1.2.3" if status != DOES_NOT_MATCH_SOP_CLASS
+            node.scp.store(data, CT_STORAGE, "1.2.3" if status != DOES_NOT_MATCH_SOP_CLASS
                         else uid + "9", "X", {})
         assert e.value.status == status, e.value.reason
     node.cfg.max_spool_bytes = 100  # the spool is full
     with pytest.raises(Refused) as e:
-        node._store(good.read_bytes(), CT_STORAGE, uid, "X", {})
+        node.scp.store(good.read_bytes(), CT_STORAGE, uid, "X", {})
     assert e.value.status == OUT_OF_RESOURCES and "spool full" in e.value.reason
     node.cfg.max_spool_bytes = 10**6
-    assert node._store(good.read_bytes(), CT_STORAGE, uid, "X", {}) == "stored"
-    assert node._store(good.read_bytes(), CT_STORAGE, uid, "X", {}) == "duplicate"
+    assert node.scp.store(good.read_bytes(), CT_STORAGE, uid, "X", {}) == "stored"
+    assert node.scp.store(good.read_bytes(), CT_STORAGE, uid, "X", {}) == "duplicate"
     assert node.spool.used_bytes == good.stat().st_size
     node.state.close()
 

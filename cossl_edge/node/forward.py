@@ -1,5 +1,5 @@
 """C-STORE of a report (and its heatmap SCs) to the destination AE (the PACS), with
-back-off between attempts.
+back-off between attempts: the sender thread (:class:`Sender`) and the C-STORE SCU.
 
 The schedule lives in the state database (``attempts``, ``next_send_at``), so a report that
 was not acknowledged by the destination is sent again after a restart.
@@ -7,6 +7,9 @@ was not acknowledged by the destination is sent again after a restart.
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from pathlib import Path
 
 import pydicom
@@ -14,7 +17,9 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import ComprehensiveSRStorage
 
-from cossl_edge.node.config import Destination
+from cossl_edge.node.config import Destination, NodeConfig
+from cossl_edge.node.eventlog import EventLog
+from cossl_edge.node.state import State
 
 
 class SendError(RuntimeError):
@@ -58,3 +63,43 @@ def send_files(paths: list[Path], dest: Destination, calling_ae: str,
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+class Sender:
+    """The sender thread: due reports (their heatmap SCs, then the SR) to the destination,
+    with back-off between attempts and ``send_failed`` after the last one."""
+
+    def __init__(self, config: NodeConfig, state: State, log: EventLog,
+                 stop_event: threading.Event) -> None:
+        self.cfg, self.state, self.log, self.stop_event = config, state, log, stop_event
+
+    def run(self) -> None:
+        dest = self.cfg.destination
+        while dest is not None and not self.stop_event.is_set():
+            due = self.state.due_sends(time.time())
+            for row in due:
+                if self.stop_event.is_set():
+                    break
+                self.send(row)
+            if not due:
+                self.stop_event.wait(self.cfg.poll_seconds)
+
+    def send(self, row: dict) -> None:
+        sid = self.log.id(row["series_uid"])
+        t0 = time.time()
+        try:
+            pictures = [Path(p) for p in json.loads(row.get("sc_paths") or "[]")]
+            send_files([*pictures, Path(row["sr_path"])], self.cfg.destination,
+                       self.cfg.ae_title)
+        except (SendError, OSError, RuntimeError) as e:
+            attempts = row["attempts"] + 1
+            final = attempts >= self.cfg.max_send_attempts
+            wait = backoff(attempts, self.cfg.retry_base_seconds, self.cfg.retry_max_seconds)
+            self.state.mark_send_failed(row["series_uid"], row["sr_uid"], str(e)[:200],
+                                        None if final else time.time() + wait)
+            self.log("send_failed", series=sid, attempt=attempts, error=str(e)[:200],
+                     retry_in_s=None if final else round(wait, 2))
+            return
+        self.state.mark_sent(row["series_uid"], row["sr_uid"])
+        self.log("sent", series=sid, revision=row["revision"], attempt=row["attempts"] + 1,
+                 destination=str(self.cfg.destination), s=round(time.time() - t0, 3))

@@ -16,20 +16,16 @@ from pathlib import Path
 from cossl_edge.privacy import salted_id
 
 
-def fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def fsync_file(path: Path) -> None:
+    """Flush a file, or a folder's entries (after a rename into it), to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+fsync_dir = fsync_file  # a folder is opened and flushed the same way
 
 
 def write_temp(tmp_dir: Path, data: bytes) -> Path:
