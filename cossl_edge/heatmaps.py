@@ -52,7 +52,7 @@ class HeatmapWriter:
               proba: np.ndarray, labels: list[str]) -> None:
         """One batch: ids, N×S×S×C prepared images, N×h×w a(i) maps, N×K probabilities and
         the labels given (``unknown`` below the abstain threshold)."""
-        from cossl_edge.local_fewshot import finding_probability
+        from cossl_edge.local_scores import finding_probability
 
         for i, image, heat in zip(ids, prepared, heatmaps, strict=True):
             rgb = overlay(image, finding_probability(self.calibration, heat))

@@ -57,14 +57,25 @@ from collections.abc import Sequence
 import numpy as np
 
 from cossl_edge.evaluation.features import pooled as pool_maps
-from cossl_edge.fewshot import ClassifierError, cl2n
-from cossl_edge.logreg import fit_logistic
+from cossl_edge.fewshot import ClassifierError
+from cossl_edge.local_scores import (  # re-exported: callers import them from here
+    anomaly,
+    as_maps,
+    calibrate,
+    class_prototypes,
+    evidence,
+    finding_probability,
+    hybrid_scores,
+    left_out_evidence,
+    local_vectors,
+    prototype_scores,
+    rounded,
+)
 
 # Class names taken as the normal class when --normal-class is not given (after lower-casing
 # and turning spaces and hyphens into underscores).
 NORMAL_NAMES = ("normal", "no_finding", "negative", "functional", "good", "ok")
 FINDING_POSITIONS = 4  # vectors kept per finding image, to tell finding classes apart
-DECIMALS = 4  # memory vectors are unit-norm; 4 decimals is about float16's precision
 
 
 def normal_class_of(classes: Sequence[str], given: str | None = None) -> str:
@@ -82,56 +93,7 @@ def normal_class_of(classes: Sequence[str], given: str | None = None) -> str:
                               "pass --normal-class NAME")
     return matches[0]
 
-
-def as_maps(maps: np.ndarray) -> np.ndarray:
-    m = np.asarray(maps, np.float32)
-    if m.ndim != 4:
-        raise ClassifierError(f"a local classifier takes local maps N×C×h×w (the model's "
-                              f"local_map output), got an array of shape {m.shape}")
-    return m
-
-
-def local_vectors(maps: np.ndarray, center: np.ndarray | None) -> np.ndarray:
-    """N×C×h×w local maps → N×(h·w)×C CL2N vectors, positions in row-major order."""
-    m = as_maps(maps)
-    n, c, h, w = m.shape
-    v = m.reshape(n, c, h * w).transpose(0, 2, 1).reshape(-1, c)
-    return cl2n(v, center).reshape(n, h * w, c)
-
-
-def anomaly(z: np.ndarray, memory: np.ndarray) -> np.ndarray:
-    """a(i) = 1 − cosine to the nearest memory vector: N×P×C against M×C → N×P (one image
-    at a time, so memory use stays P×M)."""
-    out = np.zeros(z.shape[:2], np.float32)
-    for n, zn in enumerate(z):
-        out[n] = 1.0 - (zn @ memory.T).max(axis=1)
-    return out
-
-
-def evidence(a: np.ndarray, top_positions: int = 1) -> np.ndarray:
-    """An image's evidence of a finding: the mean of its ``top_positions`` highest a(i)."""
-    return np.sort(a, axis=1)[:, -top_positions:].mean(axis=1)
-
-
-def finding_probability(calibration: dict, scores: np.ndarray) -> np.ndarray:
-    """P(finding) for evidence values (or for each a(i) of a heatmap), any shape."""
-    t = (np.asarray(scores, np.float64) - calibration["center"]) / calibration["scale"]
-    return 1.0 / (1.0 + np.exp(-(calibration["weight"] * t + calibration["bias"])))
-
-
 SCORINGS = ("prototype", "memory", "hybrid")
-
-
-def prototype_scores(z: np.ndarray, prototypes: dict[str, np.ndarray],
-                     normal: str) -> np.ndarray:
-    """a(i) = max over finding classes of cos(z_i, p_f) − cos(z_i, p_normal): N×P."""
-    base = z @ prototypes[normal]
-    return np.max([z @ p for c, p in prototypes.items() if c != normal], axis=0) - base
-
-
-def _prototypes(pooled: np.ndarray, y: np.ndarray, center: np.ndarray) -> dict:
-    zp = cl2n(pooled, center)
-    return {c: cl2n(zp[y == c].mean(0, keepdims=True))[0] for c in sorted(set(y))}
 
 
 def fit_local(maps: np.ndarray, labels: Sequence[str], classes: Sequence[str],
@@ -153,13 +115,13 @@ def fit_local(maps: np.ndarray, labels: Sequence[str], classes: Sequence[str],
     zn, zf, yf = z[y == normal], z[y != normal], y[y != normal]
     memory = zn.reshape(-1, z.shape[2])
     a_find = anomaly(zf, memory)
-    calibration = _calibrate(_left_out_evidence(zn, top_positions),
+    calibration = calibrate(left_out_evidence(zn, top_positions),
                              evidence(a_find, top_positions), C)
     keep = np.argsort(-a_find, axis=1)[:, :FINDING_POSITIONS]
     finding_memory = np.take_along_axis(zf, keep[..., None], axis=1)
     params = {"normal_class": normal, "grid": list(x.shape[2:]),
-              "normal_memory": _rounded(memory),
-              "finding_memory": _rounded(finding_memory.reshape(-1, z.shape[2])),
+              "normal_memory": rounded(memory),
+              "finding_memory": rounded(finding_memory.reshape(-1, z.shape[2])),
               "finding_labels": np.repeat(yf, keep.shape[1]).tolist(),
               "calibration": calibration}
     return params, center
@@ -181,34 +143,28 @@ def _fit_prototype(x: np.ndarray, y: np.ndarray, normal: str, centering, top: in
         rest = np.arange(n) != j
         if len(set(y[rest])) < len(set(y)):
             rest = np.ones(n, bool)  # a class of one image keeps it
-        proto_a[j] = prototype_scores(z[j:j + 1], _prototypes(pooled[rest], y[rest], center),
+        proto_a[j] = prototype_scores(z[j:j + 1], class_prototypes(pooled[rest], y[rest], center),
                                       normal)[0]
         if hybrid:
             others = rest & (y == normal)
             memory_a[j] = anomaly(z[j:j + 1], z[others].reshape(-1, z.shape[2]))[0]
-    protos = _prototypes(pooled, y, center)
+    protos = class_prototypes(pooled, y, center)
     params = {"scoring": "prototype", "normal_class": normal, "pool": pool,
               "grid": list(x.shape[2:]),
-              "prototypes": {c: _rounded(p) for c, p in protos.items()}}
+              "prototypes": {c: rounded(p) for c, p in protos.items()}}
     a = proto_a
     if hybrid:
         params["scoring"] = "hybrid"
-        params["normal_memory"] = _rounded(z[y == normal].reshape(-1, z.shape[2]))
+        params["normal_memory"] = rounded(z[y == normal].reshape(-1, z.shape[2]))
         params["standardise"] = {
             "prototype": [float(proto_a[y == normal].mean()),
                           float(max(proto_a[y == normal].std(), 1e-6))],
             "memory": [float(memory_a[y == normal].mean()),
                        float(max(memory_a[y == normal].std(), 1e-6))]}
-        a = _hybrid(proto_a, memory_a, params["standardise"])
+        a = hybrid_scores(proto_a, memory_a, params["standardise"])
     left_out = evidence(a, top)
-    params["calibration"] = _calibrate(left_out[y == normal], left_out[y != normal], C)
+    params["calibration"] = calibrate(left_out[y == normal], left_out[y != normal], C)
     return params, center
-
-
-def _hybrid(proto_a: np.ndarray, memory_a: np.ndarray, stats: dict) -> np.ndarray:
-    """The sum of the two scores, each standardised on the normal support's positions."""
-    (mp, sp), (mm, sm) = stats["prototype"], stats["memory"]
-    return (proto_a - mp) / sp + (memory_a - mm) / sm
 
 
 def predict_local(params: dict, settings: dict, classes: Sequence[str],
@@ -247,7 +203,7 @@ def _predict_prototype(params: dict, settings: dict, classes: Sequence[str], z: 
     normal = params["normal_class"]
     a = prototype_scores(z, protos, normal)
     if params.get("scoring") == "hybrid":
-        a = _hybrid(a, anomaly(z, np.asarray(params["normal_memory"], np.float32)),
+        a = hybrid_scores(a, anomaly(z, np.asarray(params["normal_memory"], np.float32)),
                     params["standardise"])
     p_find = finding_probability(params["calibration"],
                                  evidence(a, int(settings.get("top_positions", 1))))
@@ -275,30 +231,3 @@ def _finding_share(z: np.ndarray, a: np.ndarray, params: dict, findings: list[st
                      for f in findings], axis=1)
     e = np.exp((sims - sims.max(axis=1, keepdims=True)) / temperature)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def _left_out_evidence(zn: np.ndarray, top: int) -> np.ndarray:
-    """Each normal image's evidence against the other normal images' memory; a single
-    normal image's positions against its own other positions (a weaker stand-in)."""
-    if len(zn) == 1:
-        sims = zn[0] @ zn[0].T
-        np.fill_diagonal(sims, -np.inf)
-        return evidence((1.0 - sims.max(axis=1))[None], top)
-    rest = [np.delete(zn, j, axis=0).reshape(-1, zn.shape[2]) for j in range(len(zn))]
-    return np.concatenate([evidence(anomaly(zn[j:j + 1], m), top) for j, m in enumerate(rest)])
-
-
-def _calibrate(normal: np.ndarray, finding: np.ndarray, C: float) -> dict:
-    """A one-feature logistic regression of finding against normal on the evidence,
-    standardised around the midpoint of the two groups' means."""
-    scores = np.concatenate([normal, finding])
-    center = float((normal.mean() + finding.mean()) / 2)
-    scale = float(max(scores.std(), 1e-6))
-    y = np.r_[np.zeros(len(normal)), np.ones(len(finding))].astype(int)
-    w, b = fit_logistic(((scores - center) / scale)[:, None], y, 2, C=C)
-    return {"center": center, "scale": scale, "weight": float(w[0, 0]), "bias": float(b[0]),
-            "normal_evidence": _rounded(normal), "finding_evidence": _rounded(finding)}
-
-
-def _rounded(x: np.ndarray) -> list:
-    return np.round(np.asarray(x, np.float64), DECIMALS).tolist()

@@ -135,7 +135,7 @@ class SeriesClassifier:
         where the calibrated P(finding) of a heatmap position is high
         (:func:`cossl_edge.heatmaps.overlay`)."""
         from cossl_edge.heatmaps import overlay
-        from cossl_edge.local_fewshot import finding_probability
+        from cossl_edge.local_scores import finding_probability
         from cossl_edge.node.capture import display
 
         c = self.encoder.contract
