@@ -6,7 +6,8 @@
 
 The model carries its preprocessing contract in ``metadata_props``
 (:mod:`cossl_edge.model_metadata`); images go through the same numpy
-``prepare → normalize`` code that training used, then through the session.
+``prepare → normalize`` code that training used, then through the session. Opening the
+file and its checks are in :mod:`cossl_edge.onnx_model`.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
 from cossl_edge import model_metadata as mm
 from cossl_edge.contract import ContractError, PreprocessContract
 from cossl_edge.images import ImageReadError
+from cossl_edge.onnx_model import (  # ModelError: callers import it from here
+    ModelError,
+    check_input_shape,
+    check_io,
+    open_session,
+    read_centering,
+    resolve_contract,
+)
 from cossl_edge.privacy import file_token
 from cossl_edge.sources import SampleRef, Skipped, SourceError, discover, load_sample
-
-
-class ModelError(ValueError):
-    """A model file the runtime cannot use (message names the file and the fix)."""
 
 
 @dataclass
@@ -60,12 +64,12 @@ class Encoder:
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found; check the path")
         self.threads = threads
-        self.session = _open_session(self.path, threads, spinning)
+        self.session = open_session(self.path, threads, spinning)
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.contract = _resolve_contract(self.path, self.metadata, contract)
-        _check_io(self.path, self.session)
-        _check_input_shape(self.path, self.session, self.contract, contract)
-        self.centering = _read_centering(self.path, self.metadata)
+        self.contract = resolve_contract(self.path, self.metadata, contract)
+        check_io(self.path, self.session)
+        check_input_shape(self.path, self.session, self.contract, contract)
+        self.centering = read_centering(self.path, self.metadata)
 
     @cached_property
     def sha256(self) -> str:
@@ -232,72 +236,3 @@ def open_with_contract(model: str | Path, contract: dict | None, threads: int = 
 def _clean_reason(reason: str, path: Path) -> str:
     """Decoder messages may quote the file's path: replace it by its token."""
     return reason.replace(str(path), file_token(path))
-
-
-def _open_session(path: Path, threads: int, spinning: bool) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(0, int(threads))
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    if not spinning:
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types for bad files
-        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}); "
-                         "re-export it with `cossl-edge export`") from e
-
-
-def _resolve_contract(path: Path, meta: dict[str, str],
-                      given: PreprocessContract | str | Path | None) -> PreprocessContract:
-    if isinstance(given, PreprocessContract):
-        return given
-    if given is not None:
-        file = Path(given)
-        if not file.is_file():
-            raise ModelError(f"{file}: contract file not found; check the --contract path")
-        try:
-            return PreprocessContract.from_json(file.read_text())
-        except ContractError as e:
-            raise ModelError(f"{file}: {e}; write the contract as PreprocessContract JSON") from e
-    if mm.KEY_CONTRACT not in meta:
-        raise ModelError(
-            f"{path}: the model carries no preprocessing contract ({mm.KEY_CONTRACT} "
-            "metadata); export it with `cossl-edge export`, or pass --contract FILE "
-            "(PreprocessContract JSON, e.g. from the run's config.json)")
-    try:
-        return PreprocessContract.from_json(meta[mm.KEY_CONTRACT])
-    except ContractError as e:
-        raise ModelError(f"{path}: its contract metadata is invalid ({e}); re-export it") from e
-
-
-def _check_io(path: Path, session: ort.InferenceSession) -> None:
-    inputs = [i.name for i in session.get_inputs()]
-    outputs = [o.name for o in session.get_outputs()]
-    if mm.INPUT not in inputs or mm.OUTPUT not in outputs:
-        raise ModelError(f"{path}: expected input {mm.INPUT!r} and output {mm.OUTPUT!r}, "
-                         f"found {inputs} → {outputs}; re-export it with `cossl-edge export`")
-
-
-def _check_input_shape(path: Path, session: ort.InferenceSession, contract: PreprocessContract,
-                       given) -> None:
-    """Refuse at load, not at the first batch, a contract the model's input cannot take."""
-    dims = session.get_inputs()[0].shape
-    want = [contract.channels, contract.size, contract.size]
-    fixed = [(d, w) for d, w in zip(dims[1:], want, strict=False) if isinstance(d, int)]
-    if len(dims) != 4 or any(d != w for d, w in fixed):
-        source = f"the contract {Path(given).name}" if isinstance(given, str | Path) else \
-            "its contract"
-        raise ModelError(f"{path}: the model takes {'×'.join(map(str, dims[1:]))} input but "
-                         f"{source} says {contract.channels} channel(s) of {contract.size}×"
-                         f"{contract.size}; pass the contract the model was exported with")
-
-
-def _read_centering(path: Path, meta: dict[str, str]) -> np.ndarray | None:
-    if mm.KEY_CENTERING not in meta:
-        return None
-    try:
-        return np.asarray(json.loads(meta[mm.KEY_CENTERING]), np.float32).ravel()
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
-        raise ModelError(f"{path}: its centring metadata is not a JSON list; re-export it") from e
