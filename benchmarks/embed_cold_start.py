@@ -22,30 +22,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cossl_edge.contract import PreprocessContract
+
 ROOT = Path(__file__).resolve().parents[1]
 from doc_section import replace_section
+from random_model import exported_random_model
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- edge:start -->", "<!-- edge:end -->"
-
-
-def build_model(work: Path, width: float, calibration: Path) -> Path:
-    import torch
-
-    from cossl_edge.contract import PreprocessContract
-    from cossl_edge.export import export_run
-    from cossl_edge.training.backbones import build_encoder
-    from cossl_edge.training.config import PretrainConfig
-
-    run = work / "run"
-    run.mkdir()
-    cfg = PretrainConfig(arch="resnet18", width=width,
-                         contract=PreprocessContract(channels=1, size=64))
-    cfg.save(run / "config.json")
-    torch.manual_seed(0)
-    torch.save(build_encoder(cfg).state_dict(), run / "encoder.pt")
-    export_run(run, calibration=calibration, calibration_count=64, measure_latency=False)
-    return run / "encoder.int8.onnx"
 
 
 def write_images(folder: Path, n: int, size: int = 64) -> Path:
@@ -138,7 +122,9 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = build_model(work, args.width, write_images(work / "calib", 64))
+        model = exported_random_model(
+            work / "run", write_images(work / "calib", 64), arch="resnet18",
+            width=args.width, contract=PreprocessContract(channels=1, size=64))
         result = measure(args.cli, model, work, args.images, args.repeats)
     text = section(result, args.width, Path(args.cli).relative_to(ROOT)
                    if Path(args.cli).is_relative_to(ROOT) else args.cli)

@@ -34,25 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 import node_support as ns
 from doc_section import replace_section
+from random_model import exported_random_model
 
 START, END = "<!-- node-throughput:start -->", "<!-- node-throughput:end -->"
-
-
-def default_model(work: Path, calibration: Path) -> Path:
-    import torch
-
-    from cossl_edge.export import export_run
-    from cossl_edge.training.backbones import build_encoder
-    from cossl_edge.training.config import PretrainConfig
-
-    run = work / "run"
-    run.mkdir(parents=True)
-    cfg = PretrainConfig()  # the default recipe's encoder and 64-px contract
-    cfg.save(run / "config.json")
-    torch.manual_seed(0)
-    torch.save(build_encoder(cfg).state_dict(), run / "encoder.pt")
-    export_run(run, calibration=calibration, calibration_count=64, measure_latency=False)
-    return run / "encoder.int8.onnx"
 
 
 def sr_stored_times(pacs) -> dict[str, float]:
@@ -167,7 +151,7 @@ def main() -> None:
         calib = work / "calib"
         ns.write_series(calib, 64, "calibration", patient=200)
         t = time.time()
-        model = default_model(work / "model", calib)
+        model = exported_random_model(work / "model" / "run", calib)  # the default recipe
         print(f"model exported in {time.time() - t:.0f} s ({model.stat().st_size / 1e6:.1f} MB)")
         classifier = ns.make_classifier(work / "clf", model=model)
         with ns.running_orthanc(work / "pacs") as pacs:
