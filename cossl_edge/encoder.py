@@ -34,7 +34,14 @@ from cossl_edge.onnx_model import (  # ModelError: callers import it from here
     resolve_contract,
 )
 from cossl_edge.privacy import file_token
-from cossl_edge.sources import SampleRef, Skipped, SourceError, discover, load_sample
+from cossl_edge.sources import (
+    SampleRef,
+    SamplingOptions,
+    Skipped,
+    SourceError,
+    discover,
+    load_sample,
+)
 
 
 @dataclass
@@ -117,17 +124,19 @@ class Encoder:
             return np.zeros((0, self.dim), np.float32)
         return self.embed_prepared(np.stack(prepared), batch_size)
 
-    def embed(self, source, batch_size: int = 64) -> Embeddings:
+    def embed(self, source, batch_size: int = 64,
+              sampling: SamplingOptions | None = None) -> Embeddings:
         """Embed arrays (see :meth:`embed_arrays`), a folder, a file, or a list of paths.
 
-        Unreadable files are skipped and listed in ``Embeddings.skipped``.
+        ``sampling`` thins DICOM series and videos as pretraining did (default: every
+        sample). Unreadable files are skipped and listed in ``Embeddings.skipped``.
         """
         if isinstance(source, np.ndarray) or (
             isinstance(source, list | tuple) and source and isinstance(source[0], np.ndarray)
         ):
             return Embeddings(self.embed_arrays(source, batch_size))
         if isinstance(source, str | Path):
-            found = discover(source)
+            found = discover(source, sampling)
             samples, skipped = found.samples, list(found.skipped)
         else:
             samples, skipped = [], []
@@ -135,7 +144,7 @@ class Encoder:
                 if isinstance(p, SampleRef):
                     samples.append(p)
                 else:
-                    found = discover(p)
+                    found = discover(p, sampling)
                     samples += found.samples
                     skipped += found.skipped
         return self.embed_samples(samples, batch_size, skipped=skipped)

@@ -3,7 +3,9 @@
 They serve int8 calibration, the fp32 parity check, the int8 agreement figures and the
 centring vector. By default they are the prepared training images that pretraining keeps in
 ``calibration.npy`` (the run directory holds no raw path to the data); ``--calibration DIR``
-draws from a folder instead, decoded with :mod:`cossl_edge.sources` and the run's contract.
+draws from a folder instead, decoded with :mod:`cossl_edge.sources` and the run's contract,
+and sampled as pretraining sampled its data (the run's ``dicom_stride``, ``video_every``,
+``video_fps``).
 """
 
 from __future__ import annotations
@@ -16,26 +18,47 @@ import numpy as np
 from cossl_edge import rundir
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.export.errors import ExportError
-from cossl_edge.sources import SourceError, discover, load_many
+from cossl_edge.sources import SamplingOptions, SourceError, discover, load_many
 
 DEFAULT_COUNT = 256
 Advance = Callable[[int], None]
 
 
+def run_sampling(config) -> SamplingOptions:
+    """The sampling a run was pretrained with, from its PretrainConfig or config.json dict
+    (runs written before these fields existed sampled every slice and frame)."""
+    own = getattr(config, "sampling", None)  # PretrainConfig.sampling(), once it has one
+    if isinstance(own, SamplingOptions):
+        return own
+    if callable(own):
+        return own()
+    get = config.get if isinstance(config, dict) else lambda k, d: getattr(config, k, d)
+    try:
+        return SamplingOptions(dicom_stride=get("dicom_stride", 1),
+                               video_every=get("video_every", 1),
+                               video_fps=get("video_fps", None))
+    except SourceError as e:
+        raise ExportError(f"the run's config.json: {e}") from e
+
+
 def calibration_images(run_dir: Path, extra: dict, contract: PreprocessContract,
                        folder: str | Path | None = None, count: int = DEFAULT_COUNT,
-                       advance: Advance | None = None) -> tuple[np.ndarray, int, str]:
-    """(N×C×S×S normalised images, unreadable files left out, where they came from)."""
+                       advance: Advance | None = None,
+                       sampling: SamplingOptions | None = None
+                       ) -> tuple[np.ndarray, int, str]:
+    """(N×C×S×S normalised images, unreadable files left out, where they came from).
+    A folder is sampled with ``sampling`` (pass :func:`run_sampling` of the run)."""
     if count < 1:
         raise ExportError(f"--calibration-count must be at least 1, got {count}")
     if folder is not None:
-        return (*load_calibration(Path(folder), contract, count, advance=advance), "folder")
+        return (*load_calibration(Path(folder), contract, count, advance=advance,
+                                  sampling=sampling), "folder")
     stored = run_dir / rundir.CALIBRATION
     if stored.is_file():
         return load_stored(stored, contract, count), 0, rundir.CALIBRATION
     if extra.get("data_dir") and Path(extra["data_dir"]).is_dir():  # runs that recorded it
         images, skipped = load_calibration(Path(extra["data_dir"]), contract, count,
-                                           advance=advance)
+                                           advance=advance, sampling=sampling)
         return images, skipped, "data_dir"
     raise ExportError(f"{stored}: not found, and no --calibration folder given; pass "
                       "--calibration DIR with a few hundred unlabeled training-like images")
@@ -63,11 +86,12 @@ def load_stored(path: Path, contract: PreprocessContract, count: int,
 
 
 def load_calibration(folder: Path, contract: PreprocessContract, count: int = DEFAULT_COUNT,
-                     seed: int = 0, advance: Advance | None = None) -> tuple[np.ndarray, int]:
+                     seed: int = 0, advance: Advance | None = None,
+                     sampling: SamplingOptions | None = None) -> tuple[np.ndarray, int]:
     """Up to ``count`` images of ``folder`` (a fixed random pick), as N×C×S×S normalised,
     and how many picked files could not be read (left out)."""
     try:
-        samples = discover(folder).samples
+        samples = discover(folder, sampling).samples
     except SourceError as e:
         raise ExportError(f"{e}; pass --calibration DIR with unlabeled images") from e
     if len(samples) > count:

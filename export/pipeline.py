@@ -47,7 +47,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
     contract = run.config.contract
     with _task(progress, "calibration images", calibration_count) as advance:
         images, skipped, source = calib.calibration_images(
-            run.run_dir, run.extra, contract, calibration, calibration_count, advance)
+            run.run_dir, run.extra, contract, calibration, calibration_count, advance,
+            sampling=calib.run_sampling(run.config))
     report: dict = {"cossl_edge_version": __version__, "opset": opset, "local_map": local_map,
                     "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
                     "input_shape": ["batch", contract.channels, contract.size, contract.size],

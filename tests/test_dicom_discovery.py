@@ -14,7 +14,13 @@ from dicom_factory import (
 )
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.sources import discover, labelled_samples, load_many, load_sample
+from cossl_edge.sources import (
+    SamplingOptions,
+    discover,
+    labelled_samples,
+    load_many,
+    load_sample,
+)
 
 
 def test_mixed_folder_finds_every_image_and_skips_the_report(tmp_path):
@@ -61,7 +67,7 @@ def test_instance_number_orders_slices_without_position(tmp_path):
 def test_stride_thins_volumes_and_frames(tmp_path):
     ct = ct_series(tmp_path / "ct", n=5)
     mf = multiframe(tmp_path / "mf.dcm", frames=5)
-    found = discover(tmp_path, dicom_stride=2)
+    found = discover(tmp_path, SamplingOptions(dicom_stride=2))
     assert [s.path for s in found.samples if s.path != mf] == ct[::2]
     assert [s.frame for s in found.samples if s.path == mf] == [0, 2, 4]
 

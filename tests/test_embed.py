@@ -138,3 +138,40 @@ def test_bench_cli_recommends(setup, tmp_path):
     assert len(b["rows"]) == 2 and all(r["images_per_s"] > 0 for r in b["rows"])
     assert b["for_latency"] == {"threads": 1, "batch_size": 1}
     assert "--threads 1" in res.output
+
+
+def test_embed_dicom_stride_embeds_every_other_slice(setup, tmp_path):
+    from dicom_factory import ct_series
+
+    ct_series(tmp_path / "ct", n=6)
+    embedded = {}
+    for stride in ("1", "2"):
+        out = tmp_path / f"s{stride}.npz"
+        res = runner.invoke(app, ["embed", str(setup["model"]), str(tmp_path / "ct"),
+                                  "--out", str(out), "--dicom-stride", stride,
+                                  "--threads", "1"])
+        assert res.exit_code == 0, res.output
+        embedded[stride] = load_embeddings(out)
+    assert len(embedded["1"].ids) == 6 and embedded["2"].ids == embedded["1"].ids[::2]
+    np.testing.assert_allclose(embedded["2"].vectors, embedded["1"].vectors[::2], atol=1e-6)
+    res = runner.invoke(app, ["embed", str(setup["model"]), str(tmp_path / "ct"), "--out",
+                              str(tmp_path / "bad.npz"), "--dicom-stride", "0"])
+    assert res.exit_code == 2 and "--dicom-stride 1 or more" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_fewshot_takes_the_sampling_options(setup, tmp_path):
+    from dicom_factory import ct_series
+
+    for name in ("a", "b"):
+        ct_series(tmp_path / "support" / name, n=4, series=name)
+    clf = tmp_path / "c.json"
+    res = runner.invoke(app, ["fewshot", "fit", str(setup["model"]), str(tmp_path / "support"),
+                              "--out", str(clf), "--dicom-stride", "2"])
+    assert res.exit_code == 0, res.output
+    assert "proto classifier on 4 images" in res.output
+    preds = tmp_path / "p.csv"
+    res = runner.invoke(app, ["fewshot", "predict", str(clf), str(tmp_path / "support" / "a"),
+                              "--out", str(preds), "--dicom-stride", "4"])
+    assert res.exit_code == 0, res.output
+    assert len(list(csv.DictReader(preds.open()))) == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.sources import discover, load_many, load_sample
+from cossl_edge.sources import SamplingOptions, discover, load_many, load_sample
 from cossl_edge.video import VideoReadError, frame_indices, read_video_frame
 
 
@@ -27,7 +27,7 @@ def write_video(path, frames: int = 20, fps: float = 10.0, fourcc: str = "MJPG")
 @pytest.mark.parametrize("name,fourcc", [("clip.avi", "MJPG"), ("clip.mp4", "mp4v")])
 def test_every_kth_frame_with_keys(tmp_path, name, fourcc):
     write_video(tmp_path / name, fourcc=fourcc)
-    found = discover(tmp_path, video_every=5)
+    found = discover(tmp_path, SamplingOptions(video_every=5))
     assert [s.frame for s in found.samples] == [0, 5, 10, 15]
     assert [s.key for s in found.samples] == [f"{name}#{i}" for i in (0, 5, 10, 15)]
     assert {s.kind for s in found.samples} == {"video"}
@@ -50,7 +50,7 @@ def test_frames_hold_the_right_pictures(tmp_path):
 
 def test_load_many_streams_and_matches_single_reads(tmp_path):
     write_video(tmp_path / "clip.avi")
-    refs = discover(tmp_path, video_every=3).samples
+    refs = discover(tmp_path, SamplingOptions(video_every=3)).samples
     contract = PreprocessContract(channels=3, size=16, mean=(0.5,), std=(0.25,))
     arr, kept, skipped = load_many(refs, contract)
     assert kept == list(range(len(refs))) and not skipped

@@ -21,6 +21,22 @@ BATCH = typer.Option(16, "--batch-size", min=1, help="Images per onnxruntime cal
                      "(`cossl-edge bench` finds the best for a device).")
 LABELS = typer.Option(None, "--labels", help="CSV of path,label (paths relative to the "
                       "folder) instead of class subfolders.")
+# Sampling of DICOM series and videos: pass the values the model was pretrained with to see
+# a folder as training did (no min= here: SamplingOptions gives the one-line error).
+DICOM_STRIDE = typer.Option(1, "--dicom-stride", help="Use every k-th slice of DICOM volumes "
+                            "and multi-frame objects (as pretrain --dicom-stride).")
+VIDEO_EVERY = typer.Option(1, "--video-every", help="Use every k-th frame of video files "
+                           "(as pretrain --video-every).")
+VIDEO_FPS = typer.Option(None, "--video-fps", help="Or sample videos at about this many "
+                         "frames per second (as pretrain --video-fps).")
+
+
+def sampling(dicom_stride: int, video_every: int, video_fps: float | None):
+    """The three sampling options as one SamplingOptions (its errors are user errors)."""
+    from cossl_edge.sources import SamplingOptions  # decoders load only when a command runs
+
+    return SamplingOptions(dicom_stride=dicom_stride, video_every=video_every,
+                           video_fps=video_fps)
 
 
 def open_encoder(model: Path, contract: Path | None, threads: int, spin: bool):

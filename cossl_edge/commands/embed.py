@@ -28,6 +28,9 @@ def embed(
                                        "links ids back to files. It holds raw paths: keep it "
                                        "local, never share it."),
     contract: Path | None = opt.CONTRACT,
+    dicom_stride: int = opt.DICOM_STRIDE,
+    video_every: int = opt.VIDEO_EVERY,
+    video_fps: float | None = opt.VIDEO_FPS,
 ) -> None:
     """Embed every image under DATA_DIR with MODEL. Ids are salted hashes (salt from
     $COSSL_EDGE_SALT); rerunning the same command after a kill resumes where it stopped."""
@@ -36,8 +39,9 @@ def embed(
 
     with user_errors():
         i, n = parse_shard(shard)
+        sampling = opt.sampling(dicom_stride, video_every, video_fps)
         encoder = opt.open_encoder(model, contract, threads, spin)
-        found = discover(data_dir, progress=True)
+        found = discover(data_dir, sampling, progress=True)
         samples = shard_samples(found.samples, i, n)
         root = data_dir if data_dir.is_dir() else data_dir.parent
         out.parent.mkdir(parents=True, exist_ok=True)

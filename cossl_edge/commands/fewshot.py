@@ -30,15 +30,15 @@ SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each l
 
 
 def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
-                       classifier: str, normal_class: str | None):
+                       classifier: str, normal_class: str | None, sampling=None):
     """Local maps of a labelled folder for the local classifier, else its embeddings."""
     if classifier != "local":
-        return _embed_labelled(encoder, folder, labels_csv, batch_size)
+        return _embed_labelled(encoder, folder, labels_csv, batch_size, sampling)
     from cossl_edge.local_fewshot import normal_class_of
     from cossl_edge.sources import labelled_samples
 
     encoder.require_local_map()
-    samples, labels, _ = labelled_samples(folder, labels_csv)
+    samples, labels, _ = labelled_samples(folder, labels_csv, sampling)
     normal_class_of(sorted(set(labels)), normal_class)  # its error before the long part
     label_of = dict(zip(samples, labels, strict=True))
     maps, kept, skipped = [], [], []
@@ -57,11 +57,12 @@ def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_siz
     return np.concatenate(maps), [label_of[s] for s in kept]
 
 
-def _embed_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int):
+def _embed_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
+                    sampling=None):
     """Embeddings and labels of a labelled folder; unreadable files are skipped, reported."""
     from cossl_edge.sources import labelled_samples
 
-    samples, labels, _ = labelled_samples(folder, labels_csv)
+    samples, labels, _ = labelled_samples(folder, labels_csv, sampling)
     label_of = dict(zip(samples, labels, strict=True))
     with opt.progress_bar("embedding", len(samples)) as advance:
         emb = encoder.embed_samples(samples, batch_size, on_batch=advance)
@@ -89,15 +90,19 @@ def fit(
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
     contract: Path | None = opt.CONTRACT,
+    dicom_stride: int = opt.DICOM_STRIDE,
+    video_every: int = opt.VIDEO_EVERY,
+    video_fps: float | None = opt.VIDEO_FPS,
 ) -> None:
     """Fit a few-shot classifier on the embeddings (local: the local maps) of SUPPORT_DIR."""
     from cossl_edge.fewshot import FewShotClassifier
 
     with user_errors():
+        sampling = opt.sampling(dicom_stride, video_every, video_fps)
         encoder = opt.open_encoder(model, contract, threads, spin)
         local_scoring = _scoring(encoder, local_scoring)
         x, y = _features_labelled(encoder, support_dir, labels, batch_size, classifier,
-                                  normal_class)
+                                  normal_class, sampling)
         clf = FewShotClassifier.fit(x, y, kind=classifier, centering=_centering(encoder,
                                     classifier, local_scoring), C=c, k=k,
                                     abstain_threshold=abstain, normal_class=normal_class,
@@ -127,6 +132,9 @@ def predict(
     batch_size: int = opt.BATCH,
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
+    dicom_stride: int = opt.DICOM_STRIDE,
+    video_every: int = opt.VIDEO_EVERY,
+    video_fps: float | None = opt.VIDEO_FPS,
 ) -> None:
     """Classify the images of DATA_DIR; 'unknown' below the abstain threshold."""
     from cossl_edge.embeddings import write_id_map
@@ -135,6 +143,7 @@ def predict(
     from cossl_edge.sources import discover
 
     with user_errors():
+        sampling = opt.sampling(dicom_stride, video_every, video_fps)
         clf = FewShotClassifier.load(classifier_file)
         if heatmaps is not None and clf.kind != "local":
             raise ValueError(f"{classifier_file}: --heatmaps needs a local classifier, this "
@@ -144,7 +153,7 @@ def predict(
         model_path = model or Path(clf.model_path)
         encoder = open_with_contract(model_path, clf.contract, threads, spin)
         clf.check_model(encoder.sha256, model_path, classifier_file)
-        found = discover(data_dir)
+        found = discover(data_dir, sampling)
         with opt.progress_bar("classifying", len(found.samples)) as advance:
             if clf.kind == "local":
                 samples, preds, skipped = _predict_local(encoder, clf, found.samples, top_k,
@@ -219,6 +228,9 @@ def evaluate(
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
     contract: Path | None = opt.CONTRACT,
+    dicom_stride: int = opt.DICOM_STRIDE,
+    video_every: int = opt.VIDEO_EVERY,
+    video_fps: float | None = opt.VIDEO_FPS,
 ) -> None:
     """N-way K-shot episodes on LABELED_DIR: accuracy ± 95% CI, balanced accuracy,
     per-class recall, and AUC for two-way tasks."""
@@ -226,10 +238,11 @@ def evaluate(
 
     with user_errors():
         shot_list = _parse_shots(shots)
+        sampling = opt.sampling(dicom_stride, video_every, video_fps)
         encoder = opt.open_encoder(model, contract, threads, spin)
         local_scoring = _scoring(encoder, local_scoring)
         x, y = _features_labelled(encoder, labeled_dir, labels, batch_size, classifier,
-                                  normal_class)
+                                  normal_class, sampling)
         extra = {"normal_class": normal_class, "scoring": local_scoring,
                  "pool": encoder.pooling} if classifier == "local" else {}
         res = evaluate_episodes(x, y, shot_list, episodes, ways, classifier, queries, seed,
