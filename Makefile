@@ -16,7 +16,7 @@ $(BIN)/.installed: requirements.lock pyproject.toml
 venv: $(BIN)/.installed
 
 demo: venv
-	$(BIN)/python -m cossl_edge.demo
+	$(BIN)/python -m clinical_examples.demo
 
 test: venv node-tools test-edge test-wheel browser
 	$(BIN)/ruff check .

@@ -38,17 +38,17 @@ import torch
 from compare_report import write_report
 from datasets import DATASETS, write_split
 
-from cossl_edge.commands.evaluate import progress_factory
 from cossl_edge.commands.pretrain import parse_duration
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.evaluation.features import PixelFeatures
 from cossl_edge.evaluation.protocol import EvaluationSettings, drop_at, evaluate
+from cossl_edge.progress import self_closing_bar as progress_factory
 from cossl_edge.sources import labelled_samples, load_many
 from cossl_edge.training.backbones import build_encoder
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.diagnostics import effective_rank
-from cossl_edge.training.evaluate import RunFeatures
 from cossl_edge.training.loop import pretrain
+from cossl_edge.training.run_features import RunFeatures
 
 METHODS = ("co-byol", "byol", "co-simclr", "simclr")
 FLOORS = ("random-init", "raw-pixels")

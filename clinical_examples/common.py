@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cossl_edge/demo.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see clinical_examples/demo.py
 console = Console()
 
 
@@ -85,24 +85,23 @@ def budget(tiny: bool, given: str | None, default: str) -> tuple[float, int | No
 
 
 def split_labels(labels_csv: Path, shots: int, seed: int = 0) -> tuple[Path, Path]:
-    """support.csv (``shots`` rows per class) and query.csv (the rest) next to labels_csv."""
+    """support.csv (``shots`` rows per class, a stratified pick) and query.csv (the rest)
+    next to labels_csv, rows in the file's order."""
     import csv
 
     import numpy as np
 
+    from cossl_edge.evaluation.splits import stratified_split
+
     with labels_csv.open(newline="") as f:
         rows = [r for r in csv.reader(f)][1:]
-    rng = np.random.default_rng(seed)
-    support = []
-    for label in sorted({r[1] for r in rows}):
-        mine = [r for r in rows if r[1] == label]
-        support += [mine[i] for i in rng.permutation(len(mine))[:shots]]
-    query = [r for r in rows if r not in support]
+    query_idx, support_idx = stratified_split(np.asarray([r[1] for r in rows]), seed=seed,
+                                              test_count=lambda n: min(shots, n))
     paths = []
-    for name, part in (("support.csv", support), ("query.csv", query)):
+    for name, part in (("support.csv", support_idx), ("query.csv", query_idx)):
         path = labels_csv.with_name(name)
         with path.open("w", newline="") as f:
-            csv.writer(f).writerows([["path", "label"], *part])
+            csv.writer(f).writerows([["path", "label"], *(rows[i] for i in part)])
         paths.append(path)
     return paths[0], paths[1]
 

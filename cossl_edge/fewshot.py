@@ -127,15 +127,12 @@ class FewShotClassifier:
         return self._knn_proba(z, temp)
 
     def _knn_proba(self, z: np.ndarray, temp: float) -> np.ndarray:
+        from cossl_edge.evaluation.knn import weighted_votes  # it imports cl2n from here
+
         support = np.asarray(self.params["support"], np.float32)
-        labels = np.asarray(self.params["support_labels"])
-        k = min(int(self.settings.get("k", 5)), len(support))
-        sims = z @ support.T
-        near = np.argsort(-sims, axis=1)[:, :k]
-        votes = np.exp((np.take_along_axis(sims, near, 1) - 1.0) / temp)
-        proba = np.zeros((len(z), len(self.classes)))
-        np.add.at(proba, (np.arange(len(z))[:, None], labels[near]), votes)
-        return proba / proba.sum(axis=1, keepdims=True)
+        votes = weighted_votes(z @ support.T, np.asarray(self.params["support_labels"]),
+                               len(self.classes), int(self.settings.get("k", 5)), temp)
+        return votes / votes.sum(axis=1, keepdims=True)
 
     def predict_local(self, local_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Kind ``local``: (N×K probabilities, N×h×w heatmaps of each position's anomaly

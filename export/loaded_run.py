@@ -1,13 +1,13 @@
 """Reading a pretraining run directory: its configuration and its encoder weights.
 
 Every way a run directory can be unusable (no ``encoder.pt``, a truncated or foreign
-checkpoint, a damaged ``config.json``) becomes one :class:`ExportError` line that names the
-file and says what to do.
+checkpoint, a damaged ``config.json``) becomes one ``ValueError`` line (:class:`ExportError`,
+or :class:`~cossl_edge.rundir.RunDirError` from the shared ``config.json`` loader) that names
+the file and says what to do.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from cossl_edge import rundir
 from cossl_edge.export.errors import ExportError
 from cossl_edge.training.backbones import ResNetEncoder, build_encoder
 from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.run_config import load_run_config, short_error
 
 
 @dataclass
@@ -33,24 +34,9 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ExportError(f"{run_dir}: not a folder; pass the run directory that pretrain wrote")
-    config, extra = _load_config(run_dir)
+    config, extra = load_run_config(run_dir)
     encoder = _load_encoder(run_dir, config)
     return LoadedRun(run_dir, config, extra, encoder)
-
-
-def _load_config(run_dir: Path) -> tuple[PretrainConfig, dict]:
-    path = rundir.require(run_dir, rundir.CONFIG,
-                          "this is not a pretraining run directory (cossl-edge pretrain writes it)")
-    try:
-        raw = json.loads(path.read_text())
-        if not isinstance(raw, dict):
-            raise TypeError("top level is not a JSON object")
-        config = PretrainConfig.load(path)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:
-        raise ExportError(f"{path}: corrupt run configuration ({_short(e)}); restore it from a "
-                          "backup or re-run cossl-edge pretrain") from e
-    known = set(config.to_dict())
-    return config, {k: v for k, v in raw.items() if k not in known}
 
 
 def _load_encoder(run_dir: Path, config: PretrainConfig) -> ResNetEncoder:
@@ -60,7 +46,7 @@ def _load_encoder(run_dir: Path, config: PretrainConfig) -> ResNetEncoder:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged zip or a pickle it refuses
-        raise ExportError(f"{path}: corrupt or unreadable checkpoint ({_short(e)}); re-run or "
+        raise ExportError(f"{path}: corrupt or unreadable checkpoint ({short_error(e)}); re-run or "
                           "resume cossl-edge pretrain to write it again") from e
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ExportError(f"{path}: not a state_dict of tensors; encoder.pt must hold the "
@@ -74,8 +60,3 @@ def _load_encoder(run_dir: Path, config: PretrainConfig) -> ResNetEncoder:
                           "was written with these weights") from e
     encoder.pool = config.resolved_embed_pool()  # what the exported embedding pools with
     return encoder.eval()
-
-
-def _short(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return text if len(text) <= 160 else text[:157] + "..."

@@ -15,7 +15,7 @@ from cossl_edge.evaluation.adversarial import NO_GRADIENTS, pgd_curve
 from cossl_edge.evaluation.features import PixelFeatures
 from cossl_edge.evaluation.protocol import EvaluationSettings, evaluate
 from cossl_edge.training.backbones import ResNetEncoder
-from cossl_edge.training.evaluate import RunFeatures, pgd_linf, prototype_loss
+from cossl_edge.training.run_features import RunFeatures, pgd_linf, prototype_loss
 
 CONTRACT = PreprocessContract(channels=1, size=16, mean=(0.5,), std=(0.25,))
 

@@ -1,15 +1,19 @@
-"""`python -m cossl_edge.demo --tiny` end to end: data, pretraining, two int8 exports,
+"""`python -m clinical_examples.demo --tiny` end to end: data, pretraining, two int8 exports,
 few-shot against the random-init encoder, classifier files, report, privacy check."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
-from cossl_edge import demo
-from cossl_edge.fewshot import FewShotClassifier
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # clinical_examples: a checkout
+
+from clinical_examples import demo  # noqa: E402
+from cossl_edge.fewshot import FewShotClassifier  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -187,7 +187,7 @@ def encoders(tmp_path_factory):
 
 
 def test_run_features_pool_like_the_encoder(encoders):
-    from cossl_edge.training.evaluate import RunFeatures
+    from cossl_edge.training.run_features import RunFeatures
 
     feats = RunFeatures.from_run_dir(encoders["run"], batch_size=3)
     x = np.random.default_rng(0).random((5, 16, 16, 1)).astype(np.float32)

@@ -9,7 +9,7 @@ import torch
 from onnx import numpy_helper
 
 from cossl_edge.export import ExportError, onnx_export, quantize
-from cossl_edge.export.report import recommend_int8, report_tables
+from cossl_edge.export.export_report import recommend_int8, report_tables
 from cossl_edge.export.verify import agreement
 from cossl_edge.training.backbones import ResNetEncoder
 

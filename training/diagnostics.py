@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from cossl_edge.evaluation import knn
+from cossl_edge.evaluation.splits import stratified_split
+
 
 def effective_rank(embeddings: np.ndarray) -> float:
     """>>> round(effective_rank(np.eye(8)), 3) > 6.9
@@ -34,32 +37,17 @@ def normalized_std(embeddings: np.ndarray) -> float:
 
 def knn_accuracy(train: np.ndarray, train_labels: np.ndarray, test: np.ndarray,
                  test_labels: np.ndarray, k: int = 20, temperature: float = 0.07) -> float:
-    """Cosine-similarity weighted kNN: each of the k nearest votes exp(sim / T)."""
-    a = train / np.maximum(np.linalg.norm(train, axis=1, keepdims=True), 1e-12)
-    b = test / np.maximum(np.linalg.norm(test, axis=1, keepdims=True), 1e-12)
-    sim = b @ a.T
-    k = min(k, len(a))
-    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(sim, idx, axis=1)
-    w = np.exp(top / temperature)
-    classes = np.unique(np.concatenate([train_labels, test_labels]))
-    votes = np.zeros((len(b), len(classes)))
-    lab = np.searchsorted(classes, train_labels[idx])
-    for j in range(k):
-        np.add.at(votes, (np.arange(len(b)), lab[:, j]), w[:, j])
-    return float((classes[votes.argmax(1)] == test_labels).mean())
+    """Cosine-similarity weighted kNN: each of the k nearest votes exp(sim / T). No centring
+    (the monitor's raw cosine), unlike the evaluation's kNN."""
+    centre = np.zeros(np.shape(train)[1], np.float32)
+    return knn.knn_accuracy(train, train_labels, test, test_labels, k, temperature, centre)
 
 
 def stratified_halves(labels: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a deterministic 50/50 split, stratified by label."""
-    rng = np.random.default_rng(seed)
-    first, second = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        half = max(1, len(idx) // 2)
-        first.extend(idx[:half])
-        second.extend(idx[half:])
-    return np.sort(first), np.sort(second)
+    """Indices of a deterministic 50/50 split, stratified by label (the first half of each
+    class, at least one, then the rest)."""
+    second, first = stratified_split(labels, seed=seed, test_count=lambda n: max(1, n // 2))
+    return first, second
 
 
 def collapse_warning(rank: float, dim: int) -> str | None:

@@ -11,6 +11,7 @@ import typer
 
 from cossl_edge.commands import edge_options as opt
 from cossl_edge.commands.common import user_errors
+from cossl_edge.progress import progress_bar, self_closing_bar
 
 
 def _floats(text: str, option: str) -> tuple[float, ...]:
@@ -27,7 +28,7 @@ def open_extractor(path: Path, threads: int, batch_size: int, contract: Path | N
     """An ONNX file → OnnxFeatures; a folder → the run directory's torch encoder."""
     if path.is_dir():
         try:
-            from cossl_edge.training.evaluate import RunFeatures
+            from cossl_edge.training.run_features import RunFeatures
         except ImportError as e:
             raise ValueError(f"{path}: evaluating a run directory needs torch (the "
                              "cossl-edge[train] extra); or export it and evaluate the .onnx "
@@ -51,7 +52,7 @@ def load_labelled(folder: Path, contract, labels_csv: Path | None
 
     samples, labels, _ = labelled_samples(folder, labels_csv)
     arrays, kept_labels, skipped = [], [], []
-    with opt.progress_bar("decoding", len(samples)) as advance:
+    with progress_bar("decoding", len(samples)) as advance:
         for i in range(0, len(samples), 64):
             arr, kept, bad = load_many(samples[i:i + 64], contract)
             arrays.append(arr)
@@ -158,7 +159,7 @@ def register(app: typer.Typer) -> None:
                 pgd_random_start=pgd_random_start)
             extractor = open_extractor(model, threads, batch_size, contract)
             images, y = load_labelled(labeled_dir, extractor.contract, labels)
-            res = run(extractor, images, y, settings, progress=progress_factory)
+            res = run(extractor, images, y, settings, progress=self_closing_bar)
             if json_out is not None:
                 json_out.parent.mkdir(parents=True, exist_ok=True)
                 json_out.write_text(json.dumps(res, indent=1))
@@ -168,25 +169,3 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"plot → {path}")
         if json_out is not None:
             typer.echo(f"results → {json_out}")
-
-
-def progress_factory(description: str, total: int):
-    """A progress factory for the protocol: each task gets a bar that closes when done."""
-    from rich.console import Console
-    from rich.progress import Progress
-
-    console = Console(stderr=True)
-    if total <= 0 or not console.is_terminal:  # no bar residue in logs and pipes
-        return lambda n: None
-    bar = Progress(console=console, transient=True)
-    task = bar.add_task(description, total=total)
-    bar.start()
-    done = {"n": 0}
-
-    def advance(n: int) -> None:
-        bar.advance(task, n)
-        done["n"] += n
-        if done["n"] >= total:
-            bar.stop()
-
-    return advance

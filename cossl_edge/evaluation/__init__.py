@@ -8,7 +8,7 @@ more robust? (``shared/METHOD.md``, "Evaluation protocol").
   before pooling;
 - :mod:`.redundancy` mean pairwise cosine similarity between an image's local vectors;
 - :mod:`.features` what turns prepared images into embeddings (+ local maps): an ONNX model
-  or raw pixels (a run directory's torch encoder is in ``cossl_edge.training.evaluate``);
+  or raw pixels (a run directory's torch encoder is in ``cossl_edge.training.run_features``);
 - :mod:`.protocol` all of it on one labelled set, as one JSON-ready dict;
 - :mod:`.plots` PNG curves and bars (matplotlib, Agg).
 """

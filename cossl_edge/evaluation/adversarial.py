@@ -23,7 +23,7 @@ the clean accuracy of the same episodes. ``accuracy_single_attack`` is each ε's
 own (a few PGD steps are not an exact maximisation, so it may rise with ε by chance).
 
 It needs gradients, so only an extractor with an ``attack`` method (a run directory's torch
-encoder, :class:`cossl_edge.training.evaluate.RunFeatures`) can be attacked; others report
+encoder, :class:`cossl_edge.training.run_features.RunFeatures`) can be attacked; others report
 ``{"available": false, "reason": ...}``. This module itself stays torch-free.
 """
 

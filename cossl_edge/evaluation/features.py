@@ -3,7 +3,7 @@
 An extractor is any callable ``(prepared N×S×S×C in [0, 1]) → Features`` with a ``contract``
 and a ``description``. Here: an ONNX model (its optional ``local_map`` output, from
 ``cossl-edge export --local-map``) and raw pixels (the floor every encoder must beat). A run
-directory's torch encoder is :class:`cossl_edge.training.evaluate.RunFeatures`.
+directory's torch encoder is :class:`cossl_edge.training.run_features.RunFeatures`.
 """
 
 from __future__ import annotations

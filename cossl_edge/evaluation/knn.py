@@ -1,7 +1,12 @@
 """Weighted kNN on embeddings (Wu et al. 2018, "Unsupervised Feature Learning via
 Non-Parametric Instance Discrimination"): the k most cosine-similar bank vectors vote with
 weight exp(sim / T). Vectors go through CL2N first, centred on the bank's mean, as the
-few-shot classifiers do.
+few-shot classifiers do (the training monitor passes a zero centre: plain cosine).
+
+:func:`weighted_votes` is the vote itself, shared by :func:`knn_predict`, the training
+monitor (``cossl_edge.training.diagnostics``) and the ``knn`` few-shot classifier
+(``cossl_edge.fewshot``). Weights are computed as exp((sim − 1) / T): the same vote as
+exp(sim / T) (a constant factor), and it cannot overflow.
 
 >>> import numpy as np
 >>> bank = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -16,6 +21,23 @@ import numpy as np
 from cossl_edge.fewshot import cl2n
 
 
+def weighted_votes(sim: np.ndarray, codes: np.ndarray, n_classes: int, k: int,
+                   temperature: float) -> np.ndarray:
+    """Q×``n_classes`` votes from Q×B similarities to a bank whose rows have class ``codes``
+    (0 … n_classes − 1): each query's k most similar rows vote exp((sim − 1) / T) for their
+    class, summed nearest first."""
+    sim = np.asarray(sim)
+    k = max(1, min(k, sim.shape[1]))
+    near = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    top = np.take_along_axis(sim, near, axis=1)
+    order = np.argsort(-top, axis=1)
+    near, top = np.take_along_axis(near, order, 1), np.take_along_axis(top, order, 1)
+    votes = np.zeros((len(sim), n_classes))
+    np.add.at(votes, (np.arange(len(sim))[:, None], np.asarray(codes)[near]),
+              np.exp((top - 1.0) / temperature))
+    return votes
+
+
 def knn_predict(bank: np.ndarray, bank_labels: np.ndarray, query: np.ndarray, k: int = 20,
                 temperature: float = 0.07, centering: np.ndarray | None = None,
                 chunk: int = 1024) -> np.ndarray:
@@ -25,16 +47,10 @@ def knn_predict(bank: np.ndarray, bank_labels: np.ndarray, query: np.ndarray, k:
     center = bank.mean(axis=0) if centering is None else np.asarray(centering, np.float32)
     a = cl2n(bank, center)
     classes, codes = np.unique(bank_labels, return_inverse=True)
-    k = max(1, min(k, len(a)))
     out = []
     for start in range(0, len(query), chunk):
         b = cl2n(np.asarray(query[start:start + chunk], np.float32), center)
-        sim = b @ a.T
-        near = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        # exp((s - 1)/T) ∝ exp(s/T) and cannot overflow for cosine similarities
-        w = np.exp((np.take_along_axis(sim, near, axis=1) - 1.0) / temperature)
-        votes = np.zeros((len(b), len(classes)))
-        np.add.at(votes, (np.arange(len(b))[:, None], codes[near]), w)
+        votes = weighted_votes(b @ a.T, codes, len(classes), k, temperature)
         out.append(classes[votes.argmax(axis=1)])
     return np.concatenate(out) if out else np.asarray([], bank_labels.dtype)
 

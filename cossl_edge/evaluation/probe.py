@@ -17,28 +17,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cossl_edge.evaluation.splits import stratified_split
 from cossl_edge.logreg import fit_logistic, predict_logistic_proba
 
 # Larger C rarely wins on standardised features of a few hundred images, and on nearly
 # separable data its L-BFGS runs take several times longer.
 DEFAULT_CS = (0.01, 0.1, 1.0)
-
-
-def stratified_split(labels: np.ndarray, test_fraction: float = 0.5, seed: int = 0
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted (train, test) indices; each class keeps at least one sample on each side when
-    it has two or more."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_test = int(round(test_fraction * len(idx)))
-        if len(idx) >= 2:
-            n_test = min(max(n_test, 1), len(idx) - 1)
-        test.extend(idx[:n_test])
-        train.extend(idx[n_test:])
-    return np.sort(np.asarray(train, int)), np.sort(np.asarray(test, int))
+__all__ = ["DEFAULT_CS", "LinearProbe", "fit_linear_probe", "stratified_split"]
 
 
 @dataclass

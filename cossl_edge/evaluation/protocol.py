@@ -11,7 +11,7 @@ rule for every encoder and for raw pixels.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,11 +21,10 @@ from cossl_edge.evaluation.adversarial import pgd_curve
 from cossl_edge.evaluation.corruptions import gaussian_noise, masked_pooling
 from cossl_edge.evaluation.features import Extractor, Features
 from cossl_edge.evaluation.knn import knn_accuracy
-from cossl_edge.evaluation.probe import LinearProbe, fit_linear_probe, stratified_split
+from cossl_edge.evaluation.probe import LinearProbe, fit_linear_probe
 from cossl_edge.evaluation.redundancy import local_redundancy
-
-# (description, total) → advance(n); the CLI gives a rich bar, the benchmark its own.
-ProgressFactory = Callable[[str, int], Callable[[int], None]]
+from cossl_edge.evaluation.splits import stratified_split
+from cossl_edge.progress import ProgressFactory  # the CLI gives a rich bar, the benchmark its own
 
 
 @dataclass

@@ -15,7 +15,6 @@ contract's normalisation and the encoder with respect to the prepared image.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from cossl_edge.contract import PreprocessContract
 from cossl_edge.evaluation.features import Features, pooled
 from cossl_edge.privacy import file_token
 from cossl_edge.training.backbones import ResNetEncoder, build_encoder, global_pool
-from cossl_edge.training.config import PretrainConfig
+from cossl_edge.training.run_config import load_run_config
 
 
 class RunFeatures:
@@ -46,7 +45,7 @@ class RunFeatures:
     def from_run_dir(cls, run_dir: str | Path, batch_size: int = 256,
                      device: str = "cpu") -> RunFeatures:
         run_dir = Path(run_dir)
-        config = load_run_config(run_dir)
+        config, _ = load_run_config(run_dir)
         path = rundir.require(run_dir, rundir.ENCODER, "the run has no encoder weights yet; "
                               "finish or resume it with cossl-edge pretrain")
         try:
@@ -140,13 +139,3 @@ def pgd_linf(embed: Callable[[torch.Tensor], torch.Tensor], prepared: np.ndarray
             x = torch.minimum(torch.maximum(x.detach() + step_size * grad.sign(), lo), hi)
         out.append(x.detach().cpu().numpy())
     return np.concatenate(out)
-
-
-def load_run_config(run_dir: Path) -> PretrainConfig:
-    path = rundir.require(run_dir, rundir.CONFIG, "this is not a pretraining run directory "
-                          "(cossl-edge pretrain writes config.json)")
-    try:
-        return PretrainConfig.load(path)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError, ValueError) as e:
-        raise rundir.RunDirError(f"{path}: corrupt run configuration ({type(e).__name__}); "
-                                 "restore it or re-run cossl-edge pretrain") from e

@@ -1,0 +1,189 @@
+"""The sections of the run report (``cossl_edge.report``): each a title, figures and notes,
+or the reason it has none."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cossl_edge import rundir
+from cossl_edge.report_data import Embedded, ReportError, fewshot_curves, read_json
+
+EXPORT_REPORT = "export-report.json"
+GALLERY_QUERIES = 6
+GALLERY_NEIGHBOURS = 5
+HEATMAP_COUNT = 8
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    figures: list[bytes] = field(default_factory=list)
+    html: str = ""  # tables, notes
+    missing: str = ""  # why there is no figure
+
+    def render(self) -> str:
+        body = "".join(f'<img alt="{self.title}" src="data:image/png;base64,'
+                       f'{base64.b64encode(png).decode()}">' for png in self.figures)
+        body += self.html
+        if self.missing:
+            body += f'<p class="missing">{html.escape(self.missing)}</p>'
+        return (f'<section id="{self.key}"><h2>{html.escape(self.title)}</h2>'
+                f"{body}</section>")
+
+
+def curves_section(records: list[dict]) -> Section:
+    from cossl_edge import report_figures as fig
+
+    s = Section("training-curves", "Training curves")
+    if not any(r.get("loss") is not None for r in records):
+        s.missing = "No training record with a loss in metrics.jsonl (the run has not " \
+                    "finished an epoch)."
+        return s
+    s.figures.append(fig.training_curves(records))
+    return s
+
+
+def monitor_section(records: list[dict]) -> Section:
+    from cossl_edge import report_figures as fig
+
+    s = Section("knn-monitor", "kNN monitor")
+    if not any(r.get("knn_monitor") is not None for r in records):
+        s.missing = "No kNN monitor in metrics.jsonl: pretrain with --monitor LABELED_DIR " \
+                    "to follow a kNN accuracy each epoch."
+        return s
+    s.figures.append(fig.knn_monitor(records))
+    return s
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    return x @ vt[:2].T
+
+
+def map_section(emb: Embedded | None) -> Section:
+    from cossl_edge import report_figures as fig
+
+    s = Section("embedding-map", "Embedding map (PCA)")
+    if emb is None or len(emb.vectors) < 3:
+        s.missing = "No embeddings: export the run (cossl-edge export) so the report can " \
+                    "embed images; pass --data LABELED_DIR to colour the map by label."
+        return s
+    s.figures.append(fig.embedding_map(pca_2d(_centred(emb.vectors)), emb.labels))
+    s.html = f"<p>{html.escape(emb.source)}.</p>"
+    return s
+
+
+def _centred(x: np.ndarray) -> np.ndarray:
+    from cossl_edge.fewshot import cl2n
+
+    return cl2n(x, x.mean(axis=0))
+
+
+def gallery_section(emb: Embedded | None) -> Section:
+    from cossl_edge import report_figures as fig
+
+    s = Section("neighbours", "Nearest-neighbour gallery")
+    if emb is None or len(emb.vectors) < GALLERY_NEIGHBOURS + 2:
+        s.missing = "Not enough embedded images for a gallery (export the run first)."
+        return s
+    z = _centred(emb.vectors)
+    queries = np.random.default_rng(1).choice(len(z), min(GALLERY_QUERIES, len(z)), False)
+    sims = z[queries] @ z.T
+    sims[np.arange(len(queries)), queries] = -np.inf  # a query is not its own neighbour
+    near = np.argsort(-sims, axis=1)[:, :GALLERY_NEIGHBOURS]
+    s.figures.append(fig.neighbour_gallery(emb.images, list(queries), near, emb.labels,
+                                           np.take_along_axis(sims, near, 1)))
+    s.html = "<p>Each row: a query, then its nearest neighbours by cosine similarity.</p>"
+    return s
+
+
+def fewshot_section(run: Path, emb: Embedded | None) -> Section:
+    from cossl_edge import report_figures as fig
+
+    s = Section("fewshot", "Few-shot accuracy against shots")
+    curves = fewshot_curves(run, emb)
+    if not curves:
+        s.missing = "No few-shot results: run cossl-edge fewshot eval ... --json " \
+                    "RUN_DIR/fewshot.json, or pass --data LABELED_DIR to the report."
+        return s
+    s.figures.append(fig.fewshot_curves(curves))
+    rows = "".join(f"<tr><td>{html.escape(name)}</td>" + "".join(
+        f"<td>{k}-shot {100 * a:.1f} ± {100 * c:.1f}%</td>" for k, (a, c) in sorted(p.items()))
+        + "</tr>" for name, p in curves.items())
+    s.html = f"<table>{rows}</table>"
+    return s
+
+
+def export_section(run: Path) -> Section:
+    from cossl_edge import report_figures as fig
+
+    s = Section("export", "fp32 against int8: size, latency, agreement")
+    report = read_json(run / EXPORT_REPORT)
+    if report is None:
+        s.missing = "No export-report.json: run cossl-edge export on this run."
+        return s
+    rows = [(f"{name} file", f"{info['bytes'] / 1e6:.2f} MB")
+            for name, info in report.get("files", {}).items()]
+    agree = report.get("int8_agreement") or {}
+    for key, label in (("cosine_mean", "int8 cosine to fp32, mean"),
+                       ("cosine_min", "int8 cosine to fp32, min"),
+                       ("knn_top1_agreement", "int8 kNN top-1 agreement")):
+        if agree.get(key) is not None:
+            rows.append((label, f"{agree[key]:.4f}"))
+    if "int8" in report:
+        rows.append(("int8 target", str(report["int8"].get("target", "?"))))
+    s.html = "<table>" + "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>"
+                                 for a, b in rows) + "</table>"
+    if report.get("latency"):
+        s.figures.append(fig.latency_bars(report["latency"]))
+    else:
+        s.missing = "Latency was not measured (exported with --no-latency)."
+    return s
+
+
+def heatmap_section(folder: Path, required: bool = False) -> Section | None:
+    """The heatmaps with the highest P(finding), or None when ``folder`` holds none (an error
+    when the folder was asked for)."""
+    from cossl_edge import report_figures as fig
+    from cossl_edge.heatmaps import read_index
+
+    rows = read_index(folder)
+    if not rows:
+        if required:
+            raise ReportError(f"{folder}: no heatmaps.csv with its PNGs; write them with "
+                              "cossl-edge fewshot predict CLF.json IMAGES --out preds.csv "
+                              f"--heatmaps {folder}")
+        return None
+    from PIL import Image
+
+    total = len(rows)
+    rows = sorted(rows, key=lambda r: -r["p_finding"])[:HEATMAP_COUNT]
+    images = [np.asarray(Image.open(folder / f"{r['id']}.png").convert("RGB")) for r in rows]
+    titles = [f"{r['label']} · P(finding) {r['p_finding']:.2f}" for r in rows]
+    s = Section("heatmaps", "Local few-shot classifier: heatmaps")
+    s.figures.append(fig.heatmap_gallery(images, titles))
+    s.html = (f"<p>The {len(rows)} of {total} images with the highest "
+              "P(finding); red where a position alone would be called a finding.</p>")
+    return s
+
+
+def summary_table(run: Path) -> str:
+    config = read_json(run / rundir.CONFIG) or {}
+    contract = config.get("contract") or {}
+    items = [("method", config.get("method")), ("backbone", config.get("arch")),
+             ("width", config.get("width")), ("input", f"{contract.get('size')} px, "
+                                              f"{contract.get('channels')} ch"
+                                              if contract else None),
+             ("feature map", config.get("feature_grid")), ("training images",
+                                                           config.get("num_images"))]
+    rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in items if v is not None)
+    return f"<table class='summary'>{rows}</table>" if rows else ""
