@@ -38,26 +38,27 @@ class Section:
 
 
 def curves_section(records: list[dict]) -> Section:
-    from cossl_edge import report_figures as fig
-
-    s = Section("training-curves", "Training curves")
-    if not any(r.get("loss") is not None for r in records):
-        s.missing = "No training record with a loss in metrics.jsonl (the run has not " \
-                    "finished an epoch)."
-        return s
-    s.figures.append(fig.training_curves(records))
-    return s
+    return _records_section(records, "loss", Section("training-curves", "Training curves"),
+                            "No training record with a loss in metrics.jsonl (the run has not "
+                            "finished an epoch).", "training_curves")
 
 
 def monitor_section(records: list[dict]) -> Section:
+    return _records_section(records, "knn_monitor", Section("knn-monitor", "kNN monitor"),
+                            "No kNN monitor in metrics.jsonl: pretrain with --monitor "
+                            "LABELED_DIR to follow a kNN accuracy each epoch.", "knn_monitor")
+
+
+def _records_section(records: list[dict], key: str, s: Section, missing: str,
+                     figure: str) -> Section:
+    """A figure of ``metrics.jsonl`` (``report_figures.<figure>``), or why there is none: no
+    record holds ``key``."""
     from cossl_edge import report_figures as fig
 
-    s = Section("knn-monitor", "kNN monitor")
-    if not any(r.get("knn_monitor") is not None for r in records):
-        s.missing = "No kNN monitor in metrics.jsonl: pretrain with --monitor LABELED_DIR " \
-                    "to follow a kNN accuracy each epoch."
+    if not any(r.get(key) is not None for r in records):
+        s.missing = missing
         return s
-    s.figures.append(fig.knn_monitor(records))
+    s.figures.append(getattr(fig, figure)(records))
     return s
 
 
