@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.evaluation.features import POOLS
+from cossl_edge.training.method_list import DEFAULT_METHOD, all_options, method_info
 
 CONFIG_VERSION = 1
 
@@ -68,7 +69,7 @@ STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "pool", "vi
 @dataclass
 class PretrainConfig:
     # model
-    method: str = "co-simclr"  # see docs/recipe.md: BYOL-family learns too slowly on a CPU budget
+    method: str = DEFAULT_METHOD  # method_list.py; docs/recipe.md
     arch: str = "resnet10"  # more steps per CPU minute; docs/recipe.md
     width: float = 0.25
     stem: str = "auto"  # auto: by input size (stem_for_size), docs/recipe.md
@@ -116,6 +117,8 @@ class PretrainConfig:
     video_every: int = 1  # every k-th video frame ...
     video_fps: float | None = None  # ... or about this many frames per second
     contract: PreprocessContract = field(default_factory=PreprocessContract)
+    # a method's settings that are not fields above (method_list.MethodOption), by name
+    method_options: dict = field(default_factory=dict)
     # run
     device: str = "auto"
     checkpoint_every: int = 10  # epochs between periodic copies (last.pt is always kept)
@@ -134,6 +137,26 @@ class PretrainConfig:
         if self.method not in CONTRASTIVE:
             changes.pop("cutpaste", None)
         return replace(self, **changes)
+
+    def option(self, name: str):
+        """A method setting: the field of that name, else ``method_options`` (else the
+        default its method_list declaration gives)."""
+        if name in {f.name for f in fields(self)}:
+            return getattr(self, name)
+        if name in self.method_options:
+            return self.method_options[name]
+        declared = all_options().get(name)
+        if declared is None:
+            raise KeyError(f"no setting {name!r}")
+        return declared[0].default
+
+    def check_method_options(self) -> None:
+        """``method_options`` holds only settings that this method declares."""
+        own = {o.name for o in method_info(self.method).options}
+        stray = sorted(set(self.method_options) - own)
+        if stray:
+            raise ValueError(f"{self.method} has no setting {', '.join(stray)}; its settings: "
+                             f"{', '.join(sorted(own)) or 'none'}")
 
     def resolved_embed_pool(self) -> str:
         """Global pooling of the exported embedding: ``embed_pool``, else the training's."""

@@ -1,18 +1,20 @@
-"""The method registry: each method declares its heads, its loss and its defaults.
+"""The methods' implementations: each declares its heads, its loss and its (online,
+target) pairs. Which methods exist, their summaries, default ``w_s`` and settings are in
+:mod:`cossl_edge.training.method_list`; a class here is registered under those names
+with :func:`implements`.
 
 The training loop knows nothing about methods: it calls ``method.loss(view_a, view_b)``,
 optimises ``method.parameters()`` that require grad, and calls ``method.momentum_update(tau)``
 which moves every (online, target) pair the method declared (solo-learn's
 ``momentum_pairs`` idea).
 
-- ``co-byol`` (default) and ``byol`` (= co-byol with w_s = 0): one class.
+- ``co-byol`` and ``byol`` (= co-byol with w_s = 0): one class.
 - ``co-simclr`` and ``simclr`` (= co-simclr with w_s = 0): one class.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -21,30 +23,25 @@ from cossl_edge.training.backbones import ResNetEncoder, build_encoder, global_p
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.heads import MLPHead, local_vectors
 from cossl_edge.training.losses import byol_loss, co_byol_loss, co_simclr_loss
+from cossl_edge.training.method_list import METHODS, method_info  # noqa: F401 (re-exported)
 
-
-@dataclass(frozen=True)
-class MethodSpec:
-    cls: type
-    default_w_s: float
-    summary: str
-
-
-METHODS: dict[str, MethodSpec] = {}
+IMPLEMENTATIONS: dict[str, type] = {}
 LOCAL_TARGETS = ("g2", "g1", "online")
 
 
-def register(name: str, default_w_s: float, summary: str):
+def implements(*names: str):
+    """Class decorator: the implementation of the listed methods (``method_list``)."""
     def deco(cls):
-        METHODS[name] = MethodSpec(cls, default_w_s, summary)
+        for name in names:
+            IMPLEMENTATIONS[name] = cls
         return cls
     return deco
 
 
 def resolved_w_s(config: PretrainConfig) -> float:
-    spec = _spec(config.method)
-    w = spec.default_w_s if config.w_s is None else float(config.w_s)
-    if spec.default_w_s == 0 and w != 0:
+    info = method_info(config.method)
+    w = info.default_w_s if config.w_s is None else float(config.w_s)
+    if info.is_base and w != 0:
         raise ValueError(f"{config.method} is the base method (w_s = 0); use "
                          f"co-{config.method} for a local term")
     if not 0 <= w < 1:
@@ -52,14 +49,13 @@ def resolved_w_s(config: PretrainConfig) -> float:
     return w
 
 
-def _spec(name: str) -> MethodSpec:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {sorted(METHODS)}")
-    return METHODS[name]
-
-
 def build_method(config: PretrainConfig) -> SSLMethod:
-    return _spec(config.method).cls(build_encoder(config), config)
+    info = method_info(config.method)
+    if info.name not in IMPLEMENTATIONS:
+        raise ValueError(f"method {info.name!r} is listed but has no implementation: register "
+                         "a class with @implements in cossl_edge.training.methods")
+    config.check_method_options()
+    return IMPLEMENTATIONS[info.name](build_encoder(config), config)
 
 
 class SSLMethod(nn.Module):
@@ -125,8 +121,7 @@ def _frozen_copy(module: nn.Module) -> nn.Module:
     return twin
 
 
-@register("co-byol", 0.3, "BYOL + CO-SSL local term (Aubret et al. 2025)")
-@register("byol", 0.0, "BYOL (Grill et al. 2020): co-byol with w_s = 0")
+@implements("co-byol", "byol")
 class CoBYOL(SSLMethod):
     """Online: backbone, g1 (projector), q1 (predictor), g2/q2 (local projector/predictor).
     Target (EMA, no gradient): backbone, g1, g2."""
@@ -186,8 +181,7 @@ class CoBYOL(SSLMethod):
         return loss, {"loss_global": float(global_term)}
 
 
-@register("co-simclr", 0.3, "SimCLR + CO-SSL local term (InfoNCE form)")
-@register("simclr", 0.0, "SimCLR (Chen et al. 2020): co-simclr with w_s = 0")
+@implements("co-simclr", "simclr")
 class CoSimCLR(SSLMethod):
     """Backbone, g1 (projector), g2 (local projector). No target network."""
 

@@ -12,13 +12,7 @@ from pathlib import Path
 import typer
 
 from cossl_edge.commands.common import user_errors
-
-
-class Method(str, Enum):
-    co_byol = "co-byol"
-    byol = "byol"
-    co_simclr = "co-simclr"
-    simclr = "simclr"
+from cossl_edge.commands.method_options import method_fields, with_method_options
 
 
 def parse_auto(option: str, text: str, high: float, what: str) -> float | None:
@@ -47,16 +41,12 @@ def parse_duration(text: str) -> float:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(no_args_is_help=True)
     def pretrain(
         ctx: typer.Context,
         data_dir: Path = typer.Argument(..., help="Folder of unlabeled images (PNG/JPEG/TIFF, "
                                         "searched recursively), DICOM files, or video files."),
         out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o",
                                  help="Run directory: config, metrics, checkpoints, encoder."),
-        method: Method = typer.Option(Method.co_simclr, help="co-simclr (default), simclr, "
-                                      "co-byol, byol. byol/simclr are the co- variants with "
-                                      "w_s = 0."),
         arch: str = typer.Option("resnet10", help="Backbone: resnet10 (default: more "
                                  "steps per CPU minute) or resnet18."),
         width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
@@ -86,22 +76,6 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(128, help="Images per step (per process)."),
         lr: float = typer.Option(2e-3, help="Peak learning rate after warmup."),
         optimizer: str = typer.Option("adamw", help="adamw or lars."),
-        w_s: float | None = typer.Option(None, "--w-s", help="Weight of the CO-SSL local term "
-                                         "(default 0.3 for co- methods; 0 = base method)."),
-        local_target: str = typer.Option("g2", help="Target of the local term: g2 (target "
-                                         "copy of the local head) or g1 (global head)."),
-        local_grid: int | None = typer.Option(None, help="Pool the feature map to n×n before "
-                                              "the local term (default: its natural size)."),
-        temperature: float = typer.Option(0.2, help="InfoNCE temperature (co-simclr, "
-                                          "simclr)."),
-        ema_base: float = typer.Option(0.99, help="Starting EMA decay of the target network "
-                                       "(co-byol, byol); rises to 1 on a cosine schedule."),
-        proj_dim: int = typer.Option(128, help="Output size of the projector and predictor "
-                                     "heads."),
-        proj_hidden: int = typer.Option(1024, help="Hidden size of the global projector and "
-                                        "predictor."),
-        local_hidden: int = typer.Option(512, help="Hidden size of the local (per-position) "
-                                         "heads."),
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
         scramble_texture: float = typer.Option(0.0, min=0.0, max=1.0, help="Probability of "
                                                "replacing a view's large-scale shading and "
@@ -110,11 +84,6 @@ def register(app: typer.Typer) -> None:
         jitter: float = typer.Option(0.4, min=0.0, max=1.0, help="Brightness and contrast "
                                      "jitter of the camera views (BYOL's 0.4); lower keeps "
                                      "faint findings from being washed out."),
-        cutpaste: bool = typer.Option(False, "--cutpaste/--no-cutpaste", help="co-simclr, "
-                                      "simclr: add to every image a hard negative, a view "
-                                      "of it with a small piece cut and pasted elsewhere "
-                                      "(CutPaste), so that the embedding changes when "
-                                      "something small and local appears."),
         view_size: int | None = typer.Option(None, help="Side of the training views in "
                                              "pixels, smaller than --image-size: both views "
                                              "of a pair are cut from one native-resolution "
@@ -181,8 +150,12 @@ def register(app: typer.Typer) -> None:
         sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPU processes: "
                                      "BatchNorm statistics over the whole batch of all "
                                      "processes (SyncBatchNorm; GPUs only)."),
+        **method_settings,
     ) -> None:
-        """Pretrain an encoder with CO-SSL on unlabeled images and write a run directory."""
+        """Pretrain an encoder with CO-SSL on unlabeled images and write a run directory.
+
+        The method (--method) and its own settings come from the method list
+        (cossl_edge.training.method_list); each setting says which methods it applies to."""
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             launch_torchrun(nproc, ctx)
         with user_errors():
@@ -193,17 +166,15 @@ def register(app: typer.Typer) -> None:
             auto_size = image_size.strip().lower() == "auto"
             if not auto_size and not image_size.strip().isdigit():
                 raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
+            method = method_settings.pop("method").value
             config = PretrainConfig(
-                method=method.value, arch=arch, width=width, stem=stem, pool=pool,
-                embed_pool=embed_pool, w_s=w_s,
-                local_target=local_target, local_grid=local_grid, optimizer=optimizer, lr=lr,
-                temperature=temperature, ema_base=ema_base, proj_dim=proj_dim,
-                proj_hidden=proj_hidden, pred_hidden=proj_hidden, local_hidden=local_hidden,
-                batch_size=batch_size, accumulate=accumulate, epochs=epochs,
+                method=method, arch=arch, width=width, stem=stem, pool=pool,
+                embed_pool=embed_pool, optimizer=optimizer, lr=lr, batch_size=batch_size,
+                accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
                 seed=seed, findings=findings, preset=preset, min_scale=min_scale,
                 view_size=view_size,
-                texture=scramble_texture, cutpaste=cutpaste, jitter=jitter,
+                texture=scramble_texture, jitter=jitter,
                 workers=workers,
                 hflip=parse_auto("--hflip", hflip, 1.0, "a probability between 0 and 1"),
                 rotate=parse_auto("--rotate", rotate, 180.0, "an angle between 0 and 180 degrees"),
@@ -213,6 +184,7 @@ def register(app: typer.Typer) -> None:
                                             resize=resize, window=window),
                 dicom_stride=dicom_stride, video_every=video_every, video_fps=video_fps,
                 device=device, monitor=str(monitor) if monitor else None,
+                **method_fields(method, method_settings, explicit_fields(ctx)),
             )
             config = config.with_findings_recipe(keep=explicit_fields(ctx))
             if epochs is None and time_budget is None and max_steps is None and not resume:
@@ -222,6 +194,8 @@ def register(app: typer.Typer) -> None:
             if int(os.environ.get("RANK", "0")) != 0:
                 return  # one summary, from rank 0
             typer.echo(json.dumps(summary, indent=2))
+
+    app.command(no_args_is_help=True)(with_method_options(pretrain))
 
 
 # CLI option → configuration field, where the names differ
