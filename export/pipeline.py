@@ -10,9 +10,7 @@ export never leaves a file that looks valid.
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,32 +18,31 @@ import numpy as np
 from cossl_edge import __version__, rundir
 from cossl_edge.export import calibration as calib
 from cossl_edge.export import latency, onnx_export, quantize, verify
-from cossl_edge.export.loaded_run import LoadedRun, load_run
-from cossl_edge.export.report import (
+from cossl_edge.export.export_report import (
     REPORT_FILE,
     finite_or_none,
     recommend_int8,
     write_report,
 )
+from cossl_edge.export.loaded_run import LoadedRun, load_run
+from cossl_edge.progress import ProgressFactory, task
 
 FP32_FILE = "encoder.onnx"
 INT8_FILE = "encoder.int8.onnx"
-# A task's progress callback: (description, total) → advance(n)
-Progress = Callable[[str, int], Callable[[int], None]]
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: bool = True,
                calibration: str | Path | None = None, calibration_count: int = 256,
                target: str = "auto", opset: int = 17, local_map: bool = False,
                measure_latency: bool = True, latency_budget_s: float = 1.0,
-               progress: Progress | None = None) -> dict:
+               progress: ProgressFactory | None = None) -> dict:
     """Export a run's encoder; returns the report (also written as ``export-report.json``)."""
     resolved = quantize.resolve_target(target) if int8 else None
     run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
     contract = run.config.contract
-    with _task(progress, "calibration images", calibration_count) as advance:
+    with task(progress, "calibration images", calibration_count) as advance:
         images, skipped, source = calib.calibration_images(
             run.run_dir, run.extra, contract, calibration, calibration_count, advance,
             sampling=calib.run_sampling(run.config))
@@ -59,7 +56,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
         work = Path(scratch)
         fp32_emb = _export_fp32(run, images, work, opset, local_map, report)
         if resolved is not None:
-            with _task(progress, "int8 calibration", len(images)) as advance:
+            with task(progress, "int8 calibration", len(images)) as advance:
                 report["int8"] = quantize.quantize_int8(work / FP32_FILE, work / INT8_FILE,
                                                         images, resolved, work, advance)
             _finish_int8(run, images, work, fp32_emb, report)
@@ -115,8 +112,3 @@ def _fingerprint(run_dir: Path) -> str:
     path = run_dir / rundir.FINGERPRINT
     return path.read_text().strip() if path.is_file() else "unknown"
 
-
-@contextlib.contextmanager
-def _task(progress: Progress | None, description: str, total: int
-          ) -> Iterator[Callable[[int], None] | None]:
-    yield progress(description, total) if progress is not None else None

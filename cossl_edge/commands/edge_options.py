@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 MODEL = typer.Argument(..., help="Encoder ONNX file written by cossl-edge export.")
 CONTRACT = typer.Option(None, "--contract", help="PreprocessContract JSON file, for a model "
@@ -43,16 +39,6 @@ def open_encoder(model: Path, contract: Path | None, threads: int, spin: bool):
     from cossl_edge.encoder import Encoder  # onnxruntime loads only when a command runs
 
     return Encoder(model, contract=contract, threads=threads, spinning=spin)
-
-
-@contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(n)``."""
-    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    with bars:
-        task = bars.add_task(description, total=total)
-        yield lambda n: bars.advance(task, n)
 
 
 def report_skipped(skipped: dict[str, int], tokens: list[str]) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from cossl_edge.commands import edge_options as opt
 from cossl_edge.commands.common import user_errors
+from cossl_edge.progress import progress_bar
 
 
 def embed(
@@ -45,7 +46,7 @@ def embed(
         samples = shard_samples(found.samples, i, n)
         root = data_dir if data_dir.is_dir() else data_dir.parent
         out.parent.mkdir(parents=True, exist_ok=True)
-        with opt.progress_bar("embedding", len(samples)) as advance:
+        with progress_bar("embedding", len(samples)) as advance:
             report = embed_to_file(encoder, samples, out, root=root, batch_size=batch_size,
                                    chunk_size=chunk_size, id_map=id_map, on_progress=advance)
     counts, tokens = opt.count_skipped(found.skipped)

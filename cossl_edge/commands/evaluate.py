@@ -45,12 +45,31 @@ def open_extractor(path: Path, threads: int, batch_size: int, contract: Path | N
     return OnnxFeatures(path, threads=threads, batch_size=batch_size, contract=contract)
 
 
-def load_labelled(folder: Path, contract, labels_csv: Path | None
+SAMPLING_OPTIONS = ("dicom_stride", "video_every", "video_fps")
+
+
+def data_sampling(model: Path, given: dict):
+    """How densely to sample the labelled folder (a SamplingOptions): as the encoder was
+    pretrained. A run directory records its sampling in config.json; an ONNX model does not,
+    so there the options alone decide (``given``: the sampling options set on the command
+    line, by name; they also override a run's record)."""
+    from cossl_edge.sources import SamplingOptions
+
+    recorded = SamplingOptions()
+    if model.is_dir():
+        from cossl_edge.training.run_config import load_run_config  # torch: a run directory
+
+        recorded = load_run_config(model)[0].sampling()
+    return SamplingOptions(**{**recorded.to_dict(), **given})
+
+
+def load_labelled(folder: Path, contract, labels_csv: Path | None, sampling=None
                   ) -> tuple[np.ndarray, list[str]]:
-    """Prepared images and their labels; unreadable files are skipped and reported."""
+    """Prepared images and their labels; unreadable files are skipped and reported.
+    ``sampling`` (a SamplingOptions) thins DICOM series and videos; default: every sample."""
     from cossl_edge.sources import labelled_samples, load_many
 
-    samples, labels, _ = labelled_samples(folder, labels_csv)
+    samples, labels, _ = labelled_samples(folder, labels_csv, sampling)
     arrays, kept_labels, skipped = [], [], []
     with progress_bar("decoding", len(samples)) as advance:
         for i in range(0, len(samples), 64):
@@ -100,6 +119,7 @@ def _print_summary(res: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command(no_args_is_help=True)
     def evaluate(
+        ctx: typer.Context,
         model: Path = typer.Argument(..., metavar="RUN_DIR_OR_MODEL", help="A pretraining "
                                      "run directory (needs torch) or an exported .onnx model "
                                      "(export with --local-map for masking and redundancy)."),
@@ -140,10 +160,19 @@ def register(app: typer.Typer) -> None:
         threads: int = typer.Option(0, "--threads", min=0, help="Intra-op threads for "
                                     "onnxruntime or torch (0: their default)."),
         contract: Path | None = opt.CONTRACT,
+        dicom_stride: int = opt.DICOM_STRIDE,
+        video_every: int = opt.VIDEO_EVERY,
+        video_fps: float | None = opt.VIDEO_FPS,
     ) -> None:
         """Evaluate an encoder: linear probe, weighted kNN, 1/5/10-shot episodes, accuracy
         under input noise, internal masking and a small L∞ PGD attack (run directories),
-        and local redundancy."""
+        and local redundancy. DICOM series and videos are sampled as a run directory was
+        pretrained (its config.json) unless --dicom-stride/--video-every/--video-fps say
+        otherwise; pass them for an ONNX model to see the folder as its training did."""
+        values = {"dicom_stride": dicom_stride, "video_every": video_every,
+                  "video_fps": video_fps}
+        given = {name: values[name] for name in SAMPLING_OPTIONS
+                 if ctx.get_parameter_source(name).name != "DEFAULT"}
         from cossl_edge.evaluation.plots import plot_evaluation
         from cossl_edge.evaluation.protocol import EvaluationSettings
         from cossl_edge.evaluation.protocol import evaluate as run
@@ -158,7 +187,8 @@ def register(app: typer.Typer) -> None:
                 pgd_steps=pgd_steps, pgd_episodes=pgd_episodes, pgd_shots=pgd_shots,
                 pgd_random_start=pgd_random_start)
             extractor = open_extractor(model, threads, batch_size, contract)
-            images, y = load_labelled(labeled_dir, extractor.contract, labels)
+            sampling = data_sampling(model, given)
+            images, y = load_labelled(labeled_dir, extractor.contract, labels, sampling)
             res = run(extractor, images, y, settings, progress=self_closing_bar)
             if json_out is not None:
                 json_out.parent.mkdir(parents=True, exist_ok=True)

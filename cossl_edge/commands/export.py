@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from cossl_edge.commands.common import user_errors
+from cossl_edge.progress import ProgressBars
 
 TARGET_HELP = ("CPU the int8 file is tuned for: x86-vnni (U8 activations, S8 weights), x86 "
                "without VNNI (U8/S8 with reduce_range), arm (S8/S8), or auto (read this CPU).")
@@ -37,10 +36,10 @@ def export(
 ) -> None:
     """Export a run's encoder to ONNX (verified against torch) and int8; print the report."""
     from cossl_edge.export import export_run
-    from cossl_edge.export.report import report_tables
+    from cossl_edge.export.export_report import report_tables
 
     console = Console(stderr=True)
-    with user_errors(), _ProgressBars(console) as progress:
+    with user_errors(), ProgressBars(console) as progress:
         report = export_run(run_dir, out, int8=int8, calibration=calibration,
                             calibration_count=calibration_count, target=target, opset=opset,
                             local_map=local_map, measure_latency=latency, progress=progress)
@@ -52,25 +51,6 @@ def export(
     folder = out if out is not None else run_dir
     stdout.print(f"wrote {', '.join(f['file'] for f in report['files'].values())} and "
                  f"{report['report_file']} to {folder}")
-
-
-class _ProgressBars:
-    """rich progress bars as the ``progress(description, total) → advance`` callback."""
-
-    def __init__(self, console: Console) -> None:
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(),
-                             MofNCompleteColumn(), console=console, transient=True)
-
-    def __enter__(self) -> Callable[[str, int], Callable[[int], None]]:
-        self.bars.__enter__()
-
-        def start(description: str, total: int) -> Callable[[int], None]:
-            task = self.bars.add_task(description, total=total)
-            return lambda n: self.bars.advance(task, n)
-        return start
-
-    def __exit__(self, *exc: object) -> None:
-        self.bars.__exit__(*exc)
 
 
 def register(app: typer.Typer) -> None:

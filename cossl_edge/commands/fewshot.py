@@ -10,6 +10,7 @@ import typer
 
 from cossl_edge.commands import edge_options as opt
 from cossl_edge.commands.common import user_errors
+from cossl_edge.progress import progress_bar
 
 app = typer.Typer(help="Few-shot classification: fit on a few labelled images, predict, or "
                   "evaluate with N-way K-shot episodes.", no_args_is_help=True)
@@ -42,7 +43,7 @@ def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_siz
     normal_class_of(sorted(set(labels)), normal_class)  # its error before the long part
     label_of = dict(zip(samples, labels, strict=True))
     maps, kept, skipped = [], [], []
-    with opt.progress_bar("mapping", len(samples)) as advance:
+    with progress_bar("mapping", len(samples)) as advance:
         for refs, prepared, bad in encoder.iter_prepared(samples, batch_size):
             if refs:
                 maps.append(encoder.run_local(encoder.contract.normalize(prepared)))
@@ -64,7 +65,7 @@ def _embed_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: 
 
     samples, labels, _ = labelled_samples(folder, labels_csv, sampling)
     label_of = dict(zip(samples, labels, strict=True))
-    with opt.progress_bar("embedding", len(samples)) as advance:
+    with progress_bar("embedding", len(samples)) as advance:
         emb = encoder.embed_samples(samples, batch_size, on_batch=advance)
     opt.report_skipped(*opt.count_skipped(emb.skipped))
     return emb.vectors, [label_of[s] for s in emb.samples]
@@ -154,7 +155,7 @@ def predict(
         encoder = open_with_contract(model_path, clf.contract, threads, spin)
         clf.check_model(encoder.sha256, model_path, classifier_file)
         found = discover(data_dir, sampling)
-        with opt.progress_bar("classifying", len(found.samples)) as advance:
+        with progress_bar("classifying", len(found.samples)) as advance:
             if clf.kind == "local":
                 samples, preds, skipped = _predict_local(encoder, clf, found.samples, top_k,
                                                          abstain, heatmaps, batch_size, advance)

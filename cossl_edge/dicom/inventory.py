@@ -14,6 +14,7 @@ from pathlib import Path
 from cossl_edge.dicom.header import DicomHeader, DicomSkip, looks_like_dicom, read_header
 from cossl_edge.dicom.pixels import read_frame, require_decoder
 from cossl_edge.privacy import file_token, salted_id
+from cossl_edge.progress import track
 
 INVENTORY_VERSION = 1
 
@@ -28,7 +29,7 @@ def scan(root: str | Path, decode: bool = False, with_paths: bool = False,
         raise DicomSkip(f"{root}: not a folder; give the folder to scan")
     files = sorted(p for p in root.rglob("*") if p.is_file())
     entries = []
-    for p in _track(files, progress):
+    for p in track(files, progress, "Scanning"):
         entry = {"file": file_token(p, root)}
         if with_paths:
             entry["path"] = str(p.relative_to(root))
@@ -110,11 +111,3 @@ def _summary(entries: list[dict]) -> dict:
                                  .most_common()),
         "burned_in_annotation": sum(bool(e.get("burned_in_annotation")) for e in entries),
     }
-
-
-def _track(files: list[Path], progress: bool):
-    if not progress:
-        return files
-    from rich.progress import track
-
-    return track(files, description="Scanning", transient=True)

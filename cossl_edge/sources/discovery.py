@@ -3,10 +3,10 @@ matches it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from cossl_edge.progress import track
 from cossl_edge.sources import registry
 from cossl_edge.sources.refs import Discovery, SampleRef, Skipped, SourceError
 from cossl_edge.sources.sampling import SamplingOptions
@@ -39,7 +39,7 @@ def discover(root: str | Path, sampling: SamplingOptions | None = None, *,
     samples: list[SampleRef] = []
     skipped: list[Skipped] = []
     pending: dict[str, list[Any]] = {r.kind: [] for r in readers if r.group is not None}
-    for p in _maybe_track(files, progress, "Finding samples"):
+    for p in track(files, progress, "Finding samples"):
         if p.name.startswith("."):
             continue
         if inside is not None and p.is_symlink() and not p.resolve().is_relative_to(inside):
@@ -79,11 +79,3 @@ def _sampling(sampling: SamplingOptions | None, dicom_stride: int | None,
         raise SourceError(f"discover(): sampling must be a SamplingOptions, got "
                           f"{type(sampling).__name__}")
     return sampling
-
-
-def _maybe_track(items: list, progress: bool, label: str) -> Iterable:
-    if not progress:
-        return items
-    from rich.progress import track
-
-    return track(items, description=label, transient=True)
