@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from datasets import write_split
+from loop_throughput import training_step
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.sources import discover
@@ -49,7 +50,6 @@ from cossl_edge.training.dataset import (
     epoch_loader,
 )
 from cossl_edge.training.methods import build_method
-from cossl_edge.training.optim import build_optimizer
 from cossl_edge.training.views import TwoViews, rotate
 
 
@@ -137,19 +137,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     method = build_method(cfg).to(memory_format=torch.channels_last)
-    opt = build_optimizer(cfg.optimizer, method, cfg.lr, cfg.weight_decay)
     batch_views = [torch.stack(t).contiguous(memory_format=torch.channels_last)
                    for t in zip(*items, strict=True)]
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
-
-    def step():
-        with amp:
-            loss, _ = method(*batch_views)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        method.momentum_update(0.99)
-
+    step, opt = training_step(method, cfg, batch_views, args.bf16)
     step()
     s_step = per_call(step, 5, repeat=2)
     probe = torch.from_numpy(cfg.contract.normalize(

@@ -14,6 +14,7 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -24,25 +25,34 @@ from cossl_edge.training.methods import build_method
 from cossl_edge.training.optim import build_optimizer
 
 
+def training_step(method, config: PretrainConfig, views: list[torch.Tensor], bf16: bool
+                  ) -> tuple[Callable[[], None], torch.optim.Optimizer]:
+    """The method's whole step on one batch of ``views`` as a function (forward, under bf16
+    autocast when asked; backward; the optimizer's step; the EMA update), and its optimizer
+    (the loop's own choice for ``config``)."""
+    opt = build_optimizer(config.optimizer, method, config.lr, config.weight_decay)
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
+
+    def step() -> None:
+        with amp:
+            loss, _ = method(*views)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        method.momentum_update(0.99)
+
+    return step, opt
+
+
 def model_alone(config: PretrainConfig, bf16: bool, steps: int, batch: int = 128) -> float:
     """Pairs/s of the method's whole step on random tensors: the loop's limit."""
     torch.manual_seed(0)
     m = build_method(config).to(memory_format=torch.channels_last)
     m.train()
-    opt = build_optimizer(config.optimizer, m, config.lr, config.weight_decay)
     s = config.contract.size
     views = [torch.randn(batch, config.contract.channels, s, s).contiguous(
         memory_format=torch.channels_last) for _ in range(2)]
-    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
-
-    def step():
-        with amp:
-            loss, _ = m(*views)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        m.momentum_update(0.99)
-
+    step, _ = training_step(m, config, views, bf16)
     for _ in range(2):
         step()
     t0 = time.perf_counter()
