@@ -48,22 +48,30 @@ from cossl_edge.training.backbones import build_encoder
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.diagnostics import effective_rank
 from cossl_edge.training.loop import pretrain
+from cossl_edge.training.method_list import (
+    DEFAULT_METHOD,
+    METHODS,
+    all_options,
+    method_info,
+    method_names,
+)
 from cossl_edge.training.run_features import RunFeatures
 
-METHODS = ("co-byol", "byol", "co-simclr", "simclr")
 FLOORS = ("random-init", "raw-pixels")
 PGD_EPS = (1 / 255, 2 / 255, 4 / 255)
 PROTOCOL = 3  # bump when the evaluation changes, so cached results are evaluated again
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    methods = method_names()  # the method list: every listed method is a choice
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", default="10m", help="Wall-clock pretraining budget per run "
                     "(e.g. 10m, 90s).")
     ap.add_argument("--seeds", type=int, default=3, help="Seeds per method (0..N-1).")
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--methods", nargs="+", default=methods, choices=methods,
+                    help="Methods to compare (from the method list) [default: all].")
     ap.add_argument("--size", type=int, default=32, help="Input side in pixels.")
     ap.add_argument("--episodes", type=int, default=200, help="Few-shot episodes per K.")
     ap.add_argument("--pgd-episodes", type=int, default=0, help="Few-shot episodes whose "
@@ -87,7 +95,9 @@ def parse_args() -> argparse.Namespace:
                     "[default: benchmarks/results/compare_methods[-<overrides>].json].")
     ap.add_argument("--smoke", action="store_true", help="Label the output a smoke run "
                     "(implied by a budget under 5 minutes).")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+    args.budget_s = parse_duration(args.budget)
+    args.smoke = args.smoke or args.budget_s < 300
     args.overrides = parse_overrides(args.set)
     tag = "-".join(f"{k}={v}" for k, v in sorted(args.overrides.items())) or "default"
     args.tag = re.sub(r"[^\w.=-]", "_", tag)
@@ -100,7 +110,8 @@ def parse_args() -> argparse.Namespace:
 
 def parse_overrides(items: list[str]) -> dict:
     """['w_s=0.5', 'local_target=g1'] → {'w_s': 0.5, 'local_target': 'g1'} (JSON values)."""
-    known = {f.name for f in dataclasses.fields(PretrainConfig)} - {"contract", "method", "seed"}
+    known = ({f.name for f in dataclasses.fields(PretrainConfig)} | set(all_options())) \
+        - {"contract", "method", "seed", "method_options"}
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -119,9 +130,14 @@ def base_config(method: str, seed: int, args: argparse.Namespace) -> PretrainCon
                             contract=PreprocessContract(channels=1, size=args.size),
                             device=args.device, bf16=args.bf16)
     # w_s = 0 is what makes a base method; an override of w_s is for the CO variants only
+    info = method_info(method)
     overrides = {k: v for k, v in args.overrides.items()
-                 if k != "w_s" or method.startswith("co-")}
-    return dataclasses.replace(config, **overrides)
+                 if k != "w_s" or not info.is_base}
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    own = {o.name for o in info.options}
+    options = {k: v for k, v in overrides.items() if k not in fields and k in own}
+    overrides = {k: v for k, v in overrides.items() if k in fields}
+    return dataclasses.replace(config, method_options=options, **overrides)
 
 
 def load_labelled(folder: Path, contract: PreprocessContract) -> tuple[np.ndarray, list[str]]:
@@ -152,7 +168,7 @@ class _Capture:
 def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[object, dict]:
     """The encoder to evaluate and what its pretraining cost (empty for the floors). A run
     that finished with the same pretraining settings is reused, not trained again."""
-    config = base_config(name if name in METHODS else "byol", seed, args)
+    config = base_config(name if name in METHODS else DEFAULT_METHOD, seed, args)
     if name == "raw-pixels":
         return PixelFeatures(config.contract), {}
     if name == "random-init":
@@ -238,8 +254,6 @@ def machine() -> dict:
 
 def main() -> None:
     args = parse_args()
-    args.budget_s = parse_duration(args.budget)
-    args.smoke = args.smoke or args.budget_s < 300
     records = []
     for name in args.datasets:
         split = write_split(name, args.work / "data")

@@ -91,9 +91,7 @@ def main() -> None:
     rows.append(("read the disk cache (every run)", 1e3 * cached_s / steps_per_epoch,
                  f"{cached_s:.2f} s once"))
 
-    views = TwoViews("camera", cfg.contract, cfg.min_scale, cfg.resolved_hflip(),
-                     cfg.solarize, cfg.blur, cfg.resolved_rotate(), None, cfg.texture,
-                     cfg.cutpaste, cfg.jitter, seed=0)
+    views = TwoViews(cfg.view_settings("camera"), cfg.contract, seed=0)
     img = images[0].astype(np.float32)
     pipe_a = views.view_a.albumentations[0]
     pipe_b = views.view_b.albumentations[0]

@@ -82,7 +82,7 @@ def measure(method, config: PretrainConfig, images: np.ndarray, labels: list[str
     rng = np.random.default_rng(0)
     pick = rng.choice(len(images), size=min(n_pairs, len(images)), replace=False)
     views = TwoViews(config.preset if config.preset != "auto" else "camera", config.contract,
-                     config.min_scale)
+                     min_scale=config.min_scale)
     pairs = [views(images[i]) for i in pick]
     ha, za = embed_both(method, np.stack([a for a, _ in pairs]))
     hb, zb = embed_both(method, np.stack([b for _, b in pairs]))

@@ -136,9 +136,9 @@ def emulate_before() -> None:
     diagnostics after every epoch."""
     import albumentations as A
 
-    from cossl_edge.training import loop, views
+    from cossl_edge.training import monitoring, views
 
-    loop.DIAGNOSE_SECONDS, loop.DIAGNOSE_SHARE = 0.0, float("inf")  # every epoch
+    monitoring.DIAGNOSE_SECONDS, monitoring.DIAGNOSE_SHARE = 0.0, float("inf")  # every epoch
     views._one_cv2_thread = lambda: None  # OpenCV's default thread pool
 
     def rotation(degrees: float, reflect: bool = False):

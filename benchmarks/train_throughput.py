@@ -85,7 +85,7 @@ def make_step(kind: str, size: int, width: float, batch: int, bf16: bool, device
 
 
 def views_per_second(size: int, n: int = 400) -> float:
-    tv = TwoViews("camera", PreprocessContract(size=size), 0.2)
+    tv = TwoViews("camera", PreprocessContract(size=size), min_scale=0.2)
     img = np.random.default_rng(0).random((size, size, 1)).astype(np.float32)
     t0 = time.perf_counter()
     for _ in range(n):

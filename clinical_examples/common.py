@@ -15,6 +15,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cossl_edge.training.method_list import DEFAULT_METHOD
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see clinical_examples/demo.py
 console = Console()
@@ -35,7 +37,7 @@ def cossl_edge(*args: object) -> str:
 def pretrain_and_export(data: Path, run: Path, *, size: int, time_budget: float,
                         max_steps: int | None, target: str = "auto", channels: int = 1,
                         window: str = "header", preset: str = "auto",
-                        calibration_count: int = 256, method: str = "co-simclr") -> Path:
+                        calibration_count: int = 256, method: str = DEFAULT_METHOD) -> Path:
     """A small CO-SSL encoder for ``data``, exported; returns the int8 ONNX file.
     co-simclr: at a few minutes of CPU, co-byol learnt the findings of only one of the
     phantom tasks (docs/report.md)."""

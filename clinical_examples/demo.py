@@ -42,6 +42,7 @@ from clinical_examples.demo_steps import (  # noqa: F401  (the demo's names, in 
     pretrain_config,
     train_encoders,
 )
+from cossl_edge.training.method_list import DEFAULT_METHOD, method_names
 
 # On a CPU shared with other jobs, OpenMP threads that spin while waiting for each other
 # made a training step 15-20× slower here (11 s vs 0.6 s); passive waiting costs nothing
@@ -156,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true",
                         help="a small data set and a few steps: checks the path (CI), "
                              "proves nothing about accuracy")
-    parser.add_argument("--method", default="co-simclr",
-                        choices=["co-simclr", "co-byol", "simclr", "byol"],
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=method_names(),
                         help="pretraining method (default co-simclr: at this budget co-byol "
                              "learnt only the CT task, see docs/report.md)")
     parser.add_argument("--seed", type=int, default=0, help="data, initialisation and episodes")

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from clinical_examples import phantoms as phantom_data
 from cossl_edge.progress import ProgressBars
+from cossl_edge.training.method_list import DEFAULT_METHOD
 
 TASKS = {"ct": "CT slice triage", "radiographs": "radiograph findings"}
 
@@ -33,7 +34,7 @@ class DemoSettings:
     width: float = 0.25
     batch_size: int = 64
     time_budget: float = 240.0
-    method: str = "co-simclr"  # co-byol learnt the CT task only at this budget (docs/report.md)
+    method: str = DEFAULT_METHOD  # co-byol learnt the CT task only at this budget (docs/report.md)
     max_steps: int | None = None
     shots: tuple[int, ...] = (1, 5, 10)
     episodes: int = 300

@@ -73,18 +73,18 @@ def test_diagnostics_at_most_every_few_seconds_and_after_the_last_epoch(shapes_d
     import json
 
     from cossl_edge import rundir
-    from cossl_edge.training import loop
+    from cossl_edge.training import loop, monitoring
     from cossl_edge.training.config import PretrainConfig
 
-    monkeypatch.setattr(loop, "DIAGNOSE_SECONDS", 3600.0)
+    monkeypatch.setattr(monitoring, "DIAGNOSE_SECONDS", 3600.0)
     cfg = PretrainConfig(arch="resnet10", width=0.25, proj_hidden=32, pred_hidden=32,
                          local_hidden=16, proj_dim=16, batch_size=64, epochs=3, bf16=False,
                          contract=PreprocessContract(size=16))
     loop.pretrain(cfg, shapes_dir, tmp_path / "run", progress=False)
     recs = [json.loads(x) for x in (tmp_path / "run" / rundir.METRICS).read_text().splitlines()]
     assert ["effective_rank" in r for r in recs] == [True, False, False, True]  # init, 3 epochs
-    monkeypatch.setattr(loop, "DIAGNOSE_SECONDS", 0.0)  # every epoch
-    monkeypatch.setattr(loop, "DIAGNOSE_SHARE", float("inf"))
+    monkeypatch.setattr(monitoring, "DIAGNOSE_SECONDS", 0.0)  # every epoch
+    monkeypatch.setattr(monitoring, "DIAGNOSE_SHARE", float("inf"))
     loop.pretrain(cfg, shapes_dir, tmp_path / "every", progress=False)
     recs = [json.loads(x) for x in (tmp_path / "every" / rundir.METRICS).read_text().splitlines()]
     assert all("effective_rank" in r for r in recs) and len(recs) == 4

@@ -184,7 +184,8 @@ def test_hard_negatives_enter_nt_xent_and_views():
     assert far > base  # every extra negative adds to the partition function
     c = PreprocessContract(channels=1, size=64)
     np.random.seed(0)
-    views = TwoViews("camera", c, 0.5, 0.0, 0.0, 0.0, 0.0, view_size=32, cutpaste=True)
+    views = TwoViews("camera", c, min_scale=0.5, hflip=0.0, solarize=0.0, blur=0.0, rotate=0.0,
+                     view_size=32, cutpaste=True)
     a, b, neg = views(np.random.default_rng(1).random((64, 64, 1)).astype(np.float32))
     assert a.shape == b.shape == neg.shape == (1, 32, 32)
     diff = np.abs(neg - b) > 1e-5

@@ -35,3 +35,46 @@ def load_checkpoint(path: Path) -> dict:
             f"{path}: corrupt or unreadable checkpoint ({type(e).__name__}); copy the latest "
             "checkpoints/epoch-*.pt over it to resume from there, or retrain"
         ) from e
+
+
+class Checkpointer:
+    """The run's checkpoints: ``last.pt`` (model, optimiser, loop state, configuration),
+    periodic copies under ``checkpoints/``, and the encoder's weights alone."""
+
+    def __init__(self, out: Path, method, optimizer, config, enabled: bool = True):
+        from cossl_edge import rundir
+
+        self.rundir, self.out = rundir, Path(out)
+        self.method, self.optimizer, self.config = method, optimizer, config
+        self.enabled = enabled  # only rank 0 writes
+
+    @property
+    def last(self) -> Path:
+        return self.out / self.rundir.LAST_CHECKPOINT
+
+    def save(self, state: dict, periodic: bool = False) -> None:
+        if not self.enabled:
+            return
+        import json
+
+        payload = {"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
+                   "state": dict(state), "config": json.dumps(self.config.to_dict())}
+        save_atomic(payload, self.last)
+        if periodic:
+            save_atomic(payload, self.out / self.rundir.CHECKPOINTS
+                        / f"epoch-{state['epoch']:04d}.pt")
+        save_atomic(self.method.backbone.state_dict(), self.out / self.rundir.ENCODER)
+
+    def restore(self, state: dict) -> bool:
+        """Load ``last.pt`` into the model, the optimiser and ``state``; False if none."""
+        if not self.last.exists():
+            return False
+        ckpt = load_checkpoint(self.last)
+        try:
+            self.method.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{self.last}: does not match this configuration "
+                                  f"({type(e).__name__}); start a new run") from e
+        state.update({k: ckpt["state"][k] for k in state})
+        return True

@@ -12,6 +12,7 @@ from pathlib import Path
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.evaluation.features import POOLS
 from cossl_edge.training.method_list import DEFAULT_METHOD, all_options, method_info
+from cossl_edge.training.view_settings import ViewSettings
 
 CONFIG_VERSION = 1
 
@@ -157,6 +158,26 @@ class PretrainConfig:
         if stray:
             raise ValueError(f"{self.method} has no setting {', '.join(stray)}; its settings: "
                              f"{', '.join(sorted(own)) or 'none'}")
+
+    def resolved_preset(self, kinds: set[str]) -> str:
+        """``preset``, or for auto: medical when the data holds DICOM, camera otherwise."""
+        if self.preset != "auto":
+            return self.preset
+        return "medical" if "dicom" in kinds else "camera"
+
+    def view_settings(self, preset: str) -> ViewSettings:
+        """The training views' settings, resolved (flip, rotation, view size)."""
+        return ViewSettings(preset, self.min_scale, self.resolved_hflip(), self.solarize,
+                            self.blur, self.resolved_rotate(), self.resolved_view_size(),
+                            self.texture, self.cutpaste, self.jitter)
+
+    def sampling(self):
+        """The run's :class:`~cossl_edge.sources.SamplingOptions` (DICOM stride, video
+        frames), handed whole to every ``discover()`` of its data."""
+        from cossl_edge.sources import SamplingOptions
+
+        return SamplingOptions(dicom_stride=self.dicom_stride, video_every=self.video_every,
+                               video_fps=self.video_fps)
 
     def resolved_embed_pool(self) -> str:
         """Global pooling of the exported embedding: ``embed_pool``, else the training's."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,8 @@ import torch
 from rich.progress import Progress
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.sources import SampleRef, Skipped, load_sample
+from cossl_edge.sources import SampleRef, Skipped, SourceError, discover, load_sample, native_side
+from cossl_edge.training.config import PretrainConfig, size_for_native
 from cossl_edge.training.views import TwoViews
 
 
@@ -137,3 +139,44 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0,
     mine = perm[rank * per_rank:(rank + 1) * per_rank]
     nb = len(mine) // batch_size
     return [mine[i * batch_size:(i + 1) * batch_size].tolist() for i in range(nb)]
+
+
+@dataclass
+class TrainingData:
+    """A run's data, decoded and cached: its configuration (the image size resolved), the
+    prepared images, their salted ids, the skipped files, the batch size and the views."""
+
+    config: PretrainConfig
+    images: np.ndarray
+    ids: list[str]
+    skipped: list[Skipped]
+    batch: int
+    preset: str
+    dataset: TwoViewDataset
+
+
+def load_training_data(config: PretrainConfig, data_dir, auto_size: bool, world: int,
+                       console, progress: bool) -> TrainingData:
+    """Discover (with the run's sampling), choose the size (``auto_size``), decode once into
+    the cache and build the two-view dataset."""
+    found = discover(data_dir, config.sampling(), progress=progress)
+    if not found.samples:
+        raise SourceError(f"{data_dir}: no images found ({len(found.skipped)} files skipped); "
+                          "point to a folder of PNG/JPEG/TIFF, DICOM or video files")
+    if auto_size:
+        side = native_side(found.samples)
+        size = size_for_native(side, config.findings)
+        config = replace(config, contract=replace(config.contract, size=size))
+        console.print(f"image size: {size} px (auto; the images' median short side is "
+                      f"{side if side is not None else 'unknown'} px; --image-size to choose)")
+    if config.findings == "local" and (config.view_size or 0) >= config.contract.size:
+        config = replace(config, view_size=None)  # small images: a view is the whole image
+    images, kept, skipped = build_cache(found.samples, config.contract, progress=progress)
+    if len(images) < 2 * world:
+        raise SourceError(f"{data_dir}: only {len(images)} usable image(s); need at least 2")
+    preset = config.resolved_preset({found.samples[i].kind for i in kept})
+    views = TwoViews(config.view_settings(preset), config.contract)
+    return TrainingData(config, images, [found.samples[i].sample_id() for i in kept],
+                        found.skipped + skipped,
+                        min(config.batch_size, max(2, len(images) // world)), preset,
+                        TwoViewDataset(images, views))

@@ -24,12 +24,21 @@ The timing function is injectable (``timer``), so the choice can be tested witho
 from __future__ import annotations
 
 import copy
+import json
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+from cossl_edge import rundir
+
+if TYPE_CHECKING:
+    from cossl_edge.training.config import PretrainConfig
+    from cossl_edge.training.dataset import TrainingData
 
 MARGIN = 0.05  # bf16 must save more than 5% of a step to be chosen
 MAX_ROUNDS = 3
@@ -162,3 +171,30 @@ def resolve(requested: bool | None, method: torch.nn.Module, make_optimizer: Cal
             torch.cuda.set_rng_state_all(rng_cuda)
     return PrecisionChoice(choose(step_s), "measured", step_s, time.perf_counter() - t0,
                            batch)
+
+
+def choose_precision(config: PretrainConfig, out: Path, resume: bool, method,
+                     data: TrainingData, device: torch.device, dist,
+                     peak_lr: float) -> PrecisionChoice:
+    """bf16 or fp32: forced by ``--bf16``/``--no-bf16``; kept from the run when resumed;
+    else (auto) timed on a copy of the model with one batch of this run's views
+    (this module)."""
+    from cossl_edge.training.dataset import VIEWS, stream_seed
+    from cossl_edge.training.optim import build_optimizer
+
+    if resume:
+        saved = json.loads((out / rundir.CONFIG).read_text()).get("bf16_choice") or {}
+        return PrecisionChoice(bool(config.bf16), saved.get("how", "forced"),
+                               saved.get("step_s", {}), saved.get("probe_s", 0.0),
+                               resumed=True)
+    views = None
+    if config.bf16 is None:
+        # the probe's views draw from a stream of their own; every epoch reseeds the views
+        data.dataset.views.reseed(stream_seed(config.seed, VIEWS, dist.rank, -1, 0))
+        items = [data.dataset[i] for i in range(data.batch)]
+        views = [torch.stack(t).to(device, memory_format=torch.channels_last)
+                 for t in zip(*items, strict=True)]
+    return resolve(
+        config.bf16, method, lambda m: build_optimizer(config.optimizer, m, peak_lr,
+                                                       config.weight_decay),
+        views, device, agree=dist.max)
