@@ -107,12 +107,3 @@ def test_sampling_options_are_frozen():
     with pytest.raises(AttributeError):
         s.dicom_stride = 3  # type: ignore[misc]
     assert s.to_dict() == {"dicom_stride": 2, "video_every": 1, "video_fps": 2.5}
-
-
-def test_legacy_keywords_still_work_but_not_with_sampling(tmp_path):
-    ct = ct_series(tmp_path, n=4)
-    assert [s.path for s in discover(tmp_path, dicom_stride=2).samples] == ct[::2]
-    with pytest.raises(SourceError, match="not both"):
-        discover(tmp_path, SamplingOptions(), dicom_stride=2)
-    with pytest.raises(SourceError, match="dicom_stride must be"):
-        discover(tmp_path, dicom_stride=0)

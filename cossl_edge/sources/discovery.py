@@ -13,21 +13,15 @@ from cossl_edge.sources.sampling import SamplingOptions
 
 
 def discover(root: str | Path, sampling: SamplingOptions | None = None, *,
-             progress: bool = False, dicom_stride: int | None = None,
-             video_every: int | None = None, video_fps: float | None = None) -> Discovery:
+             progress: bool = False) -> Discovery:
     """All 2D samples under ``root`` (a folder, searched recursively, or one file).
 
     Image files give one sample each; video files every ``sampling.video_every``-th frame
     (or about ``sampling.video_fps`` frames per second); DICOM files (with or without a
     suffix) are read header-only, grouped by series, ordered along the slice normal, and
     give one sample per slice or frame, every ``sampling.dicom_stride``-th. Anything no
-    reader matches is listed in ``skipped``.
-
-    ``dicom_stride``, ``video_every`` and ``video_fps`` as keywords are the older spelling
-    of ``sampling``, accepted for a while."""
-    # TODO(remove after loop switch): the legacy keywords, once training/loop.py passes
-    # sampling= (the last caller that spells them out).
-    sampling = _sampling(sampling, dicom_stride, video_every, video_fps)
+    reader matches is listed in ``skipped``."""
+    sampling = _sampling(sampling)
     root = Path(root)
     if not root.exists():
         raise SourceError(f"{root}: no such file or folder; check the path")
@@ -66,15 +60,9 @@ def discover(root: str | Path, sampling: SamplingOptions | None = None, *,
     return Discovery(samples, skipped)
 
 
-def _sampling(sampling: SamplingOptions | None, dicom_stride: int | None,
-              video_every: int | None, video_fps: float | None) -> SamplingOptions:
-    legacy = {k: v for k, v in (("dicom_stride", dicom_stride), ("video_every", video_every),
-                                ("video_fps", video_fps)) if v is not None}
-    if sampling is not None and legacy:
-        raise SourceError(f"discover(): pass sampling=SamplingOptions(...) or the keywords "
-                          f"{', '.join(legacy)}, not both")
+def _sampling(sampling: SamplingOptions | None) -> SamplingOptions:
     if sampling is None:
-        return SamplingOptions(**legacy)
+        return SamplingOptions()
     if not isinstance(sampling, SamplingOptions):
         raise SourceError(f"discover(): sampling must be a SamplingOptions, got "
                           f"{type(sampling).__name__}")

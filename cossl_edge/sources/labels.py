@@ -11,16 +11,15 @@ from cossl_edge.sources.sampling import SamplingOptions
 
 
 def labelled_samples(root: str | Path, labels_csv: str | Path | None = None,
-                     sampling: SamplingOptions | None = None, **legacy_sampling
+                     sampling: SamplingOptions | None = None
                      ) -> tuple[list[SampleRef], list[str], list[str]]:
     """Samples with labels: class subfolders of ``root`` (ImageFolder convention) or a CSV
     ``path,label``. A CSV path (relative to ``root``) names a file or a folder (a series
     folder labels all its slices); a SeriesInstanceUID instead of a path labels that series.
-    ``sampling`` thins DICOM series and videos as :func:`discover` does (the keywords
-    ``dicom_stride``/``video_every``/``video_fps`` are its older spelling).
+    ``sampling`` thins DICOM series and videos as :func:`discover` does.
     Returns (samples, labels, class names)."""
     root = Path(root)
-    found = discover(root, sampling, **legacy_sampling)
+    found = discover(root, sampling)
     if labels_csv is not None:
         table = _read_labels_csv(Path(labels_csv), root)
         pairs = [(s, lab) for s in found.samples
