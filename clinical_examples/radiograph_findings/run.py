@@ -17,55 +17,45 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from clinical_examples.common import (  # noqa: E402
-    budget,
-    console,
-    cossl_edge,
-    example_parser,
-    phantoms,
-    pretrain_and_export,
-    read_predictions,
-    split_labels,
-    truth_by_id,
-)
+import clinical_examples.common as ex  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = example_parser(__doc__, "radiograph-output", "data, run, classifier, predictions",
+    parser = ex.example_parser(__doc__, "radiograph-output", "data, run, classifier, predictions",
                             "small data, a few steps")
     parser.add_argument("--abstain", type=float, default=0.5,
                         help="answer 'unknown' below this probability (default 0.5)")
     parser.add_argument("--model", type=Path, default=None,
                         help="use this exported encoder instead of pretraining one")
     args = parser.parse_args(argv)
-    ph = phantoms()
+    ph = ex.phantoms()
     n_train, n_eval = (24, 24) if args.tiny else (480, 150)
     data = args.out / "data"
-    with console.status("writing CR/DX phantom radiographs"):
+    with ex.console.status("writing CR/DX phantom radiographs"):
         ph.write_dataset(data / "unlabelled", 0, 0, n_train, seed=20, labels_csv=False)
         ph.write_dataset(data / "labelled", 0, 0, n_eval, seed=21, first_patient=500)
     model = args.model
     if model is None:
-        seconds, steps = budget(args.tiny, args.time_budget, "3m")
-        model = pretrain_and_export(data / "unlabelled", args.out / "run", size=24 if args.tiny
+        seconds, steps = ex.budget(args.tiny, args.time_budget, "3m")
+        model = ex.pretrain_and_export(data / "unlabelled", args.out / "run", size=24 if args.tiny
                                     else 32, time_budget=seconds, max_steps=steps)
     labelled = data / "labelled"
-    support, query = split_labels(labelled / "labels.csv", shots=3 if args.tiny else 5)
-    console.rule(f"few-shot findings, abstain below {args.abstain}")
+    support, query = ex.split_labels(labelled / "labels.csv", shots=3 if args.tiny else 5)
+    ex.console.rule(f"few-shot findings, abstain below {args.abstain}")
     clf = args.out / "findings.json"
-    cossl_edge("fewshot", "fit", model, labelled, "--labels", support, "--out", clf,
+    ex.cossl_edge("fewshot", "fit", model, labelled, "--labels", support, "--out", clf,
                "--abstain", args.abstain)
     preds = args.out / "predictions.csv"
-    cossl_edge("fewshot", "predict", clf, labelled, "--out", preds)
-    truth = truth_by_id(labelled, query)
-    got = read_predictions(preds)
+    ex.cossl_edge("fewshot", "predict", clf, labelled, "--out", preds)
+    truth = ex.truth_by_id(labelled, query)
+    got = ex.read_predictions(preds)
     answered = [i for i in truth if got[i][0] != "unknown"]
     correct = sum(got[i][0] == truth[i] for i in answered)
     all_correct = sum(got[i][1] == truth[i] for i in truth)  # the best class, always
     result = {"coverage": len(answered) / len(truth),
               "accuracy_answered": correct / max(1, len(answered)),
               "accuracy_all": all_correct / len(truth)}
-    console.print(f"{len(truth)} held-out radiographs: answered {len(answered)} "
+    ex.console.print(f"{len(truth)} held-out radiographs: answered {len(answered)} "
                   f"({100 * result['coverage']:.0f}%), {100 * result['accuracy_answered']:.1f}% "
                   f"of those correct; without abstaining {100 * result['accuracy_all']:.1f}%")
     return result
