@@ -65,6 +65,13 @@ def wait_until(check, timeout: float, what: str, interval: float = 0.1):
         time.sleep(interval)
 
 
+def uids(files: list[Path]) -> list[str]:
+    """The SOPInstanceUIDs of these DICOM files, in order."""
+    import pydicom
+
+    return [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+
+
 # -- Orthanc ----------------------------------------------------------------------------------
 class Orthanc:
     """An Orthanc with a temporary configuration on free ports; REST helpers."""
@@ -138,6 +145,22 @@ class Orthanc:
                 out.append(pydicom.dcmread(io.BytesIO(self.get(f"/instances/{iid}/file",
                                                                raw=True))))
         return out
+
+
+def sr_for(pacs: Orthanc, series_uid: str, timeout: float = 30.0,
+           instances: int | None = None):
+    """The SR in Orthanc whose evidence is ``series_uid`` (with ``instances`` references)."""
+
+    def find():
+        for sr in pacs.sr_datasets():
+            refs = [s.SeriesInstanceUID for st in sr.CurrentRequestedProcedureEvidenceSequence
+                    for s in st.ReferencedSeriesSequence]
+            if series_uid in refs and (instances is None
+                                       or len(referenced_instances(sr)) == instances):
+                return sr
+        return None
+
+    return wait_until(find, timeout, "the SR in Orthanc", interval=0.3)
 
 
 @contextmanager
