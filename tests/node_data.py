@@ -65,7 +65,7 @@ def make_classifier(folder: Path, size: int = 32, model: Path | None = None) -> 
 
 
 def blob_image(kind: str, rng, size: int = 64) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """tests/test_local_fewshot.py's blob images at ``size`` px: diagonal stripes and noise;
+    """tests/test_local_fewshot_cli.py's blob images at ``size`` px: diagonal stripes and noise;
     ``bright`` adds a small bright disk (radius ~size/13). Returns the image in [0, 1] and the
     disk's centre (row, column), None for ``normal``."""
     k = size / 32
