@@ -182,6 +182,9 @@ def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[obje
         shutil.rmtree(run_dir)
     t0 = time.perf_counter()
     summary = pretrain(config, split.unlabeled, run_dir, progress=True)
+    if summary["stopped"]:  # a signal stopped it: not the run asked for; nothing is cached
+        raise SystemExit(f"{run_dir}: pretraining was stopped at step {summary['steps']}; "
+                         "run the comparison again (this run starts over)")
     facts = json.loads((run_dir / "config.json").read_text())
     cost = {"steps": summary["steps"], "epochs": summary["epochs"],
             "train_s": summary["elapsed_s"], "wall_s": round(time.perf_counter() - t0, 1),
