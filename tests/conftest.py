@@ -90,3 +90,11 @@ def node_factory(tmp_path, classifier, pacs):
     yield make
     for node in started:
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def bad_input_models(tmp_path_factory) -> dict[str, Path]:
+    """The small ONNX models the bad-input tables use (tests/bad_inputs_support.py)."""
+    from bad_inputs_support import build_models
+
+    return build_models(tmp_path_factory.mktemp("models"))

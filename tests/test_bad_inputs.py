@@ -15,15 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs_support import (
-    PATIENT_FILE,
-    Case,
-    _embed,
-    _pngs,
-    _pretrain,
-    build_models,
-    check_bad_input,
-)
+from bad_inputs_support import PATIENT_FILE, Case, _embed, _pngs, _pretrain, check_bad_input
 from dicom_factory import MR_STORAGE, base_dataset, mr_image, write
 from PIL import Image
 from pydicom.encaps import encapsulate
@@ -138,11 +130,6 @@ def _notes(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    return build_models(tmp_path_factory.mktemp("models"))
-
-
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, models, tmp_path):
-    check_bad_input(CASES[name], models, tmp_path)
+def test_bad_input(name, bad_input_models, tmp_path):
+    check_bad_input(CASES[name], bad_input_models, tmp_path)

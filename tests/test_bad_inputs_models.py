@@ -16,15 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs_support import (
-    CONTRACT,
-    Case,
-    _embed,
-    _pngs,
-    _pretrain,
-    build_models,
-    check_bad_input,
-)
+from bad_inputs_support import CONTRACT, Case, _embed, _pngs, _pretrain, check_bad_input
 from typer.testing import CliRunner
 
 from cossl_edge.cli import app
@@ -123,14 +115,9 @@ CASES: dict[str, Case] = {
 }
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    return build_models(tmp_path_factory.mktemp("models"))
-
-
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input(name, models, tmp_path):
-    check_bad_input(CASES[name], models, tmp_path)
+def test_bad_input(name, bad_input_models, tmp_path):
+    check_bad_input(CASES[name], bad_input_models, tmp_path)
 
 
 PRODUCT = [Path(__file__).parents[1] / d for d in ("cossl_edge", "training", "export")]
