@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import torch
+
+from cossl_edge import rundir
 
 
 class CheckpointError(ValueError):
@@ -42,28 +45,24 @@ class Checkpointer:
     periodic copies under ``checkpoints/``, and the encoder's weights alone."""
 
     def __init__(self, out: Path, method, optimizer, config, enabled: bool = True):
-        from cossl_edge import rundir
-
-        self.rundir, self.out = rundir, Path(out)
+        self.out = Path(out)
         self.method, self.optimizer, self.config = method, optimizer, config
         self.enabled = enabled  # only rank 0 writes
 
     @property
     def last(self) -> Path:
-        return self.out / self.rundir.LAST_CHECKPOINT
+        return self.out / rundir.LAST_CHECKPOINT
 
     def save(self, state: dict, periodic: bool = False) -> None:
         if not self.enabled:
             return
-        import json
-
         payload = {"model": self.method.state_dict(), "optimizer": self.optimizer.state_dict(),
                    "state": dict(state), "config": json.dumps(self.config.to_dict())}
         save_atomic(payload, self.last)
         if periodic:
-            save_atomic(payload, self.out / self.rundir.CHECKPOINTS
+            save_atomic(payload, self.out / rundir.CHECKPOINTS
                         / f"epoch-{state['epoch']:04d}.pt")
-        save_atomic(self.method.backbone.state_dict(), self.out / self.rundir.ENCODER)
+        save_atomic(self.method.backbone.state_dict(), self.out / rundir.ENCODER)
 
     def restore(self, state: dict) -> bool:
         """Load ``last.pt`` into the model, the optimiser and ``state``; False if none."""

@@ -73,7 +73,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     data = load_training_data(config, data_dir, auto_size and not resume, dist.world,
                               console, show)
     config = data.config
-    method, w_s = build_method_for(config, device, console)
+    method, grid, w_s = build_method_for(config, device, console)
     peak_lr, lr_rule = scaled_lr(config.optimizer, config.lr, dist.world)
     optimizer = build_optimizer(config.optimizer, method, peak_lr, config.weight_decay)
 
@@ -86,7 +86,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     if not resume:
         state["elapsed"] += precision.probe_s  # the probe counts inside --time-budget
 
-    facts = run_facts(config, data, method, w_s, dist, device, peak_lr, lr_rule, precision)
+    facts = run_facts(config, data, method, grid, w_s, dist, device, peak_lr, lr_rule,
+                      precision)
     if dist.is_main:
         write_run_files(out, config, facts, data)
     console.print(_run_line(config, facts, dist))
@@ -133,7 +134,7 @@ def seed_everything(seed: int) -> None:
 def build_method_for(config: PretrainConfig, device: torch.device, console: Console):
     """The method on ``device`` (channels_last: 1.5× faster convolutions on a CPU with
     oneDNN, and the usual GPU layout) and its resolved local weight; warns when the local
-    term would see a single position."""
+    term would see a single position. Returns (method, feature grid of the views, w_s)."""
     method = build_method(config).to(device, memory_format=torch.channels_last)
     grid = method.backbone.feature_grid(config.resolved_view_size())
     w_s = resolved_w_s(config)
@@ -141,7 +142,7 @@ def build_method_for(config: PretrainConfig, device: torch.device, console: Cons
         console.print(f"[yellow]warning: the last feature map is {grid}×{grid}; the local term "
                       "has a single position and CO-SSL degenerates to its base method. Use "
                       "--stem small or a larger --image-size.")
-    return method, w_s
+    return method, grid, w_s
 
 
 class Trainer:

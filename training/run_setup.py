@@ -51,11 +51,11 @@ def data_fingerprint(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def run_facts(config: PretrainConfig, data, method, w_s: float, dist, device,
+def run_facts(config: PretrainConfig, data, method, grid: int, w_s: float, dist, device,
               peak_lr: float, lr_rule: str, precision) -> dict:
     """What the run resolved (config.json beside the settings). No raw path: a folder may
     be named after a patient; the data is identified by a fingerprint of salted ids."""
-    return {"feature_grid": method.backbone.feature_grid(config.resolved_view_size()),
+    return {"feature_grid": grid,
             "w_s_resolved": w_s,
             "preset_resolved": data.preset, "stem_resolved": config.resolved_stem(),
             "hflip_resolved": config.resolved_hflip(),
