@@ -51,3 +51,30 @@ def test_every_bundled_file_gives_images_or_a_reason():
     assert skipped["JPEG-lossy.dcm"].startswith("pixel data could not be decoded")
     assert not {"CT_small.dcm", "MR_small_RLE.msb", "SC_rgb_jpeg_gdcm.dcm",
                 "emri_small_jpeg_2k_lossless.dcm", "image_dfl.dcm"} & set(skipped)
+
+
+def test_phi_tags_reads_raw_values_as_the_converted_ones_say():
+    """phi_tags looks at raw elements (no conversion); on every bundled file it names the
+    same tags as converting each value and keeping the non-empty ones."""
+    import warnings
+
+    import pydicom
+    import pydicom.data
+
+    from cossl_edge.dicom.header import PHI_KEYWORDS, phi_tags
+
+    root = Path(pydicom.data.__file__).parent / "test_files"
+    compared = found = 0
+    for f in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".py"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                raw = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+                converted = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+                expected = [k for k in PHI_KEYWORDS if converted.get(k) not in (None, "")]
+            except Exception:  # noqa: BLE001 - files that cannot be read are not the point
+                continue
+        assert phi_tags(raw) == expected, f.name
+        compared += 1
+        found += bool(expected)
+    assert compared > 100 and found > 50

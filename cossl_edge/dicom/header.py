@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels.utils import get_expected_length
+from pydicom.tag import Tag
 from pydicom.uid import UID
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic", ".ima"})
@@ -46,6 +48,28 @@ PHI_KEYWORDS = (
     "InstitutionAddress", "ReferringPhysicianName", "PerformingPhysicianName",
     "OperatorsName", "DeviceSerialNumber",
 )
+_PHI_TAGS = tuple((k, Tag(tag_for_keyword(k))) for k in PHI_KEYWORDS)
+# Reads smaller than this pass straight through the bounded reader: only a large read (a
+# damaged length) could allocate beyond the file, and the check costs a seek per read.
+_UNCHECKED_READ = 1 << 20
+
+
+def phi_tags(ds: Dataset) -> list[str]:
+    """The :data:`PHI_KEYWORDS` that hold a value in ``ds``. Reads the raw elements without
+    converting them (converting every patient tag of every file was a third of the header
+    pass), and the value never leaves this function."""
+    found = []
+    for keyword, tag in _PHI_TAGS:
+        if tag not in ds:
+            continue
+        value = ds.get_item(tag).value
+        if isinstance(value, bytes):
+            value = value.strip(b" \x00")
+        elif isinstance(value, str):
+            value = value.strip(" \x00")
+        if value is not None and value != b"" and value != "":
+            found.append(keyword)
+    return found
 
 
 class DicomSkip(ValueError):
@@ -126,7 +150,7 @@ class _BoundedReader(io.BufferedReader):
     to 4 GiB) would otherwise have Python allocate that much before finding the file short."""
 
     def read(self, n: int | None = -1) -> bytes:
-        if n is not None and n > 0:
+        if n is not None and n > _UNCHECKED_READ:
             n = min(n, max(0, self.size - self.tell()))
         return super().read(n)
 
@@ -158,7 +182,7 @@ def object_facts(ds: Dataset) -> dict:
         "modality": str(ds.get("Modality", "") or ""),
         "sop_class": _sop_class_name(ds),
         "transfer_syntax": _transfer_syntax(ds).name,
-        "phi_tags": [k for k in PHI_KEYWORDS if ds.get(k) not in (None, "")],
+        "phi_tags": phi_tags(ds),
     }
 
 
@@ -189,7 +213,7 @@ def _image_header(ds: Dataset, path: Path, pixel_bytes: int) -> DicomHeader:
             instance_number=_int_or_none(ds.get("InstanceNumber")),
             slice_position=slice_position(ds),
             pixel_bytes_in_file=max(pixel_bytes, 0),
-            phi_tags=[k for k in PHI_KEYWORDS if ds.get(k) not in (None, "")],
+            phi_tags=phi_tags(ds),
             burned_in_annotation=str(ds.get("BurnedInAnnotation", "")).upper() == "YES",
         )
     except (TypeError, ValueError) as e:

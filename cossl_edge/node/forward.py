@@ -20,6 +20,7 @@ from pynetdicom.sop_class import ComprehensiveSRStorage
 from cossl_edge.node.config import Destination, NodeConfig
 from cossl_edge.node.eventlog import EventLog
 from cossl_edge.node.state import State
+from cossl_edge.node.transport import no_delay
 
 
 class SendError(RuntimeError):
@@ -52,6 +53,9 @@ def send_files(paths: list[Path], dest: Destination, calling_ae: str,
     if not assoc.is_established:
         raise SendError(f"association with {dest} not established (rejected, aborted or "
                         "unreachable)")
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is not None:
+        no_delay(sock)  # each C-STORE goes out at once, not after the previous one's ACK
     try:
         for ds in datasets:
             status = assoc.send_c_store(ds)

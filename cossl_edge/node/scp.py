@@ -25,6 +25,7 @@ from cossl_edge.node.config import NodeConfig
 from cossl_edge.node.eventlog import EventLog
 from cossl_edge.node.spool import Spool, fsync_file, publish, write_temp
 from cossl_edge.node.state import Instance, State
+from cossl_edge.node.transport import start_server
 
 # DIMSE statuses of a C-STORE (PS3.4 B.2.3, PS3.7 C)
 SUCCESS = 0x0000
@@ -72,7 +73,8 @@ class StoreSCP:
         self.cfg, self.state, self.spool, self.log = config, state, spool, log
 
     def start(self):
-        """Listen (non-blocking); returns pynetdicom's server, to ``shutdown()``."""
+        """Listen (non-blocking; connections made low-latency by
+        :mod:`~cossl_edge.node.transport`); returns pynetdicom's server, to ``shutdown()``."""
         # pynetdicom writes each arriving data set to a temporary file as its fragments
         # come (memory stays flat whatever the size) — in spool/.tmp, on the spool's file
         # system, so that spooling it is a rename.
@@ -89,8 +91,7 @@ class StoreSCP:
             ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
         handlers = [(evt.EVT_C_STORE, self.on_store), (evt.EVT_C_ECHO, lambda e: SUCCESS),
                     (evt.EVT_REJECTED, self.on_rejected), (evt.EVT_ACCEPTED, self.on_accepted)]
-        return ae.start_server((self.cfg.host, self.cfg.port), block=False,
-                               evt_handlers=handlers)
+        return start_server(ae, (self.cfg.host, self.cfg.port), handlers)
 
     # -- association events --------------------------------------------------------------
     def on_accepted(self, event) -> None:
