@@ -186,3 +186,35 @@ def test_window_formulas_of_the_standard():
     # SIGMOID: 0.5 at the centre, 1/(1+e^-4) one width above it
     np.testing.assert_allclose(window_to_unit(np.array([40.0, 440.0]), 40, 400, "SIGMOID"),
                                [0.5, 1 / (1 + np.exp(-4))], atol=1e-6)
+
+
+def test_checked_read_skips_the_header_but_not_the_diagnosis(tmp_path, monkeypatch):
+    """read_frame(checked=True) (the node: its SCP checked the header on receipt) gives the
+    same pixels; when decoding fails it still raises the full path's reason."""
+    files = [*ct_series(tmp_path / "ct", n=2), mr_image(tmp_path / "mr.dcm"),
+             cr_monochrome1(tmp_path / "cr.dcm"), us_rgb(tmp_path / "us.dcm"),
+             rle_ct(tmp_path / "rle.dcm")]
+    for p in files:
+        np.testing.assert_array_equal(read_frame(p, window="auto", checked=True),
+                                      read_frame(p, window="auto"))
+    mf = multiframe(tmp_path / "mf.dcm", frames=4)
+    np.testing.assert_array_equal(read_frame(mf, 2, checked=True), read_frame(mf, 2))
+    calls, original = [], dicom_pixels.read_header
+    monkeypatch.setattr(dicom_pixels, "read_header",
+                        lambda path: calls.append(path) or original(path))
+    read_frame(files[0], checked=True)
+    assert calls == []  # the header pass was skipped
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(files[0].read_bytes()[:-300])
+    with pytest.raises(DicomSkip, match="truncated"):
+        read_frame(cut, checked=True)
+    # a codec that is not installed: the decoder is unavailable and decoding raises
+    decoder_type = type(pydicom.pixels.get_decoder(pydicom.uid.RLELossless))
+    monkeypatch.setattr(decoder_type, "is_available", property(lambda self: False))
+
+    def no_plugin(*args, **kwargs):
+        raise RuntimeError("no plugin")
+
+    monkeypatch.setattr(dicom_pixels, "pydicom_pixel_array", no_plugin)
+    with pytest.raises(DicomCodecError, match="RLE Lossless"):
+        read_frame(files[-1], checked=True)

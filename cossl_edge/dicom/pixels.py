@@ -43,10 +43,21 @@ def require_decoder(ts: UID) -> None:
                               f"installed: {CODECS_HINT}")
 
 
-def read_frame(path: str | Path, frame: int | None = None, window: str = "header"
-               ) -> np.ndarray:
-    """One frame of a DICOM file as float32 H×W (grayscale) or H×W×3 (colour) in [0, 1]."""
+def read_frame(path: str | Path, frame: int | None = None, window: str = "header",
+               checked: bool = False) -> np.ndarray:
+    """One frame of a DICOM file as float32 H×W (grayscale) or H×W×3 (colour) in [0, 1].
+
+    ``checked``: the caller already passed this very file through the header checks (the
+    node, when it received it; ``frame`` None for a single frame), so the header is not read
+    again: half the cost of a small image. Should decoding fail, the full path runs and
+    says why."""
     path = Path(path)
+    if checked:
+        try:
+            arr, ds = _decode(path, frame, False)
+            return to_unit(arr, ds, frame or 0, window)
+        except Exception:  # noqa: BLE001 - the full path below names the problem
+            pass
     header = read_header(path)  # refuses truncated files and absurd sizes before allocation
     require_decoder(header.transfer_syntax)
     if frame is not None and not 0 <= frame < header.frames:

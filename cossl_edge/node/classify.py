@@ -89,7 +89,9 @@ class SeriesClassifier:
         """One image of an instance in [0, 1] (a multi-frame object: its middle frame)."""
         from cossl_edge.dicom.pixels import read_frame
 
-        return read_frame(path, frames // 2 if frames > 1 else None, self.encoder.contract.window)
+        # checked: the SCP ran the header checks on this file before acknowledging it
+        return read_frame(path, frames // 2 if frames > 1 else None,
+                          self.encoder.contract.window, checked=True)
 
     def classify(self, items: list[tuple], batch_size: int = 32
                  ) -> tuple[list[ImageResult], SeriesResult | None]:
