@@ -176,7 +176,7 @@ def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[obje
         return RunFeatures(build_encoder(config), config.contract, {"kind": "random-init"}), {}
     run_dir, done = folder / "run", folder / "pretrain.json"
     key = {"config": config.to_dict(), "data": split.name}
-    if done.exists() and json.loads(done.read_text())["key"] == key:
+    if done.exists() and _comparable(json.loads(done.read_text())["key"]) == _comparable(key):
         return RunFeatures.from_run_dir(run_dir), json.loads(done.read_text())["cost"]
     if run_dir.exists():  # a run that did not finish, or other settings: start again
         shutil.rmtree(run_dir)
@@ -194,6 +194,14 @@ def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[obje
                                                  "w_s_resolved", "feature_grid", "min_scale")}}
     done.write_text(json.dumps({"key": key, "cost": cost}))
     return RunFeatures.from_run_dir(run_dir), cost
+
+
+def _comparable(key: dict) -> dict:
+    """A pretraining key as it compares: runs recorded before ``method_options`` existed hold
+    None there, which trains what {} does (the refactor of issue 18 kept every weight)."""
+    config = dict(key["config"])
+    config["method_options"] = config.get("method_options") or {}
+    return {**key, "config": config}
 
 
 def run_one(name: str, seed: int, split, args, images, labels) -> dict:
