@@ -10,6 +10,7 @@ written as PNG files (``benchmarks/datasets.py``). Timed one at a time, in one p
   without one (the first run);
 - each albumentations transform of a view alone, the whole ``Compose`` of a view, the pair
   (``TwoViews``: both views, clipping, normalising) and the dataset item (+ tensors);
+- a batch of views image by image and on tensors (``TwoViews.batch``: the loop's path);
 - collating a batch; a whole epoch through ``epoch_loader`` with 0, 1 and 2 workers and no
   model (the data path's own pairs/s);
 - what the loop does once per epoch: the diagnostics (embedding 512 images, effective rank)
@@ -115,6 +116,15 @@ def main() -> None:
     s_pair = per_call(lambda: views(img), calls)
     rows.append(("TwoViews pair (+ clip, normalise)", 1e3 * b * s_pair,
                  f"{1e6 * s_pair:.0f} µs per pair"))
+    per_image = TwoViews(cfg.view_settings("camera"), cfg.contract, seed=0)
+    per_image.batched = False
+    some = images[:b]
+    s_pi = per_call(lambda: per_image.batch(some), 3)
+    rows.append(("a batch of views image by image (TwoViews.batch, per-image path)",
+                 1e3 * s_pi, f"{1e6 * s_pi / b:.0f} µs per pair"))
+    s_bv = per_call(lambda: views.batch(some), 10)
+    rows.append(("a batch of views on tensors (TwoViews.batch, batch_views.py: the loop's)",
+                 1e3 * s_bv, f"{1e6 * s_bv / b:.0f} µs per pair; {s_pi / s_bv:.1f}× faster"))
     dataset = TwoViewDataset(images, views)
     s_item = per_call(lambda: dataset[0], calls)
     rows.append(("dataset item (+ float32, tensors)", 1e3 * b * s_item,

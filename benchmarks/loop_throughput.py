@@ -132,8 +132,8 @@ def real_loop(config: PretrainConfig, data: Path, out: Path) -> dict:
 def emulate_before() -> None:
     """The data path as it was before issue 16's changes, for a before/after in one tree:
     the rotation by albumentations' Affine (one transform object per view, called on the
-    image: its cost, the same pixels), OpenCV's default thread pool and the effective-rank
-    diagnostics after every epoch."""
+    image: its cost, the same pixels), OpenCV's default thread pool, the effective-rank
+    diagnostics after every epoch and the views drawn image by image."""
     import albumentations as A
 
     from cossl_edge.training import monitoring, views
@@ -149,6 +149,15 @@ def emulate_before() -> None:
         return lambda img, rng: affine(image=img)["image"]
 
     views._rotation = rotation
+    per_image_views()
+
+
+def per_image_views() -> None:
+    """The views drawn image by image with albumentations (the data path before the batched
+    views of ``training/batch_views.py``)."""
+    from cossl_edge.training import views
+
+    views.BATCHED = False
 
 
 def loop_vs_alone(sizes: list[int], precisions: list[str], seconds: float, steps: int,

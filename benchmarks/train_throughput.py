@@ -38,7 +38,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from doc_section import replace_section
-from loop_throughput import LOOP_END, LOOP_START, emulate_before, loop_section, loop_vs_alone
+from loop_throughput import (
+    LOOP_END,
+    LOOP_START,
+    emulate_before,
+    loop_section,
+    loop_vs_alone,
+    per_image_views,
+)
 
 from cossl_edge.contract import PreprocessContract  # noqa: E402
 from cossl_edge.training.config import PretrainConfig  # noqa: E402
@@ -181,11 +188,16 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("build/train_throughput"))
     p.add_argument("--before", action="store_true", help="--loop: the data path as before "
                    "issue 16 (Affine rotation, diagnostics every epoch); implies --no-write")
+    p.add_argument("--per-image", action="store_true", help="--loop: the views drawn image "
+                   "by image (albumentations), not batch by batch on tensors; implies "
+                   "--no-write")
     args = p.parse_args()
     device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     if args.loop:
         if args.before:
             emulate_before()
+        if args.per_image:
+            per_image_views()
         if args.steps == 2:
             args.steps = 10
         results = loop_vs_alone(args.sizes, args.precisions, args.seconds, args.steps,
@@ -196,7 +208,7 @@ def main() -> None:
                                             indent=1))
         text = loop_section(results, args, device, cpu_flags())
         print(text)
-        if not (args.no_write or args.before):
+        if not (args.no_write or args.before or args.per_image):
             replace_section(LOOP_START, LOOP_END, text)
         return
     if args.device != "cpu":

@@ -87,7 +87,9 @@ def stream_seed(seed: int, *key: int) -> int:
 
 
 class TwoViewDataset(torch.utils.data.Dataset):
-    """Item i → (view_a, view_b[, hard negative]) tensors drawn from cached image i."""
+    """Item i → (view_a, view_b[, hard negative]) tensors drawn from cached image i; a list
+    of indices → the batch's views (B×C×H×W tensors, :meth:`TwoViews.batch`), which is what
+    :func:`epoch_loader` asks for."""
 
     def __init__(self, images: np.ndarray, views: TwoViews):
         self.images = images
@@ -96,7 +98,9 @@ class TwoViewDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i):
+        if isinstance(i, list | tuple | np.ndarray):
+            return self.views.batch(self.images[np.asarray(i, np.int64)])
         return tuple(torch.from_numpy(v) for v in self.views(self.images[i].astype(np.float32)))
 
 
@@ -124,8 +128,10 @@ def epoch_loader(dataset: TwoViewDataset, batches: list[list[int]], workers: int
     if workers == 0:
         dataset.views.reseed(stream_seed(seed, VIEWS, rank, epoch, 0))
     generator = torch.Generator().manual_seed(stream_seed(seed, LOADER, rank, epoch))
+    # each item is a whole batch (a list of indices): the views are drawn batch by batch
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, num_workers=workers, persistent_workers=False,
+        dataset, sampler=batches, batch_size=None, num_workers=workers,
+        persistent_workers=False,
         worker_init_fn=_SeedWorker(seed, rank, epoch) if workers else None,
         generator=generator)
 

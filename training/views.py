@@ -172,8 +172,12 @@ class TwoViews:
             self.view_a, self.view_b = medical_views(contract, s.min_scale, s.hflip,
                                                      s.rotate, s.blur, size)
         self.contract = contract
+        self.size = size
         self.patch = patch_size(size, contract.size)
         self.cutpaste = s.cutpaste
+        # whole batches on tensors (training/batch_views.py) where that module draws what
+        # the per-image pipeline draws: the camera views without texture or CutPaste
+        self.batched = BATCHED and s.preset == "camera" and s.texture <= 0 and not s.cutpaste
         self.rng = np.random.default_rng()
         self._seeded_in: int | None = None  # the process id that last reseeded
         if seed is not None:
@@ -203,6 +207,47 @@ class TwoViews:
         if self.cutpaste:
             views.append(np.clip(cut_paste(b, self.rng), 0.0, 1.0))
         return tuple(self.contract.normalize(v) for v in views)
+
+
+    def batch(self, prepared: np.ndarray) -> tuple:
+        """The views of a batch of prepared images (B×S×S×C): a tuple of B×C×size×size
+        float32 tensors, normalised, as :meth:`__call__` gives one image's — drawn for the
+        whole batch at once on tensors where :attr:`batched` (the same distributions,
+        ``training/batch_views.py``), else image by image."""
+        import torch
+
+        if self._seeded_in != os.getpid():
+            self.reseed(int(np.random.randint(2**31 - 1)))
+        if not self.batched:
+            pairs = [self(np.asarray(img, np.float32)) for img in prepared]
+            return tuple(torch.from_numpy(np.stack(v)) for v in zip(*pairs, strict=True))
+        from cossl_edge.training import batch_views as bv
+
+        prepared = np.asarray(prepared)
+        n, side = len(prepared), prepared.shape[1]
+        if self.patch < side:  # both views of an image from one native-resolution patch
+            top, left = self.rng.integers(0, side - self.patch + 1, size=(2, n))
+            span = np.arange(self.patch)
+            prepared = prepared[np.arange(n)[:, None, None], (top[:, None] + span)[:, :, None],
+                                (left[:, None] + span)[:, None, :]]
+        x = torch.from_numpy(np.ascontiguousarray(prepared, np.float32)).permute(0, 3, 1, 2)
+        s, h = self.settings, x.shape[-1]
+        mean = torch.tensor(self.contract.mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std = torch.tensor(self.contract.std, dtype=torch.float32).view(1, -1, 1, 1)
+        out = []
+        for blur_p, solarize_p in ((s.blur, 0.0), (0.1 * s.blur, s.solarize)):
+            p = bv.draw(self.rng, n, h, h, min_scale=s.min_scale, hflip=s.hflip,
+                        rotate=s.rotate, jitter=s.jitter, colour_image=x.shape[1] > 1,
+                        blur=blur_p, solarize=solarize_p)
+            v = bv.apply_view(x, p, self.size, _blur_kernel(self.size),
+                              reflect=self.size < self.contract.size)
+            out.append(((v - mean) / std).contiguous())
+        return tuple(out)
+
+
+# Whole batches on tensors where the settings allow it (``TwoViews.batched``); False puts
+# back the per-image pipeline everywhere (the benchmarks' before/after).
+BATCHED = True
 
 
 def patch_size(view_size: int, image_size: int) -> int:

@@ -1,0 +1,316 @@
+"""The camera views of a whole batch at once, on tensors: one resample per view for the
+rotation, one for the random resized crop and flip, and the colour, blur and solarize steps
+as batched tensor operations.
+
+The per-image pipeline (:func:`cossl_edge.training.views.camera_views`: albumentations, one
+image at a time) spends most of its time in Python around small OpenCV calls: about 0.6 ms
+per pair, 70–80 ms per batch of 128, which is a fifth of a training step of the default
+recipe on two cores (``docs/benchmarks.md``). Here the same random draws are made for the
+whole batch with numpy and applied with a few torch operations on B×C×H×W tensors.
+
+The views are what albumentations makes, transform by transform (``tests/test_batch_views.py``
+compares each step's pixels with albumentations' functions for the same parameters, and the
+views' distributions with the per-image pipeline's):
+
+- **rotation** (``rotate`` > 0): uniform in ±``rotate`` degrees about the centre, bilinear,
+  black corners (or mirrored ones, reflect-101, for a patch of a larger image) — as
+  :func:`cossl_edge.training.views.rotate`;
+- **random resized crop**: albumentations' ``RandomResizedCrop`` draw (area in
+  [``min_scale``, 1] of the image, log-uniform aspect ratio in [3/4, 4/3], ten tries, then
+  the centre crop), an integer box resized bilinearly (half-pixel centres, edges clamped:
+  OpenCV's ``INTER_LINEAR``);
+- **horizontal flip** with probability ``hflip``;
+- **colour** with probability 0.8: for one channel ``RandomBrightnessContrast``
+  (x·(1+c) + b, c and b uniform in ±``jitter``, clipped); for colour ``ColorJitter``
+  (brightness and contrast in [1 − ``jitter``, 1 + ``jitter``], saturation 0.8–1.2, hue
+  ±0.1, in a random order per image) and then ``ToGray`` with probability 0.2;
+- **Gaussian blur**: the fixed odd kernel of about 10% of the side, σ uniform in 0.1–2,
+  reflect-101 borders (view 1 always with the default ``blur``, view 2 with a tenth of it);
+- **solarize** (view 2, probability ``solarize``): x ≥ 0.5 → 1 − x.
+
+The random draws come from one numpy Generator per process, seeded by
+:meth:`cossl_edge.training.views.TwoViews.reseed`; they differ from the per-image
+pipeline's streams (the same distributions, not the same samples).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect ratios
+GRAY = (0.299, 0.587, 0.114)  # OpenCV's RGB → gray weights (ToGray, contrast, saturation)
+
+
+@dataclass
+class ViewParams:
+    """One view's random draws for a batch of B images of side ``h``×``w`` (numpy arrays
+    of length B): rotation angle (degrees), crop box (top, left, height, width), flip,
+    colour (applied; contrast/brightness factors, and for colour images saturation, hue and
+    the order of the four jitter steps), grayscale, blur (applied; σ) and solarize."""
+
+    angle: np.ndarray
+    box: np.ndarray  # B×4 int: top, left, height, width
+    flip: np.ndarray
+    colour: np.ndarray
+    contrast: np.ndarray
+    brightness: np.ndarray
+    saturation: np.ndarray
+    hue: np.ndarray
+    order: np.ndarray  # B×4: the jitter steps' order (0 brightness, 1 contrast, 2 sat., 3 hue)
+    gray: np.ndarray
+    blur: np.ndarray
+    sigma: np.ndarray
+    solarize: np.ndarray
+
+
+def crop_boxes(rng: np.random.Generator, n: int, h: int, w: int, min_scale: float,
+               tries: int = 10) -> np.ndarray:
+    """n random resized crop boxes (top, left, height, width) of an h×w image, drawn as
+    albumentations' ``RandomResizedCrop`` draws one: area uniform in [min_scale, 1]·h·w,
+    aspect ratio log-uniform in [3/4, 4/3], the first of ``tries`` draws that fits, its
+    position uniform over the places it fits; the centre crop when none fits."""
+    area = h * w
+    target = rng.uniform(min_scale * area, area, size=(n, tries))
+    ratio = np.exp(rng.uniform(math.log(RATIO[0]), math.log(RATIO[1]), size=(n, tries)))
+    cw = np.round(np.sqrt(target * ratio)).astype(np.int64)
+    ch = np.round(np.sqrt(target / ratio)).astype(np.int64)
+    fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = np.argmax(fits, axis=1)
+    rows = np.arange(n)
+    ch, cw, ok = ch[rows, first], cw[rows, first], fits[rows, first]
+    # the centre crop of the whole image's fallback (a square image is within the ratios)
+    in_ratio = w / h
+    if in_ratio < RATIO[0]:
+        fh, fw = round(w / RATIO[0]), w
+    elif in_ratio > RATIO[1]:
+        fh, fw = h, round(h * RATIO[1])
+    else:
+        fh, fw = h, w
+    start = rng.random(size=(n, 2))
+    top = ((h - ch + 1) * start[:, 0]).astype(np.int64)
+    left = ((w - cw + 1) * start[:, 1]).astype(np.int64)
+    top = np.where(ok, top, (h - fh) // 2)
+    left = np.where(ok, left, (w - fw) // 2)
+    ch, cw = np.where(ok, ch, fh), np.where(ok, cw, fw)
+    return np.stack([top, left, ch, cw], axis=1)
+
+
+def draw(rng: np.random.Generator, n: int, h: int, w: int, *, min_scale: float,
+         hflip: float, rotate: float, jitter: float, colour_image: bool, blur: float,
+         solarize: float) -> ViewParams:
+    """One view's random draws for n images of side h×w (see :class:`ViewParams`)."""
+    u = rng.random(size=(n, 5))  # the Bernoulli draws: flip, colour, gray, blur, solarize
+    if colour_image:
+        lo = max(0.0, 1.0 - jitter)
+        brightness = rng.uniform(lo, 1.0 + jitter, size=n)
+        contrast = rng.uniform(lo, 1.0 + jitter, size=n)
+        saturation = rng.uniform(0.8, 1.2, size=n)
+        hue = rng.uniform(-0.1, 0.1, size=n)
+        order = rng.permuted(np.tile(np.arange(4), (n, 1)), axis=1)
+    else:  # RandomBrightnessContrast: x·(1 + c) + b
+        contrast = 1.0 + rng.uniform(-jitter, jitter, size=n)
+        brightness = rng.uniform(-jitter, jitter, size=n)
+        saturation, hue = np.ones(n), np.zeros(n)
+        order = np.tile(np.arange(4), (n, 1))
+    return ViewParams(
+        angle=rng.uniform(-rotate, rotate, size=n) if rotate > 0 else np.zeros(n),
+        box=crop_boxes(rng, n, h, w, min_scale),
+        flip=u[:, 0] < hflip,
+        colour=u[:, 1] < 0.8,
+        contrast=contrast, brightness=brightness, saturation=saturation, hue=hue, order=order,
+        gray=(u[:, 2] < 0.2) if colour_image else np.zeros(n, bool),
+        blur=u[:, 3] < blur,
+        sigma=rng.uniform(0.1, 2.0, size=n),
+        solarize=u[:, 4] < solarize)
+
+
+def _reflect101(coord: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel coordinates mirrored into [0, size − 1] about the border pixels (OpenCV's
+    BORDER_REFLECT_101), valid within one image side beyond the border."""
+    if size == 1:
+        return torch.zeros_like(coord)
+    coord = coord.abs()
+    return torch.where(coord > size - 1, 2 * (size - 1) - coord, coord)
+
+
+def _grid(ax: torch.Tensor, bx: torch.Tensor, cx: torch.Tensor, ay: torch.Tensor,
+          by: torch.Tensor, cy: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image affine maps of the output pixel coordinates (u across, v down; 1-D):
+    x = ax·u + bx·v + cx, y = ay·u + by·v + cy, each B×h×w (float32; the coefficients are
+    B-vectors)."""
+    b = ax.shape[0]
+    u, v = u.view(1, 1, -1), v.view(1, -1, 1)
+    x = (ax.view(b, 1, 1) * u + cx.view(b, 1, 1)) + bx.view(b, 1, 1) * v
+    y = (ay.view(b, 1, 1) * u + cy.view(b, 1, 1)) + by.view(b, 1, 1) * v
+    return x, y
+
+
+def _sample(x: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, padding: str) -> torch.Tensor:
+    """Bilinear samples of x (B×C×H×W) at pixel coordinates (sx, sy) (B×h×w each, pixel
+    centres at integers); outside the image: 0 (``zeros``) or the edge (``border``)."""
+    h, w = x.shape[-2:]
+    grid = torch.empty(sx.shape + (2,), dtype=torch.float32)
+    torch.add(sx, 1 / 2, out=grid[..., 0]).mul_(2 / w).sub_(1)
+    torch.add(sy, 1 / 2, out=grid[..., 1]).mul_(2 / h).sub_(1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+
+
+def _f32(values) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, np.float64), dtype=torch.float32)
+
+
+def rotate_batch(x: torch.Tensor, degrees: np.ndarray, reflect: bool) -> torch.Tensor:
+    """Each image of x (B×C×H×W) turned by its angle about its centre, as
+    :func:`cossl_edge.training.views.rotate` turns one: bilinear, black corners or
+    (``reflect``) mirrored ones."""
+    _, _, h, w = x.shape
+    r = np.deg2rad(np.asarray(degrees, np.float64) % 360)
+    c, s = np.cos(r), np.sin(r)
+    cx, cy = w / 2 - 0.5, h / 2 - 0.5
+    # the destination pixel p comes from the source at centre + Rᵀ(p − centre)
+    sx, sy = _grid(_f32(c), _f32(-s), _f32(cx - c * cx + s * cy),
+                   _f32(s), _f32(c), _f32(cy - s * cx - c * cy),
+                   torch.arange(w, dtype=torch.float32), torch.arange(h, dtype=torch.float32))
+    if reflect:
+        return _sample(x, _reflect101(sx, w), _reflect101(sy, h), "border")
+    return _sample(x, sx, sy, "zeros")
+
+
+def crop_resize_flip(x: torch.Tensor, box: np.ndarray, flip: np.ndarray, size: int
+                     ) -> torch.Tensor:
+    """Each image's integer box (top, left, height, width) resized to size×size, bilinear
+    with half-pixel centres and its edges repeated (OpenCV's ``resize`` with
+    ``INTER_LINEAR``), then mirrored left–right where ``flip``."""
+    b = x.shape[0]
+    box = np.asarray(box, np.float64)
+    top, left, bh, bw = box.T
+    flip = np.asarray(flip, bool)
+    # x = left + (j' + 0.5)·bw/size − 0.5 with j' = j, or size − 1 − j where flipped
+    sxw = bw / size
+    ax = np.where(flip, -sxw, sxw)
+    cx = left + np.where(flip, (size - 0.5) * sxw, 0.5 * sxw) - 0.5
+    syh = bh / size
+    zero = torch.zeros(b)
+    sx, sy = _grid(_f32(ax), zero, _f32(cx), zero, _f32(syh), _f32(top + 0.5 * syh - 0.5),
+                   torch.arange(size, dtype=torch.float32),
+                   torch.arange(size, dtype=torch.float32))
+    view = (b, 1, 1)
+    sx = torch.clamp(sx, _f32(left).view(view), _f32(left + bw - 1).view(view))
+    sy = torch.clamp(sy, _f32(top).view(view), _f32(top + bh - 1).view(view))
+    return _sample(x, sx, sy, "border")
+
+
+def _per_image(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, np.float64), dtype=x.dtype).view(-1, 1, 1, 1)
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    """B×1×H×W luminance of B×3×H×W RGB (OpenCV's weights)."""
+    return GRAY[0] * x[:, 0:1] + GRAY[1] * x[:, 1:2] + GRAY[2] * x[:, 2:3]
+
+
+def _hue_shift(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] with the hue turned by ``shift`` (a fraction of the circle, per image),
+    through HSV as OpenCV converts float images."""
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
+    v, _ = x.max(dim=1)
+    mn, _ = x.min(dim=1)
+    delta = v - mn
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    h = torch.where(v == r, (g - b) / safe,
+                    torch.where(v == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+    h = torch.where(delta > 0, h, torch.zeros_like(h)) / 6  # fraction of the circle
+    s = torch.where(v > 0, delta / torch.where(v > 0, v, torch.ones_like(v)),
+                    torch.zeros_like(v))
+    h = torch.remainder(h + shift.view(-1, 1, 1), 1.0) * 6
+    k = lambda n: torch.remainder(n + h, 6)  # noqa: E731
+    chan = lambda n: v - v * s * torch.clamp(torch.minimum(k(n), 4 - k(n)), 0, 1)  # noqa: E731
+    return torch.stack([chan(5), chan(3), chan(1)], dim=1)
+
+
+def colour(x: torch.Tensor, p: ViewParams) -> torch.Tensor:
+    """The colour step of a batch: brightness/contrast (one channel) or the four jitter
+    steps in each image's order (colour), where ``p.colour``; then grayscale where
+    ``p.gray``."""
+    on = torch.from_numpy(p.colour).view(-1, 1, 1, 1)
+    if x.shape[1] == 1:
+        out = (x * _per_image(p.contrast, x) + _per_image(p.brightness, x)).clamp_(0, 1)
+        return torch.where(on, out, x)
+    out = x.clone()
+    for position in range(4):
+        step = p.order[:, position]
+        for which in range(4):
+            idx = np.flatnonzero((step == which) & p.colour)
+            if not len(idx):
+                continue
+            sub = out[idx]
+            if which == 0:
+                sub = (sub * _per_image(p.brightness[idx], sub)).clamp_(0, 1)
+            elif which == 1:
+                f = _per_image(p.contrast[idx], sub)
+                mean = _gray(sub).mean(dim=(1, 2, 3), keepdim=True)
+                sub = (sub * f + mean * (1 - f)).clamp_(0, 1)
+            elif which == 2:
+                f = _per_image(p.saturation[idx], sub)
+                sub = (sub * f + _gray(sub) * (1 - f)).clamp_(0, 1)
+            else:
+                sub = _hue_shift(sub, torch.as_tensor(p.hue[idx], dtype=sub.dtype))
+            out[idx] = sub
+    gray = torch.from_numpy(p.gray).view(-1, 1, 1, 1)
+    return torch.where(gray, _gray(out).expand_as(out), out)
+
+
+def gaussian_kernels(sigma: np.ndarray, k: int) -> np.ndarray:
+    """B×k normalised 1-D Gaussian kernels of odd size k (albumentations' kernel)."""
+    x = np.arange(-(k // 2), k // 2 + 1, dtype=np.float64)
+    kern = np.exp(-0.5 * (x[None, :] / np.asarray(sigma, np.float64)[:, None]) ** 2)
+    return kern / kern.sum(axis=1, keepdims=True)
+
+
+def blur(x: torch.Tensor, sigma: np.ndarray, applied: np.ndarray, k: int) -> torch.Tensor:
+    """Separable Gaussian blur of size k with each image's σ, reflect-101 borders, where
+    ``applied``."""
+    if not applied.any():
+        return x
+    idx = np.flatnonzero(applied)
+    sub = x[idx]
+    n, c, h, w = sub.shape
+    kern = torch.as_tensor(gaussian_kernels(sigma[idx], k), dtype=x.dtype)
+    kern = kern.repeat_interleave(c, dim=0)  # one kernel per (image, channel)
+    flat = sub.reshape(1, n * c, h, w)
+    pad = k // 2
+    if min(h, w) > pad:
+        flat = F.pad(flat, (pad, pad, pad, pad), mode="reflect")
+    else:  # smaller than the kernel: reflect-101 by index (F.pad's reflect needs pad < side)
+        ri = _reflect101(torch.arange(-pad, h + pad, dtype=torch.float64), h).long()
+        ci = _reflect101(torch.arange(-pad, w + pad, dtype=torch.float64), w).long()
+        flat = flat[:, :, ri][:, :, :, ci]
+    flat = F.conv2d(flat, kern.view(n * c, 1, 1, k), groups=n * c)
+    flat = F.conv2d(flat, kern.view(n * c, 1, k, 1), groups=n * c)
+    out = x.clone()
+    out[idx] = flat.view(n, c, h, w)
+    return out
+
+
+def solarize(x: torch.Tensor, applied: np.ndarray) -> torch.Tensor:
+    on = torch.from_numpy(applied).view(-1, 1, 1, 1)
+    return torch.where(on & (x >= 0.5), 1 - x, x)
+
+
+def apply_view(x: torch.Tensor, p: ViewParams, size: int, kernel: int, reflect: bool
+               ) -> torch.Tensor:
+    """One view of a batch x (B×C×H×W in [0, 1]) with draws ``p``: B×C×size×size in
+    [0, 1]."""
+    if np.any(p.angle != 0):
+        x = rotate_batch(x, p.angle, reflect)
+    x = crop_resize_flip(x, p.box, p.flip, size)
+    x = colour(x, p)
+    x = blur(x, p.sigma, p.blur, kernel)
+    x = solarize(x, p.solarize)
+    return x.clamp_(0.0, 1.0)
