@@ -138,31 +138,34 @@ def _reflect101(coord: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(coord > size - 1, 2 * (size - 1) - coord, coord)
 
 
-def _grid(ax: torch.Tensor, bx: torch.Tensor, cx: torch.Tensor, ay: torch.Tensor,
-          by: torch.Tensor, cy: torch.Tensor, u: torch.Tensor, v: torch.Tensor
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image affine maps of the output pixel coordinates (u across, v down; 1-D):
-    x = ax·u + bx·v + cx, y = ay·u + by·v + cy, each B×h×w (float32; the coefficients are
-    B-vectors)."""
-    b = ax.shape[0]
-    u, v = u.view(1, 1, -1), v.view(1, -1, 1)
-    x = (ax.view(b, 1, 1) * u + cx.view(b, 1, 1)) + bx.view(b, 1, 1) * v
-    y = (ay.view(b, 1, 1) * u + cy.view(b, 1, 1)) + by.view(b, 1, 1) * v
-    return x, y
+def _affine_grid(ax, bx, cx, ay, by, cy, h: int, w: int, size_in: tuple[int, int]
+                 ) -> torch.Tensor:
+    """The sampling grid (B×h×w×2, grid_sample's normalised coordinates) of per-image affine
+    maps of the output pixel (u across, v down): x = ax·u + bx·v + cx, y = ay·u + by·v + cy in
+    pixels of an input of side ``size_in`` (height, width); the coefficients are B-vectors.
+    Each coordinate is written in one broadcast addition of a row and a column term."""
+    hi, wi = size_in
+    b = len(ax)
+    u = torch.arange(w, dtype=torch.float64).view(1, 1, w)
+    v = torch.arange(h, dtype=torch.float64).view(1, h, 1)
+    grid = torch.empty(b, h, w, 2, dtype=torch.float32)
+    for k, (a, bb, c, side) in enumerate(((ax, bx, cx, wi), (ay, by, cy, hi))):
+        # normalised: (2·x + 1)/side − 1, folded into the coefficients
+        a, bb = (torch.as_tensor(2 * np.asarray(t, np.float64) / side).view(b, 1, 1)
+                 for t in (a, bb))
+        c = torch.as_tensor((2 * np.asarray(c, np.float64) + 1) / side - 1).view(b, 1, 1)
+        torch.add((a * u + c).float(), (bb * v).float(), out=grid[..., k])
+    return grid
 
 
-def _sample(x: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor, padding: str) -> torch.Tensor:
-    """Bilinear samples of x (B×C×H×W) at pixel coordinates (sx, sy) (B×h×w each, pixel
-    centres at integers); outside the image: 0 (``zeros``) or the edge (``border``)."""
-    h, w = x.shape[-2:]
-    grid = torch.empty(sx.shape + (2,), dtype=torch.float32)
-    torch.add(sx, 1 / 2, out=grid[..., 0]).mul_(2 / w).sub_(1)
-    torch.add(sy, 1 / 2, out=grid[..., 1]).mul_(2 / h).sub_(1)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+def _pixels(grid: torch.Tensor, size_in: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    hi, wi = size_in
+    return (grid[..., 0] + 1) * wi / 2 - 0.5, (grid[..., 1] + 1) * hi / 2 - 0.5
 
 
-def _f32(values) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(values, np.float64), dtype=torch.float32)
+def _normalised(sx: torch.Tensor, sy: torch.Tensor, size_in: tuple[int, int]) -> torch.Tensor:
+    hi, wi = size_in
+    return torch.stack([(2 * sx + 1) / wi - 1, (2 * sy + 1) / hi - 1], dim=-1)
 
 
 def rotate_batch(x: torch.Tensor, degrees: np.ndarray, reflect: bool) -> torch.Tensor:
@@ -174,12 +177,13 @@ def rotate_batch(x: torch.Tensor, degrees: np.ndarray, reflect: bool) -> torch.T
     c, s = np.cos(r), np.sin(r)
     cx, cy = w / 2 - 0.5, h / 2 - 0.5
     # the destination pixel p comes from the source at centre + Rᵀ(p − centre)
-    sx, sy = _grid(_f32(c), _f32(-s), _f32(cx - c * cx + s * cy),
-                   _f32(s), _f32(c), _f32(cy - s * cx - c * cy),
-                   torch.arange(w, dtype=torch.float32), torch.arange(h, dtype=torch.float32))
+    grid = _affine_grid(c, -s, cx - c * cx + s * cy, s, c, cy - s * cx - c * cy, h, w, (h, w))
     if reflect:
-        return _sample(x, _reflect101(sx, w), _reflect101(sy, h), "border")
-    return _sample(x, sx, sy, "zeros")
+        sx, sy = _pixels(grid, (h, w))
+        grid = _normalised(_reflect101(sx, w), _reflect101(sy, h), (h, w))
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
+                             align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def crop_resize_flip(x: torch.Tensor, box: np.ndarray, flip: np.ndarray, size: int
@@ -187,23 +191,20 @@ def crop_resize_flip(x: torch.Tensor, box: np.ndarray, flip: np.ndarray, size: i
     """Each image's integer box (top, left, height, width) resized to size×size, bilinear
     with half-pixel centres and its edges repeated (OpenCV's ``resize`` with
     ``INTER_LINEAR``), then mirrored left–right where ``flip``."""
-    b = x.shape[0]
-    box = np.asarray(box, np.float64)
-    top, left, bh, bw = box.T
-    flip = np.asarray(flip, bool)
-    # x = left + (j' + 0.5)·bw/size − 0.5 with j' = j, or size − 1 − j where flipped
-    sxw = bw / size
-    ax = np.where(flip, -sxw, sxw)
-    cx = left + np.where(flip, (size - 0.5) * sxw, 0.5 * sxw) - 0.5
-    syh = bh / size
-    zero = torch.zeros(b)
-    sx, sy = _grid(_f32(ax), zero, _f32(cx), zero, _f32(syh), _f32(top + 0.5 * syh - 0.5),
-                   torch.arange(size, dtype=torch.float32),
-                   torch.arange(size, dtype=torch.float32))
-    view = (b, 1, 1)
-    sx = torch.clamp(sx, _f32(left).view(view), _f32(left + bw - 1).view(view))
-    sy = torch.clamp(sy, _f32(top).view(view), _f32(top + bh - 1).view(view))
-    return _sample(x, sx, sy, "border")
+    b, _, hi, wi = x.shape
+    top, left, bh, bw = (torch.as_tensor(np.asarray(box, np.float64)[:, k]).view(b, 1)
+                         for k in range(4))
+    idx = torch.arange(size, dtype=torch.float64).view(1, size)
+    flip = torch.as_tensor(np.asarray(flip, bool)).view(b, 1)
+    j = torch.where(flip, size - 1 - idx, idx)
+    # the box's pixel of output pixel (i, j): (i + 0.5)·bh/size − 0.5, clamped to the box;
+    # separable, so each coordinate is a row (or a column) per image
+    sx = left + torch.minimum(((j + 0.5) * bw / size - 0.5).clamp(min=0), bw - 1)
+    sy = top + torch.minimum(((idx + 0.5) * bh / size - 0.5).clamp(min=0), bh - 1)
+    grid = torch.empty(b, size, size, 2, dtype=torch.float32)
+    grid[..., 0] = ((2 * sx + 1) / wi - 1).float().view(b, 1, size)
+    grid[..., 1] = ((2 * sy + 1) / hi - 1).float().view(b, size, 1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _per_image(values: np.ndarray, x: torch.Tensor) -> torch.Tensor:
@@ -299,8 +300,14 @@ def blur(x: torch.Tensor, sigma: np.ndarray, applied: np.ndarray, k: int) -> tor
 
 
 def solarize(x: torch.Tensor, applied: np.ndarray) -> torch.Tensor:
-    on = torch.from_numpy(applied).view(-1, 1, 1, 1)
-    return torch.where(on & (x >= 0.5), 1 - x, x)
+    """x ≥ 0.5 → 1 − x, where ``applied``."""
+    if not applied.any():
+        return x
+    idx = np.flatnonzero(applied)
+    sub = x[idx]
+    out = x.clone()
+    out[idx] = torch.where(sub >= 0.5, 1 - sub, sub)
+    return out
 
 
 def apply_view(x: torch.Tensor, p: ViewParams, size: int, kernel: int, reflect: bool
