@@ -161,7 +161,7 @@ def per_image_views() -> None:
 
 
 def loop_vs_alone(sizes: list[int], precisions: list[str], seconds: float, steps: int,
-                  workers: int, work: Path) -> list[dict]:
+                  workers: int, work: Path, preset: str = "auto") -> list[dict]:
     from datasets import write_split
 
     from cossl_edge.training import precision
@@ -179,7 +179,7 @@ def loop_vs_alone(sizes: list[int], precisions: list[str], seconds: float, steps
         for prec in precisions:
             bf16 = prec == "bf16"
             cfg = PretrainConfig(contract=PreprocessContract(size=size), bf16=bf16,
-                                 workers=workers)
+                                 workers=workers, preset=preset)
             before = model_alone(cfg, bf16, steps)
             # about --seconds of training, and at least 4 epochs (3 measured)
             epoch_s = len(list(data.glob("*.png"))) // cfg.batch_size * cfg.batch_size / before
@@ -187,7 +187,7 @@ def loop_vs_alone(sizes: list[int], precisions: list[str], seconds: float, steps
             loop = real_loop(cfg, data, work / f"loop-{size}-{prec}")
             after = model_alone(cfg, bf16, steps)
             alone = (before + after) / 2
-            r = {"size": size, "precision": prec, "alone_pairs_per_s": alone,
+            r = {"size": size, "precision": prec, "preset": preset, "alone_pairs_per_s": alone,
                  "alone_before_after": [before, after], **loop,
                  "ratio": loop["pairs_per_s"] / alone,
                  "auto": auto.to_dict() | {"bf16": auto.bf16}}

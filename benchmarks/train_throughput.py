@@ -188,6 +188,10 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("build/train_throughput"))
     p.add_argument("--before", action="store_true", help="--loop: the data path as before "
                    "issue 16 (Affine rotation, diagnostics every epoch); implies --no-write")
+    p.add_argument("--preset", default="auto", choices=["auto", "camera", "medical"],
+                   help="--loop: the views (auto: camera for the digits; medical: the DICOM "
+                   "default's MONAI intensity steps on the same images); not auto implies "
+                   "--no-write")
     p.add_argument("--per-image", action="store_true", help="--loop: the views drawn image "
                    "by image (albumentations), not batch by batch on tensors; implies "
                    "--no-write")
@@ -201,14 +205,14 @@ def main() -> None:
         if args.steps == 2:
             args.steps = 10
         results = loop_vs_alone(args.sizes, args.precisions, args.seconds, args.steps,
-                                args.workers, args.work)
+                                args.workers, args.work, args.preset)
         if args.json is not None:
             args.json.write_text(json.dumps({"device": device, "torch": torch.__version__,
                                              "flags": cpu_flags(), "results": results},
                                             indent=1))
         text = loop_section(results, args, device, cpu_flags())
         print(text)
-        if not (args.no_write or args.before or args.per_image):
+        if not (args.no_write or args.before or args.per_image or args.preset != "auto"):
             replace_section(LOOP_START, LOOP_END, text)
         return
     if args.device != "cpu":

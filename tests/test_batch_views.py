@@ -266,14 +266,153 @@ def test_batched_views_depend_on_their_seed_only():
 
 @pytest.mark.parametrize("preset,changes", [("camera", {"texture": 0.5}),
                                             ("camera", {"cutpaste": True}),
-                                            ("medical", {})])
+                                            ("medical", {"cutpaste": True})])
 def test_other_views_go_image_by_image(preset, changes):
-    """What the batched module does not draw (texture scrambling, CutPaste negatives, the
-    MONAI intensity steps of the medical views) keeps the per-image pipeline, with the
-    same batch interface."""
+    """What the batched module does not draw (texture scrambling, CutPaste negatives) keeps
+    the per-image pipeline, with the same batch interface."""
     c = PreprocessContract(channels=1, size=32)
     views = TwoViews(preset, c, seed=0, min_scale=0.3, **changes)
     assert not views.batched
     out = views.batch(np.random.default_rng(0).random((4, 32, 32, 1)).astype(np.float16))
     assert len(out) == (3 if changes.get("cutpaste") else 2)
     assert all(v.shape == (4, 1, 32, 32) and v.dtype == torch.float32 for v in out)
+
+
+# --- the medical views: MONAI's intensity transforms, batched ------------------------------
+
+def _scan_like(n: int, seed: int = 0, channels: int = 1) -> np.ndarray:
+    """Smooth blobs on a dark background with noise: a windowed slice's kind of histogram."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[:24, :24] / 23.0
+    out = np.empty((n, channels, 24, 24), np.float32)
+    for i in range(n):
+        cy, cx, r = rng.uniform(0.3, 0.7, 3)
+        blob = np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (0.05 + 0.1 * r))
+        out[i] = (0.7 * blob + 0.1 * rng.random((channels, 24, 24)))
+    return out
+
+
+def test_contrast_and_histogram_shift_give_monai_pixels():
+    from monai.transforms import AdjustContrast, RandHistogramShift
+
+    img = _scan_like(6)
+    img[5] = 0.3  # one value: the histogram shift leaves it alone
+    gammas = np.array([0.7, 0.9, 1.0, 1.2, 1.5, 1.1])
+    got = bv.adjust_contrast(torch.from_numpy(img), gammas).numpy()
+    for i in range(6):
+        want = np.asarray(AdjustContrast(float(gammas[i]))(torch.from_numpy(img[i])))
+        np.testing.assert_allclose(got[i], want, atol=1e-6)
+    points, floating = [], np.ones((6, bv.HIST_POINTS[1]))
+    wants = []
+    for i in range(6):
+        t = RandHistogramShift(num_control_points=(5, 10), prob=1.0)
+        t.set_random_state(seed=i)
+        t.randomize()
+        k = len(t.reference_control_points)
+        np.testing.assert_allclose(t.reference_control_points, np.linspace(0, 1, k))
+        points.append(k)
+        floating[i, :k] = t.floating_control_points
+        with pytest.warns(UserWarning) if i == 5 else _no_warning():
+            wants.append(np.asarray(t(torch.from_numpy(img[i]), randomize=False)))
+    assert len(set(points)) > 2
+    got = bv.histogram_shift(torch.from_numpy(img), np.array(points), floating).numpy()
+    for i in range(6):
+        np.testing.assert_allclose(got[i], wants[i], atol=2e-6)
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_bias_field_and_smoothing_give_monai_pixels():
+    from monai.transforms import GaussianSmooth, RandBiasField
+
+    img = _scan_like(5, channels=2)
+    coeffs = []
+    wants = []
+    for i in range(5):
+        t = RandBiasField(degree=3, coeff_range=(0.0, 0.1), prob=1.0)
+        t.set_random_state(seed=i)
+        t.randomize(img_size=img.shape[2:])
+        coeffs.append(t._coeff)
+        wants.append(np.asarray(t(torch.from_numpy(img[i]), randomize=False)))
+    got = bv.bias_field(torch.from_numpy(img), np.array(coeffs)).numpy()
+    for i in range(5):
+        np.testing.assert_allclose(got[i], wants[i], rtol=1e-6, atol=1e-7)
+    rows = np.array([0.25, 0.4, 0.6, 0.8, 1.0])
+    cols = np.array([1.0, 0.3, 0.6, 0.25, 0.9])
+    got = bv.gaussian_smooth(torch.from_numpy(img), rows, cols).numpy()
+    for i in range(5):
+        want = np.asarray(GaussianSmooth(sigma=(rows[i], cols[i]))(torch.from_numpy(img[i])))
+        np.testing.assert_allclose(got[i], want, atol=1e-6)
+
+
+def test_medical_draws_follow_monai():
+    """Probabilities, gamma, σ ranges, and the histogram shift's control points against
+    MONAI's own draws (their number, and the first and middle inner points, KS)."""
+    from monai.transforms import RandHistogramShift
+    from scipy.stats import ks_2samp
+
+    n = 4000
+    p = bv.draw_medical(np.random.default_rng(0), n, smooth_p=0.5, noise_p=0.1)
+    for rate, want in ((p.contrast, 0.8), (p.shift, 0.3), (p.bias, 0.3), (p.smooth, 0.5),
+                       (p.noise, 0.1)):
+        assert abs(rate.mean() - want) < 4 * np.sqrt(want * (1 - want) / n)
+    for values, lo, hi in ((p.gamma, 0.7, 1.5), (p.sigma_rows, 0.25, 1.0),
+                           (p.sigma_cols, 0.25, 1.0), (p.noise_std, 0.0, 0.05),
+                           (p.coeff.ravel(), 0.0, 0.1)):
+        assert lo <= values.min() and values.max() <= hi
+        assert abs(values.mean() - (lo + hi) / 2) < 0.02 * (hi - lo)
+    assert p.coeff.shape == (n, 10)
+    t = RandHistogramShift(num_control_points=(5, 10), prob=1.0)
+    t.set_random_state(seed=1)
+    theirs = []
+    for _ in range(n):
+        t.randomize()
+        theirs.append(t.floating_control_points)
+    k_theirs = np.array([len(f) for f in theirs])
+    assert np.abs(np.bincount(p.points, minlength=11)[5:] / n
+                  - np.bincount(k_theirs, minlength=11)[5:] / n).max() < 0.03
+    for k in (5, 8, 10):
+        ours = p.floating[p.points == k]
+        ref = np.array([f for f in theirs if len(f) == k])
+        assert (np.diff(ours[:, :k], axis=1) >= 0).all() and (ours[:, k - 1] == 1).all()
+        for j in (1, k // 2):
+            assert ks_2samp(ours[:, j], ref[:, j]).pvalue > 0.001, (k, j)
+
+
+def test_medical_noise_has_the_drawn_spread():
+    x = torch.full((300, 1, 24, 24), 0.5)
+    p = bv.draw_medical(np.random.default_rng(1), 300, smooth_p=0.0, noise_p=1.0)
+    p.contrast[:] = p.shift[:] = p.bias[:] = False
+    out = bv.medical_intensity(x, p)
+    spread = (out - x).reshape(300, -1).std(dim=1).numpy()
+    np.testing.assert_allclose(spread, p.noise_std, rtol=0.15, atol=2e-3)
+    again = bv.medical_intensity(x, p)
+    assert torch.equal(out, again)  # the noise comes from the drawn seed
+
+
+@pytest.mark.parametrize("changes", [{"rotate": 15.0}, {"rotate": 15.0, "view_size": 20}])
+def test_batched_medical_views_are_distributed_as_per_image_views(changes):
+    from scipy.stats import ks_2samp
+
+    c = PreprocessContract(channels=1, size=24)
+    img = np.moveaxis(_scan_like(1, seed=3), 1, -1)[0]
+    n = 1000
+    batched = TwoViews("medical", c, seed=1, min_scale=0.3, **changes)
+    assert batched.batched
+    per_image = TwoViews("medical", c, seed=2, min_scale=0.3, **changes)
+    per_image.batched = False
+    new = [_nhwc(v)[..., 0] for v in batched.batch(np.repeat(img[None], n, axis=0))]
+    old = [_nhwc(v)[..., 0] for v in per_image.batch(np.repeat(img[None], n, axis=0))]
+    stats = {"mean": np.mean, "std": np.std, "contrast": _bar_contrast,
+             "median": np.median, "max": np.max,
+             "roughness": lambda v: float(np.abs(np.diff(v, axis=1)).mean())}
+    for view in (0, 1):
+        for name, stat in stats.items():
+            p = ks_2samp([stat(v) for v in new[view]], [stat(v) for v in old[view]]).pvalue
+            assert p > 0.001, (view, name, p)

@@ -28,6 +28,13 @@ views' distributions with the per-image pipeline's):
   reflect-101 borders (view 1 always with the default ``blur``, view 2 with a tenth of it);
 - **solarize** (view 2, probability ``solarize``): x ≥ 0.5 → 1 − x.
 
+The medical views (:func:`cossl_edge.training.views.medical_views`) share the geometry and
+replace the colour steps with MONAI's intensity transforms, here batched with the same
+formulas (``tests/test_batch_views.py`` compares them with MONAI's own transforms for the
+same parameters): ``AdjustContrast`` (gamma 0.7–1.5, p 0.8), ``HistogramShift`` (5–10
+control points, p 0.3), ``RandBiasField`` (degree 3, p 0.3), ``GaussianSmooth`` (σ 0.25–1
+per axis, MONAI's erf kernel and zero padding) and Gaussian noise (σ up to 0.05).
+
 The random draws come from one numpy Generator per process, seeded by
 :meth:`cossl_edge.training.views.TwoViews.reseed`; they differ from the per-image
 pipeline's streams (the same distributions, not the same samples).
@@ -310,14 +317,188 @@ def solarize(x: torch.Tensor, applied: np.ndarray) -> torch.Tensor:
     return out
 
 
-def apply_view(x: torch.Tensor, p: ViewParams, size: int, kernel: int, reflect: bool
-               ) -> torch.Tensor:
-    """One view of a batch x (B×C×H×W in [0, 1]) with draws ``p``: B×C×size×size in
-    [0, 1]."""
+def geometry(x: torch.Tensor, p: ViewParams, size: int, reflect: bool) -> torch.Tensor:
+    """The rotation, random resized crop and flip of a batch (the views' shared geometry)."""
     if np.any(p.angle != 0):
         x = rotate_batch(x, p.angle, reflect)
-    x = crop_resize_flip(x, p.box, p.flip, size)
+    return crop_resize_flip(x, p.box, p.flip, size)
+
+
+def apply_view(x: torch.Tensor, p: ViewParams, size: int, kernel: int, reflect: bool
+               ) -> torch.Tensor:
+    """One camera view of a batch x (B×C×H×W in [0, 1]) with draws ``p``: B×C×size×size
+    in [0, 1]."""
+    x = geometry(x, p, size, reflect)
     x = colour(x, p)
     x = blur(x, p.sigma, p.blur, kernel)
     x = solarize(x, p.solarize)
     return x.clamp_(0.0, 1.0)
+
+
+# --- the medical views' intensity steps (MONAI's transforms, batched) ---------------------
+
+@dataclass
+class MedicalParams:
+    """One medical view's intensity draws for B images, as the MONAI transforms of
+    :func:`cossl_edge.training.views.medical_views` draw them: ``RandAdjustContrast`` (gamma),
+    ``RandHistogramShift`` (control points: ``points`` of them, ``floating`` B×10 padded),
+    ``RandBiasField`` (the 10 Legendre coefficients of degree 3), ``RandGaussianSmooth``
+    (σ along the rows and the columns), ``RandGaussianNoise`` (its σ; the noise itself is
+    drawn when applied)."""
+
+    contrast: np.ndarray
+    gamma: np.ndarray
+    shift: np.ndarray
+    points: np.ndarray
+    floating: np.ndarray
+    bias: np.ndarray
+    coeff: np.ndarray
+    smooth: np.ndarray
+    sigma_rows: np.ndarray
+    sigma_cols: np.ndarray
+    noise: np.ndarray
+    noise_std: np.ndarray
+    noise_seed: int
+
+
+HIST_POINTS = (5, 10)
+BIAS_DEGREE = 3
+
+
+def draw_medical(rng: np.random.Generator, n: int, smooth_p: float, noise_p: float
+                 ) -> MedicalParams:
+    """One medical view's intensity draws for n images (see :class:`MedicalParams`):
+    contrast p 0.8 with gamma 0.7–1.5; histogram shift p 0.3 with 5–10 control points, each
+    inner point uniform between its left neighbour (already moved) and its right one; bias
+    field p 0.3 with coefficients uniform in 0–0.1; smoothing p ``smooth_p`` with σ 0.25–1
+    px per axis; noise p ``noise_p`` with σ uniform in 0–0.05."""
+    u = rng.random(size=(n, 5))
+    points = rng.integers(HIST_POINTS[0], HIST_POINTS[1] + 1, size=n)
+    top = HIST_POINTS[1]
+    ref = np.arange(top)[None, :] / (points[:, None] - 1)  # linspace(0, 1, points), padded
+    floating = np.minimum(ref, 1.0)
+    for i in range(1, top - 1):
+        inner = i < points - 1
+        moved = rng.uniform(floating[:, i - 1], floating[:, i + 1])
+        floating[:, i] = np.where(inner, moved, floating[:, i])
+    floating[np.arange(top)[None, :] >= points[:, None]] = 1.0
+    n_coeff = (BIAS_DEGREE + 1) * (BIAS_DEGREE + 2) // 2
+    return MedicalParams(
+        contrast=u[:, 0] < 0.8, gamma=rng.uniform(0.7, 1.5, size=n),
+        shift=u[:, 1] < 0.3, points=points, floating=floating,
+        bias=u[:, 2] < 0.3, coeff=rng.uniform(0.0, 0.1, size=(n, n_coeff)),
+        smooth=u[:, 3] < smooth_p, sigma_rows=rng.uniform(0.25, 1.0, size=n),
+        sigma_cols=rng.uniform(0.25, 1.0, size=n),
+        noise=u[:, 4] < noise_p, noise_std=rng.uniform(0.0, 0.05, size=n),
+        noise_seed=int(rng.integers(2**63 - 1)))
+
+
+def _image_min_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = x.reshape(len(x), -1)
+    lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
+    return lo.view(-1, 1, 1, 1), (hi - lo).view(-1, 1, 1, 1)
+
+
+def adjust_contrast(x: torch.Tensor, gamma: np.ndarray) -> torch.Tensor:
+    """MONAI's ``AdjustContrast`` per image: ((x − min)/(range + 1e-7))^gamma·range + min."""
+    lo, rng_ = _image_min_range(x)
+    g = torch.as_tensor(np.asarray(gamma, np.float64), dtype=x.dtype).view(-1, 1, 1, 1)
+    return ((x - lo) / (rng_ + 1e-7)) ** g * rng_ + lo
+
+
+def histogram_shift(x: torch.Tensor, points: np.ndarray, floating: np.ndarray
+                    ) -> torch.Tensor:
+    """MONAI's ``HistogramShift`` per image: the intensities, scaled to [0, 1] by the image's
+    range, mapped piecewise linearly from ``points`` equally spaced control points to the
+    ``floating`` ones; an image of one value is left as it is."""
+    b = len(x)
+    lo, rng_ = _image_min_range(x)
+    t = ((x - lo) / torch.where(rng_ > 0, rng_, torch.ones_like(rng_))).reshape(b, -1)
+    segments = torch.as_tensor(np.asarray(points) - 1, dtype=x.dtype).view(b, 1)
+    pos = t * segments
+    idx = torch.minimum(pos.floor().clamp(min=0), segments - 1).long()
+    table = torch.as_tensor(floating, dtype=x.dtype)
+    left, right = table.gather(1, idx), table.gather(1, idx + 1)
+    mapped = left + (pos - idx) * (right - left)
+    mapped = torch.where(t < 0, table[:, :1], torch.where(t > 1, table.gather(
+        1, segments.long()), mapped))
+    out = mapped.reshape(x.shape) * rng_ + lo
+    return torch.where(rng_ > 0, out, x)
+
+
+def _legendre(n: int, degree: int) -> torch.Tensor:
+    """(degree+1)×n Legendre polynomials P_0..P_degree on linspace(−1, 1, n) (float32
+    coordinates, as MONAI's bias field takes them)."""
+    c = np.linspace(-1.0, 1.0, n, dtype=np.float32).astype(np.float64)
+    rows = [np.ones_like(c), c]
+    for k in range(1, degree):
+        rows.append(((2 * k + 1) * c * rows[k] - k * rows[k - 1]) / (k + 1))
+    return torch.from_numpy(np.stack(rows[:degree + 1]))
+
+
+def bias_field(x: torch.Tensor, coeff: np.ndarray) -> torch.Tensor:
+    """MONAI's ``RandBiasField`` (2-D, degree 3) per image: x·exp(Σ c_ij P_i(row) P_j(col)),
+    the coefficients in ``np.tril_indices`` order."""
+    b, _, h, w = x.shape
+    d = BIAS_DEGREE
+    mat = np.zeros((b, d + 1, d + 1))
+    rows, cols = np.tril_indices(d + 1)
+    mat[:, rows, cols] = coeff
+    field = torch.einsum("ih,bij,jw->bhw", _legendre(h, d), torch.from_numpy(mat),
+                         _legendre(w, d))
+    return (x.double() * torch.exp(field).unsqueeze(1)).to(x.dtype)
+
+
+def monai_gaussian_kernels(sigma: np.ndarray, truncated: float = 4.0) -> torch.Tensor:
+    """B×(2·tail+1) kernels of MONAI's ``gaussian_1d`` (``erf``, not normalised), each of its
+    own tail int(max(4σ, 0.5) + 0.5) and zero beyond, centred in the longest."""
+    sigma = np.asarray(sigma, np.float64)
+    tails = (np.maximum(sigma.astype(np.float32) * truncated, 0.5) + 0.5).astype(np.int64)
+    tail = int(tails.max())
+    xs = torch.arange(-tail, tail + 1, dtype=torch.float32).view(1, -1)
+    t = (0.70710678 / torch.as_tensor(np.abs(sigma), dtype=torch.float32)).view(-1, 1)
+    out = (0.5 * (torch.erf(t * (xs + 0.5)) - torch.erf(t * (xs - 0.5)))).clamp(min=0)
+    return torch.where(xs.abs() <= torch.from_numpy(tails).view(-1, 1), out,
+                       torch.zeros_like(out))
+
+
+def gaussian_smooth(x: torch.Tensor, sigma_rows: np.ndarray, sigma_cols: np.ndarray
+                    ) -> torch.Tensor:
+    """MONAI's ``GaussianSmooth`` per image (σ along the rows' axis, then the columns'),
+    zero padding."""
+    b, c, h, w = x.shape
+    out = x.reshape(1, b * c, h, w)
+    for axis, sigma in ((0, sigma_rows), (1, sigma_cols)):
+        k = monai_gaussian_kernels(sigma).repeat_interleave(c, dim=0)
+        pad = k.shape[1] // 2
+        shape = (b * c, 1, k.shape[1], 1) if axis == 0 else (b * c, 1, 1, k.shape[1])
+        padding = (pad, 0) if axis == 0 else (0, pad)
+        out = F.conv2d(out, k.view(shape), padding=padding, groups=b * c)
+    return out.view(b, c, h, w)
+
+
+def _where(applied: np.ndarray, x: torch.Tensor, fn) -> torch.Tensor:
+    """fn applied to the images where ``applied`` (fn takes the sub-batch and the indices)."""
+    if not applied.any():
+        return x
+    idx = np.flatnonzero(applied)
+    out = x.clone()
+    out[idx] = fn(x[idx], idx)
+    return out
+
+
+def medical_intensity(x: torch.Tensor, p: MedicalParams) -> torch.Tensor:
+    """The medical views' intensity steps on a batch, in MONAI's order: contrast, histogram
+    shift, bias field, smoothing, noise."""
+    x = _where(p.contrast, x, lambda s, i: adjust_contrast(s, p.gamma[i]))
+    x = _where(p.shift, x, lambda s, i: histogram_shift(s, p.points[i], p.floating[i]))
+    x = _where(p.bias, x, lambda s, i: bias_field(s, p.coeff[i]))
+    x = _where(p.smooth, x, lambda s, i: gaussian_smooth(s, p.sigma_rows[i],
+                                                         p.sigma_cols[i]))
+
+    def noise(s: torch.Tensor, i: np.ndarray) -> torch.Tensor:
+        g = torch.Generator().manual_seed(p.noise_seed)
+        std = torch.as_tensor(p.noise_std[i], dtype=s.dtype).view(-1, 1, 1, 1)
+        return s + std * torch.randn(s.shape, generator=g, dtype=s.dtype)
+
+    return _where(p.noise, x, noise)

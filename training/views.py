@@ -176,8 +176,9 @@ class TwoViews:
         self.patch = patch_size(size, contract.size)
         self.cutpaste = s.cutpaste
         # whole batches on tensors (training/batch_views.py) where that module draws what
-        # the per-image pipeline draws: the camera views without texture or CutPaste
-        self.batched = BATCHED and s.preset == "camera" and s.texture <= 0 and not s.cutpaste
+        # the per-image pipeline draws: without texture scrambling or CutPaste negatives
+        self.batched = BATCHED and not s.cutpaste and (s.preset == "medical"
+                                                      or s.texture <= 0)
         self.rng = np.random.default_rng()
         self._seeded_in: int | None = None  # the process id that last reseeded
         if seed is not None:
@@ -234,13 +235,22 @@ class TwoViews:
         s, h = self.settings, x.shape[-1]
         mean = torch.tensor(self.contract.mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.contract.std, dtype=torch.float32).view(1, -1, 1, 1)
+        reflect = self.size < self.contract.size
         out = []
+        if s.preset == "medical":  # smoothing mostly in view 1, noise mostly in view 2
+            for smooth_p, noise_p in ((0.5 * s.blur, 0.1), (0.1 * s.blur, 0.5)):
+                p = bv.draw(self.rng, n, h, h, min_scale=s.min_scale, hflip=s.hflip,
+                            rotate=s.rotate, jitter=0.0, colour_image=False, blur=0.0,
+                            solarize=0.0)
+                v = bv.geometry(x, p, self.size, reflect)
+                v = bv.medical_intensity(v, bv.draw_medical(self.rng, n, smooth_p, noise_p))
+                out.append(((v.clamp_(0.0, 1.0) - mean) / std).contiguous())
+            return tuple(out)
         for blur_p, solarize_p in ((s.blur, 0.0), (0.1 * s.blur, s.solarize)):
             p = bv.draw(self.rng, n, h, h, min_scale=s.min_scale, hflip=s.hflip,
                         rotate=s.rotate, jitter=s.jitter, colour_image=x.shape[1] > 1,
                         blur=blur_p, solarize=solarize_p)
-            v = bv.apply_view(x, p, self.size, _blur_kernel(self.size),
-                              reflect=self.size < self.contract.size)
+            v = bv.apply_view(x, p, self.size, _blur_kernel(self.size), reflect)
             out.append(((v - mean) / std).contiguous())
         return tuple(out)
 
