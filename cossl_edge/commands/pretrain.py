@@ -130,7 +130,11 @@ def register(app: typer.Typer) -> None:
                                          "BF16 or AMX and on most GPUs, slower on CPUs "
                                          "without. Give one to repeat a run bit for bit."),
         accumulate: int = typer.Option(1, help="Gradient accumulation steps."),
-        workers: int = typer.Option(0, help="Data-loading worker processes."),
+        workers: int = typer.Option(0, help="Data-loading worker processes. The views are "
+                                    "drawn batch by batch on tensors in the training "
+                                    "process, which keeps up with the model on its own "
+                                    "(docs/benchmarks.md); a worker takes a core from the "
+                                    "step."),
         seed: int = typer.Option(0, help="Random seed (data order, views, initialisation). "
                                  "With --epochs, the same seed repeats a run bit for bit on "
                                  "the same machine and thread count; --time-budget ties the "
