@@ -200,7 +200,7 @@ def test_batched_views_are_distributed_as_per_image_views(channels, changes):
 
     c = PreprocessContract(channels=channels, size=32, mean=(0.5,) * channels,
                            std=(0.25,) * channels)
-    img = np.zeros((32, 32, channels), np.float32)
+    img = np.full((32, 32, channels), 0.35, np.float32)  # grey: black corners would show
     img[4:28, 10:15] = np.array([0.9, 0.5, 0.2][:channels])  # a bar, left of centre
     img[6:9, 20:26] = np.array([0.3, 0.8, 0.6][:channels])
     n = 1000
@@ -245,10 +245,12 @@ def test_the_test_tells_a_different_pipeline():
                     [_bar_contrast(v) for v in d]).pvalue < 1e-3
 
 
-def test_batched_views_depend_on_their_seed_only():
-    c = PreprocessContract(channels=3, size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
-    views = TwoViews("camera", c, min_scale=0.3, view_size=24)
-    imgs = np.random.default_rng(0).random((8, 32, 32, 3)).astype(np.float16)
+@pytest.mark.parametrize("preset,channels", [("camera", 3), ("medical", 1)])
+def test_batched_views_depend_on_their_seed_only(preset, channels):
+    c = PreprocessContract(channels=channels, size=32, mean=(0.5,) * channels,
+                           std=(0.25,) * channels)
+    views = TwoViews(preset, c, min_scale=0.3, view_size=24, rotate=15.0)
+    imgs = np.random.default_rng(0).random((8, 32, 32, channels)).astype(np.float16)
 
     def draw(seed: int, disturb: bool):
         views.reseed(seed)
@@ -261,7 +263,7 @@ def test_batched_views_depend_on_their_seed_only():
     base = draw(5, False)
     assert all(torch.equal(x, y) for x, y in zip(base, draw(5, True), strict=True))
     assert not any(torch.equal(x, y) for x, y in zip(base, draw(6, False), strict=True))
-    assert all(x.dtype == torch.float32 and x.shape == (8, 3, 24, 24) for x in base)
+    assert all(x.dtype == torch.float32 and x.shape == (8, channels, 24, 24) for x in base)
 
 
 @pytest.mark.parametrize("preset,changes", [("camera", {"texture": 0.5}),
@@ -416,3 +418,212 @@ def test_batched_medical_views_are_distributed_as_per_image_views(changes):
         for name, stat in stats.items():
             p = ks_2samp([stat(v) for v in new[view]], [stat(v) for v in old[view]]).pvalue
             assert p > 0.001, (view, name, p)
+
+
+# --- whole views for the per-image pipeline's own draws ------------------------------------
+
+def _camera_params(applied: dict, angle: float, channels: int) -> bv.ViewParams:
+    """The batched draws of one image from what the albumentations Compose applied."""
+    x0, y0, x1, y1 = applied["RandomResizedCrop"]["crop_coords"]
+    jit = applied.get("ColorJitter") or {}
+    bc = applied.get("RandomBrightnessContrast") or {}
+    sigma = 1.0
+    if "GaussianBlur" in applied:  # σ from the kernel: k[m+1]/k[m] = exp(−1/(2σ²))
+        k = applied["GaussianBlur"]["kernel"]
+        m = len(k) // 2
+        sigma = float(np.sqrt(-0.5 / np.log(k[m + 1] / k[m])))
+
+    def one(v):
+        return np.array([v])
+
+    return bv.ViewParams(
+        angle=one(angle), box=np.array([[y0, x0, y1 - y0, x1 - x0]]),
+        flip=one("HorizontalFlip" in applied), colour=one(bool(jit or bc)),
+        contrast=one(jit.get("contrast", bc.get("alpha", 1.0))),
+        brightness=one(jit.get("brightness", bc.get("beta", 0.0 if channels == 1 else 1.0))),
+        saturation=one(jit.get("saturation", 1.0)), hue=one(jit.get("hue", 0.0)),
+        order=np.array([jit.get("order", [0, 1, 2, 3])]), gray=one("ToGray" in applied),
+        blur=one("GaussianBlur" in applied), sigma=one(sigma),
+        solarize=one("Solarize" in applied))
+
+
+@pytest.mark.parametrize("channels,size,view_size,degrees", [
+    (1, 32, None, 15.0), (3, 32, None, 0.0), (1, 48, 24, 15.0), (3, 64, 40, 10.0)])
+def test_camera_views_equal_the_per_image_pipeline_for_its_draws(channels, size, view_size,
+                                                                degrees):
+    """Each view of the per-image pipeline (views.rotate, then albumentations' Compose with
+    the parameters it applied recorded) against the batched view for those same
+    parameters: the same pixels, every step taken several times."""
+    from collections import Counter
+
+    from cossl_edge.training.views import _blur_kernel
+
+    c = PreprocessContract(channels=channels, size=size, mean=(0.5,) * channels,
+                           std=(0.25,) * channels)
+    tv = TwoViews("camera", c, seed=0, min_scale=0.2, rotate=degrees, view_size=view_size,
+                  hflip=0.5)
+    reflect = tv.size < c.size
+    rng = np.random.default_rng(1)
+    seen: Counter = Counter()
+    for view in (tv.view_a, tv.view_b):
+        pipe = view.albumentations[0]
+        pipe.save_applied_params = True
+        for _ in range(40):
+            img = rng.random((tv.patch, tv.patch, channels)).astype(np.float32)
+            angle = float(rng.uniform(-degrees, degrees)) if degrees else 0.0
+            out = pipe(image=rotate(img, angle, reflect) if degrees else img)
+            want = np.clip(out["image"], 0, 1).reshape(tv.size, tv.size, channels)
+            applied = dict(out["applied_transforms"])
+            seen.update(list(applied))
+            got = bv.apply_view(_nchw(img[None]), _camera_params(applied, angle, channels),
+                                tv.size, _blur_kernel(tv.size), reflect)
+            np.testing.assert_allclose(_nhwc(got)[0], want, atol=5e-5)
+    steps = ["HorizontalFlip", "GaussianBlur", "Solarize"]
+    steps += ["ColorJitter", "ToGray"] if channels == 3 else ["RandomBrightnessContrast"]
+    assert all(seen[s] >= 3 for s in steps), seen
+
+
+@pytest.mark.parametrize("size,view_size,degrees,channels", [
+    (24, None, 15.0, 1), (40, 20, 15.0, 1), (24, None, 0.0, 3)])
+def test_medical_views_equal_the_per_image_pipeline_for_its_draws(size, view_size, degrees,
+                                                                 channels):
+    """The same for the medical views: the geometry's recorded parameters and the MONAI
+    transforms' drawn state (the noise itself taken out), constant images included."""
+    import warnings
+
+    c = PreprocessContract(channels=channels, size=size)
+    tv = TwoViews("medical", c, seed=0, min_scale=0.3, rotate=degrees, view_size=view_size)
+    reflect = tv.size < c.size
+    rng = np.random.default_rng(1)
+    taken = np.zeros(5, int)
+    for view in (tv.view_a, tv.view_b):
+        geo = view.albumentations[0]
+        geo.save_applied_params = True
+        contrast, shift, bias, smooth, noise = view.monai[0].transforms
+        for i in range(40):
+            img = rng.random((tv.patch, tv.patch, channels)).astype(np.float32) * 0.6 + 0.2
+            if i % 10 == 0:
+                img[:] = 0.4
+            angle = float(rng.uniform(-degrees, degrees)) if degrees else 0.0
+            out = geo(image=rotate(img, angle, reflect) if degrees else img)
+            cropped = out["image"].reshape(tv.size, tv.size, channels)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # MONAI on a constant image
+                want = np.asarray(view.monai[0](np.ascontiguousarray(np.moveaxis(cropped, -1,
+                                                                                  0))))
+            if noise._do_transform:
+                want = want - np.asarray(noise.noise)
+            x0, y0, x1, y1 = dict(out["applied_transforms"])["RandomResizedCrop"][
+                "crop_coords"]
+            p = bv.draw(np.random.default_rng(0), 1, tv.patch, tv.patch, min_scale=0.3,
+                        hflip=0.0, rotate=0.0, jitter=0.0, colour_image=False, blur=0.0,
+                        solarize=0.0)
+            p.angle[:], p.box[:] = angle, [y0, x0, y1 - y0, x1 - x0]
+            p.flip[:] = "HorizontalFlip" in dict(out["applied_transforms"])
+            floating = np.ones((1, bv.HIST_POINTS[1]))
+            points = 5
+            if shift._do_transform:
+                points = len(shift.floating_control_points)
+                floating[0, :points] = shift.floating_control_points
+            m = bv.MedicalParams(
+                contrast=np.array([contrast._do_transform]),
+                gamma=np.array([contrast.gamma_value]),
+                shift=np.array([shift._do_transform]), points=np.array([points]),
+                floating=floating, bias=np.array([bias._do_transform]),
+                coeff=np.array([bias._coeff if bias._do_transform else [0.0] * 10]),
+                smooth=np.array([smooth._do_transform]), sigma_rows=np.array([smooth.x]),
+                sigma_cols=np.array([smooth.y]), noise=np.array([False]),
+                noise_std=np.array([0.0]), noise_seed=0)
+            taken += [t._do_transform for t in view.monai[0].transforms]
+            got = bv.medical_intensity(bv.geometry(_nchw(img[None]), p, tv.size, reflect), m)
+            np.testing.assert_allclose(_nhwc(got)[0], np.moveaxis(want, 0, -1), atol=2e-5)
+    assert (taken >= 3).all(), taken
+
+
+def test_batched_draws_use_the_per_image_pipelines_settings():
+    """The probabilities and ranges batch_views.py draws from are those of the transforms
+    the per-image pipelines build: a change to views.py without batch_views.py fails."""
+    import albumentations as A
+    from monai.transforms import (
+        RandAdjustContrast,
+        RandBiasField,
+        RandGaussianNoise,
+        RandGaussianSmooth,
+        RandHistogramShift,
+    )
+
+    for channels in (1, 3):
+        c = PreprocessContract(channels=channels, size=32, mean=(0.5,) * channels,
+                               std=(0.25,) * channels)
+        tv = TwoViews("camera", c, min_scale=0.2, jitter=0.4, solarize=0.2, blur=1.0)
+        for which, view in enumerate((tv.view_a, tv.view_b)):
+            ts = {type(t): t for t in view.albumentations[0].transforms}
+            crop = ts[A.RandomResizedCrop]
+            assert tuple(crop.ratio) == pytest.approx(bv.RATIO) and crop.p == 1
+            blur = ts[A.GaussianBlur]
+            assert tuple(blur.sigma_limit) == (0.1, 2.0) and blur.p == [1.0, 0.1][which]
+            sol = ts[A.Solarize]
+            assert tuple(sol.threshold_range) == (0.5, 0.5) and sol.p == [0.0, 0.2][which]
+            if channels == 1:
+                bc = ts[A.RandomBrightnessContrast]
+                assert bc.p == 0.8 and tuple(bc.brightness_limit) == (-0.4, 0.4)
+                assert tuple(bc.contrast_limit) == (-0.4, 0.4) and bc.brightness_by_max
+            else:
+                cj = ts[A.ColorJitter]
+                assert cj.p == 0.8 and tuple(cj.brightness) == (0.6, 1.4)
+                assert tuple(cj.contrast) == (0.6, 1.4)
+                assert tuple(cj.saturation) == (0.8, 1.2)
+                assert tuple(cj.hue) == (-0.1, 0.1)
+                assert ts[A.ToGray].p == 0.2 and ts[A.ToGray].method == "weighted_average"
+    c = PreprocessContract(channels=1, size=32)
+    tv = TwoViews("medical", c, blur=1.0)
+    for which, view in enumerate((tv.view_a, tv.view_b)):
+        ts = {type(t): t for t in view.monai[0].transforms}
+        assert [type(t) for t in view.monai[0].transforms] == [
+            RandAdjustContrast, RandHistogramShift, RandBiasField, RandGaussianSmooth,
+            RandGaussianNoise]  # the order medical_intensity applies them in
+        assert ts[RandAdjustContrast].prob == 0.8
+        assert tuple(ts[RandAdjustContrast].gamma) == (0.7, 1.5)
+        assert ts[RandHistogramShift].prob == 0.3
+        assert tuple(ts[RandHistogramShift].num_control_points) == bv.HIST_POINTS
+        assert ts[RandBiasField].prob == 0.3 and ts[RandBiasField].degree == bv.BIAS_DEGREE
+        assert tuple(ts[RandBiasField].coeff_range) == (0.0, 0.1)
+        sm = ts[RandGaussianSmooth]
+        assert sm.prob == [0.5, 0.1][which] and sm.approx == "erf"
+        assert tuple(sm.sigma_x) == tuple(sm.sigma_y) == (0.25, 1.0)
+        noise = ts[RandGaussianNoise]
+        assert noise.prob == [0.1, 0.5][which] and noise.std == 0.05 and noise.sample_std
+        assert noise.mean == 0.0
+
+
+@pytest.mark.parametrize("preset", ["camera", "medical"])
+def test_loader_batches_repeat_and_differ_across_epochs_and_workers(preset):
+    """Batches of several images through epoch_loader: the same seed repeats them (0 and 2
+    workers), another epoch draws others, and a batch holds the images it was asked for."""
+    from cossl_edge.training.dataset import TwoViewDataset, epoch_loader
+
+    c = PreprocessContract(channels=1, size=16)
+    images = np.zeros((12, 16, 16, 1), np.float16)
+    for i in range(12):
+        images[i, :, i] = 1.0  # image i: a bright column at x = i
+    views = TwoViews(preset, c, min_scale=1.0, hflip=0.0, rotate=0.0, blur=0.0)
+    dataset = TwoViewDataset(images, views)
+    batches = [[0, 5, 7], [1, 2, 3], [11, 4, 6], [8, 9, 10]]
+
+    def draw(workers: int, epoch: int = 0) -> list[torch.Tensor]:
+        return [b[0] for b in epoch_loader(dataset, batches, workers, 0, 0, epoch)]
+
+    first = draw(0)
+    assert [tuple(b.shape) for b in first] == [(3, 1, 16, 16)] * 4
+    for b, idx in zip(first, batches, strict=True):  # min_scale 1: the whole image
+        assert [int(v[0].mean(dim=0).argmax()) for v in b] == idx
+    assert all(torch.equal(x, y) for x, y in zip(first, draw(0), strict=True))
+    assert not torch.equal(first[0], draw(0, epoch=1)[0])
+    two = draw(2)
+    assert all(torch.equal(x, y) for x, y in zip(two, draw(2), strict=True))
+
+
+def test_batch_refuses_non_square_images():
+    views = TwoViews("camera", PreprocessContract(channels=1, size=16), seed=0)
+    with pytest.raises(ValueError, match="square"):
+        views.batch(np.zeros((2, 16, 20, 1), np.float32))

@@ -138,11 +138,12 @@ def draw(rng: np.random.Generator, n: int, h: int, w: int, *, min_scale: float,
 
 def _reflect101(coord: torch.Tensor, size: int) -> torch.Tensor:
     """Pixel coordinates mirrored into [0, size − 1] about the border pixels (OpenCV's
-    BORDER_REFLECT_101), valid within one image side beyond the border."""
+    BORDER_REFLECT_101, repeated: a period of 2·(size − 1))."""
     if size == 1:
         return torch.zeros_like(coord)
-    coord = coord.abs()
-    return torch.where(coord > size - 1, 2 * (size - 1) - coord, coord)
+    period = 2 * (size - 1)
+    coord = torch.remainder(coord.abs(), period)
+    return torch.where(coord > size - 1, period - coord, coord)
 
 
 def _affine_grid(ax, bx, cx, ay, by, cy, h: int, w: int, size_in: tuple[int, int]

@@ -225,6 +225,9 @@ class TwoViews:
         from cossl_edge.training import batch_views as bv
 
         prepared = np.asarray(prepared)
+        if prepared.ndim != 4 or prepared.shape[1] != prepared.shape[2]:
+            raise ValueError(f"TwoViews.batch takes a batch of square prepared images "
+                             f"(B×S×S×C), got shape {prepared.shape}")
         n, side = len(prepared), prepared.shape[1]
         if self.patch < side:  # both views of an image from one native-resolution patch
             top, left = self.rng.integers(0, side - self.patch + 1, size=(2, n))
