@@ -137,9 +137,13 @@ def cpu_flags() -> str:
         return "unknown"
     flags = set(next((ln.split(":", 1)[1] for ln in text.splitlines()
                       if ln.startswith("flags")), "").split())
-    wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2",))
-    return ", ".join(wanted) + (" (no AVX-512 BF16, no AMX: bf16 is emulated)"
-                                if not {"avx512_bf16", "amx_bf16"} & flags else "")
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    if {"avx512_bf16", "amx_bf16"} & flags:
+        native = "AMX" if "amx_bf16" in flags else "AVX-512 BF16, no AMX"
+        note = f" ({native}: bf16 in hardware)"
+    else:
+        note = " (no AVX-512 BF16, no AMX: bf16 is emulated)"
+    return (", ".join(wanted) or "none of avx2/avx512f/avx512_bf16/amx_bf16") + note
 
 
 def section(results: list[dict], args, device: str) -> str:
@@ -188,10 +192,11 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("build/train_throughput"))
     p.add_argument("--before", action="store_true", help="--loop: the data path as before "
                    "issue 16 (Affine rotation, diagnostics every epoch); implies --no-write")
-    p.add_argument("--preset", default="auto", choices=["auto", "camera", "medical"],
+    p.add_argument("--preset", default="auto", choices=["auto", "camera", "medical", "local"],
                    help="--loop: the views (auto: camera for the digits; medical: the DICOM "
-                   "default's MONAI intensity steps on the same images); not auto implies "
-                   "--no-write")
+                   "default's MONAI intensity steps on the same images; local: "
+                   "--findings local on 288 px synthetic scans, --sizes are the view sizes, "
+                   "texture scrambling and CutPaste negatives); not auto implies --no-write")
     p.add_argument("--per-image", action="store_true", help="--loop: the views drawn image "
                    "by image (albumentations), not batch by batch on tensors; implies "
                    "--no-write")
