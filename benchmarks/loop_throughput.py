@@ -49,9 +49,9 @@ def model_alone(config: PretrainConfig, bf16: bool, steps: int, batch: int = 128
     torch.manual_seed(0)
     m = build_method(config).to(memory_format=torch.channels_last)
     m.train()
-    s = config.contract.size
+    s = config.view_size or config.contract.size
     views = [torch.randn(batch, config.contract.channels, s, s).contiguous(
-        memory_format=torch.channels_last) for _ in range(2)]
+        memory_format=torch.channels_last) for _ in range(3 if config.cutpaste else 2)]
     step, _ = training_step(m, config, views, bf16)
     for _ in range(2):
         step()
@@ -166,23 +166,41 @@ def loop_vs_alone(sizes: list[int], precisions: list[str], seconds: float, steps
 
     from cossl_edge.training import precision
 
-    data = write_split("digits", work / "datasets").unlabeled
+    if preset == "local":  # --findings local on 288 px scans: 64 px views of 80 px patches
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from clinical_examples.finding_scans import write_dataset
+
+        data = work / "finding-scans" / "unlabeled"
+        if not data.is_dir():
+            write_dataset(data.parent, unlabeled=LOCAL_SCANS, labeled=0, seed=0)
+    else:
+        data = write_split("digits", work / "datasets").unlabeled
+    files = [f for f in data.iterdir() if f.suffix in (".png", ".dcm")]
     results = []
     for size in sizes:
-        base = PretrainConfig(contract=PreprocessContract(size=size), workers=workers)
+        def config(size: int = size, **kw) -> PretrainConfig:
+            if preset == "local":
+                return PretrainConfig(contract=PreprocessContract(size=LOCAL_SIZE),
+                                      findings="local", view_size=size, workers=workers,
+                                      **kw).with_findings_recipe(keep={"view_size"})
+            return PretrainConfig(contract=PreprocessContract(size=size), workers=workers,
+                                  preset=preset, **kw)
+
+        base = config()
         m = build_method(base).to(memory_format=torch.channels_last)
         v = [torch.randn(base.batch_size, 1, size, size).contiguous(
-            memory_format=torch.channels_last) for _ in range(2)]
+            memory_format=torch.channels_last) for _ in range(3 if base.cutpaste else 2)]
         auto = precision.resolve(None, m, lambda x: build_optimizer("adamw", x, 1e-3, 1e-4),
                                  v, torch.device("cpu"))
         print(size, "px: auto chooses", auto.describe(), flush=True)
         for prec in precisions:
             bf16 = prec == "bf16"
-            cfg = PretrainConfig(contract=PreprocessContract(size=size), bf16=bf16,
-                                 workers=workers, preset=preset)
+            cfg = config(bf16=bf16)
             before = model_alone(cfg, bf16, steps)
             # about --seconds of training, and at least 4 epochs (3 measured)
-            epoch_s = len(list(data.glob("*.png"))) // cfg.batch_size * cfg.batch_size / before
+            epoch_s = len(files) // cfg.batch_size * cfg.batch_size / before
             cfg.epochs = max(4, math.ceil(seconds / epoch_s) + 1)
             loop = real_loop(cfg, data, work / f"loop-{size}-{prec}")
             after = model_alone(cfg, bf16, steps)
@@ -195,6 +213,8 @@ def loop_vs_alone(sizes: list[int], precisions: list[str], seconds: float, steps
             results.append(r)
     return results
 
+
+LOCAL_SCANS, LOCAL_SIZE = 768, 256  # --preset local: unlabeled scans, the prepared side
 
 LOOP_START, LOOP_END = "<!-- train-loop:start -->", "<!-- train-loop:end -->"
 

@@ -266,18 +266,154 @@ def test_batched_views_depend_on_their_seed_only(preset, channels):
     assert all(x.dtype == torch.float32 and x.shape == (8, channels, 24, 24) for x in base)
 
 
+# --- the local-finding steps: texture scrambling and CutPaste, batched --------------------
+
+class _Replay:
+    """A stand-in for a numpy Generator that answers each call with the next given value:
+    the per-image functions then make the draws the batched ones made."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def _next(self, *args, **kwargs):
+        return self.values.pop(0)
+
+    random = uniform = integers = standard_normal = _next
+
+
+@pytest.mark.parametrize("channels,side", [(1, 32), (3, 24), (1, 64)])
+def test_texture_scrambling_gives_the_per_image_pixels(channels, side):
+    """For the same noise and draws, the batched scrambling is local_augment's (OpenCV's
+    Gaussian kernels, reflect-101 borders, the spreads matched image by image)."""
+    from cossl_edge.training.local_augment import scramble_texture
+
+    rng = np.random.default_rng(3)
+    imgs = rng.random((6, side, side, channels)).astype(np.float32)
+    imgs[:, side // 4:side // 2] += 0.5  # a shading the low-pass takes away
+    t = bv.draw_texture(rng, 6, side, 0.7)
+    t.applied[:2] = [True, False]  # at least one of each; the noise drawn again to match
+    m = int(t.applied.sum())
+    t.field, t.grain = (rng.standard_normal((m, side, side), dtype=np.float32)
+                        for _ in range(2))
+    t.grain_sigma, t.grain_std = rng.uniform(0.5, 1.5, m), rng.uniform(0.02, 0.06, m)
+    got = _nhwc(bv.scramble_texture(_nchw(imgs), t))
+    j = 0
+    for i, img in enumerate(imgs):
+        if not t.applied[i]:
+            np.testing.assert_array_equal(got[i], img)
+            continue
+        replay = _Replay([t.field[j], t.grain[j], t.grain_sigma[j], t.grain_std[j]])
+        want = scramble_texture(img if channels > 1 else img[..., 0], replay)
+        np.testing.assert_allclose(got[i], want.reshape(img.shape), atol=2e-5)
+        j += 1
+
+
+def test_texture_draws_have_the_rate_and_ranges():
+    t = bv.draw_texture(np.random.default_rng(0), 4000, 16, 0.8)
+    assert abs(t.applied.mean() - 0.8) < 0.03
+    m = int(t.applied.sum())
+    assert t.field.shape == t.grain.shape == (m, 16, 16)
+    assert 0.5 <= t.grain_sigma.min() and t.grain_sigma.max() <= 1.5
+    assert 0.02 <= t.grain_std.min() and t.grain_std.max() <= 0.06
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_cut_paste_gives_the_per_image_pixels(channels):
+    """For the same draws, the batched CutPaste is local_augment.cut_paste: squares and
+    scars, turned or not, their contrast changed about the piece's mean."""
+    from cossl_edge.training.local_augment import cut_paste
+
+    side, n = 32, 64
+    rng = np.random.default_rng(1)
+    imgs = rng.random((n, side, side, channels)).astype(np.float32)
+    p = bv.draw_cut(rng, n, side, side)
+    square = p.ph == p.pw
+    assert 0.3 < square.mean() < 0.7 and (p.ph > p.pw).any() and (p.ph < p.pw).any()
+    got = _nhwc(bv.cut_paste(_nchw(imgs), p))
+    for i, img in enumerate(imgs):
+        tail = [p.sy[i], p.sx[i], p.gain[i], p.shift[i], p.ty[i], p.tx[i]]
+        if square[i]:
+            replay = _Replay([0.25, p.ph[i] / side, 0, *tail])
+        else:  # the thin side first; a turn (odd k) swaps the sides
+            turned = p.ph[i] > p.pw[i]
+            thin, long = (p.pw[i], p.ph[i]) if turned else (p.ph[i], p.pw[i])
+            replay = _Replay([0.75, thin, long / side, int(turned), *tail])
+        want = cut_paste(img, replay)
+        assert not replay.values  # every draw used, in order
+        np.testing.assert_allclose(got[i], want, atol=1e-6)
+
+
+def test_cut_draws_have_cut_pastes_ranges():
+    side = 64
+    p = bv.draw_cut(np.random.default_rng(0), 5000, side, side)
+    square = p.ph == p.pw
+    assert abs(square.mean() - 0.5) < 0.03
+    assert round(0.08 * side) <= p.ph[square].min() and p.ph[square].max() <= round(0.16 * side)
+    thin = np.minimum(p.ph, p.pw)[~square]
+    long = np.maximum(p.ph, p.pw)[~square]
+    assert set(thin) == {2, 3} and round(0.2 * side) <= long.min() <= long.max() <= 29
+    assert abs((p.ph > p.pw)[~square].mean() - 0.5) < 0.04  # turned half the time
+    assert (p.sy + p.ph <= side).all() and (p.tx + p.pw <= side).all()
+    assert 0.8 <= p.gain.min() and p.gain.max() <= 1.2 and abs(p.shift).max() <= 0.1
+
+
+def _grain(v: np.ndarray) -> float:
+    """Mean absolute difference of neighbouring pixels: the fine grain of a view."""
+    return float(np.abs(np.diff(v, axis=0)).mean() + np.abs(np.diff(v, axis=1)).mean())
+
+
+def test_local_findings_views_are_distributed_as_per_image_views():
+    """The views of ``--findings local`` (patches, texture scrambling, CutPaste negatives):
+    1,000 drawn batch by batch and image by image have the same distributions of each
+    view's mean, spread, contrast and grain and of the size and strength of the pasted
+    change; the same statistics tell texture 0.8 from 0.4."""
+    from scipy.stats import ks_2samp
+
+    c = PreprocessContract(channels=1, size=32, mean=(0.5,), std=(0.25,))
+    img = np.full((32, 32, 1), 0.35, np.float32)
+    img[4:28, 10:15] = 0.9
+    img[6:9, 20:26] = 0.1
+    local = dict(min_scale=0.5, hflip=0.5, rotate=15.0, view_size=24, texture=0.8,
+                 jitter=0.2, blur=0.0, solarize=0.0, cutpaste=True)
+    n = 1000
+    imgs = np.repeat(img[None], n, axis=0)
+
+    def views(seed: int, batched: bool, **changes):
+        v = TwoViews("camera", c, seed=seed, **(local | changes))
+        v.batched = batched
+        return [_nhwc(x)[..., 0] * 0.25 + 0.5 for x in v.batch(imgs)]
+
+    new, old = views(1, True), views(2, False)
+    assert len(new) == len(old) == 3 and new[2].shape == (n, 24, 24)
+    stats = {"mean": np.mean, "std": np.std, "contrast": _bar_contrast, "grain": _grain}
+    for view in (0, 1, 2):
+        for name, stat in stats.items():
+            p = ks_2samp([stat(v) for v in new[view]], [stat(v) for v in old[view]]).pvalue
+            assert p > 0.001, (view, name, p)
+    for name, stat in {"pasted area": lambda d: (np.abs(d) > 1e-6).sum(),
+                       "pasted change": lambda d: np.abs(d).sum()}.items():
+        p = ks_2samp([stat(d) for d in new[2] - new[1]],
+                     [stat(d) for d in old[2] - old[1]]).pvalue
+        assert p > 0.001, (name, p)
+    less = views(3, False, texture=0.4)
+    assert ks_2samp([_grain(v) for v in new[0]], [_grain(v) for v in less[0]]).pvalue < 1e-3
+
+
 @pytest.mark.parametrize("preset,changes", [("camera", {"texture": 0.5}),
                                             ("camera", {"cutpaste": True}),
                                             ("medical", {"cutpaste": True})])
-def test_other_views_go_image_by_image(preset, changes):
-    """What the batched module does not draw (texture scrambling, CutPaste negatives) keeps
-    the per-image pipeline, with the same batch interface."""
+def test_local_finding_views_are_batched(preset, changes):
+    """Texture scrambling and CutPaste negatives are drawn batch by batch too, with the
+    same batch interface (a third view: the hard negative)."""
     c = PreprocessContract(channels=1, size=32)
     views = TwoViews(preset, c, seed=0, min_scale=0.3, **changes)
-    assert not views.batched
+    assert views.batched
     out = views.batch(np.random.default_rng(0).random((4, 32, 32, 1)).astype(np.float16))
     assert len(out) == (3 if changes.get("cutpaste") else 2)
     assert all(v.shape == (4, 1, 32, 32) and v.dtype == torch.float32 for v in out)
+    if changes.get("cutpaste"):  # the negative is view 2 with one piece changed
+        diff = (out[2] - out[1]).abs().flatten(1) > 1e-6
+        assert diff.any(dim=1).all() and (diff.float().mean(dim=1) < 0.2).all()
 
 
 # --- the medical views: MONAI's intensity transforms, batched ------------------------------

@@ -35,6 +35,12 @@ same parameters): ``AdjustContrast`` (gamma 0.7–1.5, p 0.8), ``HistogramShift`
 control points, p 0.3), ``RandBiasField`` (degree 3, p 0.3), ``GaussianSmooth`` (σ 0.25–1
 per axis, MONAI's erf kernel and zero padding) and Gaussian noise (σ up to 0.05).
 
+The local-finding steps of the camera views (``training/local_augment.py``) are batched
+too: texture scrambling (the image less its Gaussian low-pass at σ = side / 8, plus a new
+smooth shading and grain from white noise, OpenCV's kernels and reflect-101 borders) and
+the CutPaste hard negative (a square or a thin scar of the view moved, its contrast
+changed), with the draws of the per-image functions.
+
 The random draws come from one numpy Generator per process, seeded by
 :meth:`cossl_edge.training.views.TwoViews.reseed`; they differ from the per-image
 pipeline's streams (the same distributions, not the same samples).
@@ -282,17 +288,14 @@ def gaussian_kernels(sigma: np.ndarray, k: int) -> np.ndarray:
     return kern / kern.sum(axis=1, keepdims=True)
 
 
-def blur(x: torch.Tensor, sigma: np.ndarray, applied: np.ndarray, k: int) -> torch.Tensor:
-    """Separable Gaussian blur of size k with each image's σ, reflect-101 borders, where
-    ``applied``."""
-    if not applied.any():
-        return x
-    idx = np.flatnonzero(applied)
-    sub = x[idx]
-    n, c, h, w = sub.shape
-    kern = torch.as_tensor(gaussian_kernels(sigma[idx], k), dtype=x.dtype)
-    kern = kern.repeat_interleave(c, dim=0)  # one kernel per (image, channel)
-    flat = sub.reshape(1, n * c, h, w)
+def _separable_reflect101(x: torch.Tensor, kern: torch.Tensor) -> torch.Tensor:
+    """x (n×c×h×w) convolved with each image's 1-D kernel (``kern``: n×k, k odd) along both
+    axes, borders mirrored (OpenCV's BORDER_REFLECT_101, repeated for kernels larger than
+    the image)."""
+    n, c, h, w = x.shape
+    k = kern.shape[1]
+    kern = kern.to(x.dtype).repeat_interleave(c, dim=0)  # one kernel per (image, channel)
+    flat = x.reshape(1, n * c, h, w)
     pad = k // 2
     if min(h, w) > pad:
         flat = F.pad(flat, (pad, pad, pad, pad), mode="reflect")
@@ -302,8 +305,18 @@ def blur(x: torch.Tensor, sigma: np.ndarray, applied: np.ndarray, k: int) -> tor
         flat = flat[:, :, ri][:, :, :, ci]
     flat = F.conv2d(flat, kern.view(n * c, 1, 1, k), groups=n * c)
     flat = F.conv2d(flat, kern.view(n * c, 1, k, 1), groups=n * c)
+    return flat.view(n, c, h, w)
+
+
+def blur(x: torch.Tensor, sigma: np.ndarray, applied: np.ndarray, k: int) -> torch.Tensor:
+    """Separable Gaussian blur of size k with each image's σ, reflect-101 borders, where
+    ``applied``."""
+    if not applied.any():
+        return x
+    idx = np.flatnonzero(applied)
+    kern = torch.as_tensor(gaussian_kernels(sigma[idx], k))
     out = x.clone()
-    out[idx] = flat.view(n, c, h, w)
+    out[idx] = _separable_reflect101(x[idx], kern)
     return out
 
 
@@ -334,6 +347,117 @@ def apply_view(x: torch.Tensor, p: ViewParams, size: int, kernel: int, reflect: 
     x = blur(x, p.sigma, p.blur, kernel)
     x = solarize(x, p.solarize)
     return x.clamp_(0.0, 1.0)
+
+
+# --- the local-finding steps (training/local_augment.py, batched) -------------------------
+
+def cv2_gaussian_kernel(sigma: np.ndarray, k: int | None = None) -> np.ndarray:
+    """B×k 1-D Gaussian kernels as ``cv2.GaussianBlur(img, (0, 0), σ)`` builds them for
+    float images (size ``round(8σ + 1) | 1``, normalised), each centred in k taps (zeros
+    outside its own size; k: the largest size)."""
+    sigma = np.atleast_1d(np.asarray(sigma, np.float64))
+    sizes = np.rint(8 * sigma + 1).astype(np.int64) | 1
+    k = int(sizes.max()) if k is None else k
+    x = np.arange(k, dtype=np.float64) - (k - 1) / 2
+    kern = np.exp(-0.5 * (x[None, :] / sigma[:, None]) ** 2)
+    kern[np.abs(x)[None, :] > (sizes[:, None] - 1) / 2] = 0.0
+    return kern / kern.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class TextureParams:
+    """What :func:`scramble_texture` draws for a batch: which images are scrambled and, for
+    those (in batch order), the white noise of the new shading and of the grain, the
+    grain's σ (0.5–1.5 px) and its standard deviation (0.02–0.06)."""
+    applied: np.ndarray
+    field: np.ndarray
+    grain: np.ndarray
+    grain_sigma: np.ndarray
+    grain_std: np.ndarray
+
+
+def draw_texture(rng: np.random.Generator, n: int, side: int, p: float) -> TextureParams:
+    applied = rng.random(n) < p
+    m = int(applied.sum())
+    return TextureParams(applied, rng.standard_normal((m, side, side), dtype=np.float32),
+                         rng.standard_normal((m, side, side), dtype=np.float32),
+                         rng.uniform(0.5, 1.5, m), rng.uniform(0.02, 0.06, m))
+
+
+def _unit_spread(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each image of x (m×1×h×w) scaled to the standard deviation ``target`` (m)."""
+    std = x.reshape(len(x), -1).std(dim=1, correction=0)
+    return x * (target / (std + 1e-6)).view(-1, 1, 1, 1)
+
+
+def scramble_texture(x: torch.Tensor, t: TextureParams) -> torch.Tensor:
+    """:func:`cossl_edge.training.local_augment.scramble_texture` of the images ``t.applied``
+    of a batch (B×C×H×W): ``x − lowpass(x) + mean + field + grain``, the low-pass a Gaussian
+    at σ = side / 8 (reflect-101), the field white noise at that scale with the shading's
+    own strength, the grain white noise at the drawn σ and standard deviation."""
+    if not t.applied.any():
+        return x
+    idx = np.flatnonzero(t.applied)
+    sub = x[idx]
+    m, _, h, w = sub.shape
+    wide = torch.as_tensor(cv2_gaussian_kernel(np.full(m, max(h, w) / 8)))
+    low = _separable_reflect101(sub, wide)
+    flat = low.reshape(m, -1)
+    spread = flat.std(dim=1, correction=0) + 0.02
+    field = _separable_reflect101(torch.from_numpy(t.field)[:, None], wide)
+    grain = _separable_reflect101(torch.from_numpy(t.grain)[:, None],
+                                  torch.as_tensor(cv2_gaussian_kernel(t.grain_sigma)))
+    noise = (_unit_spread(field, spread)
+             + _unit_spread(grain, torch.as_tensor(t.grain_std, dtype=x.dtype)))
+    out = x.clone()
+    out[idx] = sub - low + flat.mean(dim=1).view(-1, 1, 1, 1) + noise
+    return out
+
+
+@dataclass
+class CutParams:
+    """What :func:`cut_paste` draws for a batch: each piece's height and width, where it is
+    cut (sy, sx) and pasted (ty, tx), its contrast gain (0.8–1.2) and shift (±0.1)."""
+    ph: np.ndarray
+    pw: np.ndarray
+    sy: np.ndarray
+    sx: np.ndarray
+    ty: np.ndarray
+    tx: np.ndarray
+    gain: np.ndarray
+    shift: np.ndarray
+
+
+def draw_cut(rng: np.random.Generator, n: int, h: int, w: int) -> CutParams:
+    """CutPaste's draws (:func:`cossl_edge.training.local_augment.cut_paste`) for n images:
+    a square of 8–16% of the side or a scar 2–3 px wide and 20–45% of the side long, even
+    odds; turned by a multiple of 90° (a quarter or three quarters swap its sides)."""
+    square = rng.random(n) < 0.5
+    side = np.maximum(2, np.rint(rng.uniform(0.08, 0.16, n) * h).astype(np.int64))
+    thin = rng.integers(2, 4, n)
+    long = np.maximum(4, np.rint(rng.uniform(0.2, 0.45, n) * w).astype(np.int64))
+    ph, pw = np.where(square, side, thin), np.where(square, side, long)
+    turned = rng.integers(4, size=n) % 2 == 1
+    ph, pw = np.where(turned, pw, ph), np.where(turned, ph, pw)
+    sy, sx = rng.integers(0, h - ph + 1), rng.integers(0, w - pw + 1)
+    gain, shift = rng.uniform(0.8, 1.2, n), rng.uniform(-0.1, 0.1, n)
+    ty, tx = rng.integers(0, h - ph + 1), rng.integers(0, w - pw + 1)
+    return CutParams(ph, pw, sy, sx, ty, tx, gain, shift)
+
+
+def cut_paste(x: torch.Tensor, p: CutParams) -> torch.Tensor:
+    """Each image of a batch (B×C×H×W) with its piece cut, its contrast changed about the
+    piece's mean, and pasted (the CutPaste hard negative). A few numpy slices per image:
+    the pieces differ in size, and 128 of them cost about a millisecond."""
+    src = x.detach().cpu().numpy()
+    out = src.copy()
+    for i in range(len(src)):
+        ph, pw, sy, sx, ty, tx = (int(v[i]) for v in (p.ph, p.pw, p.sy, p.sx, p.ty, p.tx))
+        piece = src[i, :, sy:sy + ph, sx:sx + pw]
+        mean = piece.mean()
+        out[i, :, ty:ty + ph, tx:tx + pw] = ((piece - mean) * float(p.gain[i]) + mean
+                                             + float(p.shift[i]))
+    return torch.from_numpy(out)
 
 
 # --- the medical views' intensity steps (MONAI's transforms, batched) ---------------------

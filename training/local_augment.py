@@ -30,7 +30,8 @@ def scramble_texture(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     grain = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0),
                              float(rng.uniform(0.5, 1.5)))
     grain *= float(rng.uniform(0.02, 0.06)) / (float(grain.std()) + 1e-6)
-    return img - low + float(low.mean()) + (field + grain).reshape(h, w, *img.shape[2:])
+    noise = field + grain  # one shading and grain for every channel
+    return img - low + float(low.mean()) + (noise[:, :, None] if img.ndim == 3 else noise)
 
 
 def cut_paste(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

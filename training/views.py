@@ -175,10 +175,8 @@ class TwoViews:
         self.size = size
         self.patch = patch_size(size, contract.size)
         self.cutpaste = s.cutpaste
-        # whole batches on tensors (training/batch_views.py) where that module draws what
-        # the per-image pipeline draws: without texture scrambling or CutPaste negatives
-        self.batched = BATCHED and not s.cutpaste and (s.preset == "medical"
-                                                      or s.texture <= 0)
+        # whole batches on tensors (training/batch_views.py); False: image by image
+        self.batched = BATCHED
         self.rng = np.random.default_rng()
         self._seeded_in: int | None = None  # the process id that last reseeded
         if seed is not None:
@@ -247,18 +245,24 @@ class TwoViews:
                             solarize=0.0)
                 v = bv.geometry(x, p, self.size, reflect)
                 v = bv.medical_intensity(v, bv.draw_medical(self.rng, n, smooth_p, noise_p))
-                out.append(((v.clamp_(0.0, 1.0) - mean) / std).contiguous())
-            return tuple(out)
-        for blur_p, solarize_p in ((s.blur, 0.0), (0.1 * s.blur, s.solarize)):
-            p = bv.draw(self.rng, n, h, h, min_scale=s.min_scale, hflip=s.hflip,
-                        rotate=s.rotate, jitter=s.jitter, colour_image=x.shape[1] > 1,
-                        blur=blur_p, solarize=solarize_p)
-            v = bv.apply_view(x, p, self.size, _blur_kernel(self.size), reflect)
-            out.append(((v - mean) / std).contiguous())
-        return tuple(out)
+                out.append(v.clamp_(0.0, 1.0))
+        else:
+            for blur_p, solarize_p in ((s.blur, 0.0), (0.1 * s.blur, s.solarize)):
+                p = bv.draw(self.rng, n, h, h, min_scale=s.min_scale, hflip=s.hflip,
+                            rotate=s.rotate, jitter=s.jitter, colour_image=x.shape[1] > 1,
+                            blur=blur_p, solarize=solarize_p)
+                v = bv.apply_view(x, p, self.size, _blur_kernel(self.size), reflect)
+                if s.texture > 0:
+                    t = bv.draw_texture(self.rng, n, self.size, s.texture)
+                    v = bv.scramble_texture(v, t).clamp_(0.0, 1.0)
+                out.append(v)
+        if self.cutpaste:  # the hard negative: view 2 with a piece of itself moved
+            cut = bv.draw_cut(self.rng, n, self.size, self.size)
+            out.append(bv.cut_paste(out[1], cut).clamp_(0.0, 1.0))
+        return tuple(((v - mean) / std).contiguous() for v in out)
 
 
-# Whole batches on tensors where the settings allow it (``TwoViews.batched``); False puts
+# Whole batches on tensors (``TwoViews.batched``); False puts
 # back the per-image pipeline everywhere (the benchmarks' before/after).
 BATCHED = True
 
