@@ -82,6 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     "raw-pixel floors (a sweep that already has them elsewhere).")
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda.")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast in pretraining.")
+    ap.add_argument("--data-path-before", action="store_true", help="The training data "
+                    "path as before issue 16 (views image by image, albumentations' Affine "
+                    "rotation, OpenCV's thread pool, diagnostics every epoch), for a "
+                    "before/after on one machine; use its own --work.")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "compare",
                     help="Data sets, run directories and cached results.")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -210,6 +214,8 @@ def run_one(name: str, seed: int, split, args, images, labels) -> dict:
     cached = folder / "result.json"
     key = {"budget_s": args.budget_s, "size": args.size, "episodes": args.episodes,
            "bf16": args.bf16, "protocol": PROTOCOL, "overrides": args.overrides}
+    if args.data_path_before:
+        key["data_path"] = "before issue 16"
     if args.pgd_episodes:  # records without PGD stay valid for runs that ask for none
         key["pgd"] = [args.pgd_episodes, args.pgd_steps]
     if cached.exists():
@@ -265,6 +271,10 @@ def machine() -> dict:
 
 def main() -> None:
     args = parse_args()
+    if args.data_path_before:
+        from loop_throughput import emulate_before
+
+        emulate_before()
     records = []
     for name in args.datasets:
         split = write_split(name, args.work / "data")

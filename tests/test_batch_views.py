@@ -31,11 +31,13 @@ def _params(n: int, colour_image: bool, seed: int = 0) -> bv.ViewParams:
                    rotate=15.0, jitter=0.4, colour_image=colour_image, blur=1.0, solarize=0.5)
 
 
-@pytest.mark.parametrize("shape", [(32, 32, 1), (24, 40, 3)])
+@pytest.mark.parametrize("shape", [(32, 32, 1), (24, 40, 3), (2, 2, 1)])
 @pytest.mark.parametrize("reflect", [False, True])
 def test_rotation_gives_views_rotate_pixels(shape, reflect):
-    img = np.random.default_rng(0).random((6,) + shape).astype(np.float32)
-    angles = np.array([-15.0, -7.3, 0.0, 0.4, 11.9, 180.0])
+    """Mirrored corners through a padded copy, or (an image smaller than the padding)
+    through mirrored coordinates: either way OpenCV's pixels."""
+    img = np.random.default_rng(0).random((8,) + shape).astype(np.float32)
+    angles = np.array([-15.0, -7.3, 0.0, 0.4, 11.9, 45.0, 90.0, 180.0])
     got = _nhwc(bv.rotate_batch(_nchw(img), angles, reflect))
     for i, angle in enumerate(angles):
         want = rotate(img[i], float(angle), reflect).reshape(shape)
@@ -293,7 +295,7 @@ def test_texture_scrambling_gives_the_per_image_pixels(channels, side):
     t = bv.draw_texture(rng, 6, side, 0.7)
     t.applied[:2] = [True, False]  # at least one of each; the noise drawn again to match
     m = int(t.applied.sum())
-    t.field, t.grain = (rng.standard_normal((m, side, side), dtype=np.float32)
+    t.field, t.grain = (torch.from_numpy(rng.standard_normal((m, side, side), dtype=np.float32))
                         for _ in range(2))
     t.grain_sigma, t.grain_std = rng.uniform(0.5, 1.5, m), rng.uniform(0.02, 0.06, m)
     got = _nhwc(bv.scramble_texture(_nchw(imgs), t))
@@ -302,7 +304,8 @@ def test_texture_scrambling_gives_the_per_image_pixels(channels, side):
         if not t.applied[i]:
             np.testing.assert_array_equal(got[i], img)
             continue
-        replay = _Replay([t.field[j], t.grain[j], t.grain_sigma[j], t.grain_std[j]])
+        replay = _Replay([t.field[j].numpy(), t.grain[j].numpy(), t.grain_sigma[j],
+                          t.grain_std[j]])
         want = scramble_texture(img if channels > 1 else img[..., 0], replay)
         np.testing.assert_allclose(got[i], want.reshape(img.shape), atol=2e-5)
         j += 1
