@@ -268,6 +268,19 @@ def test_batched_views_depend_on_their_seed_only(preset, channels):
     assert all(x.dtype == torch.float32 and x.shape == (8, channels, 24, 24) for x in base)
 
 
+@pytest.mark.parametrize("view_size", [32, 16])
+def test_batch_of_an_index_reads_the_same_images(view_size):
+    """``batch(images, index)`` (the loader's call: only the patches are read) gives the views
+    of ``batch(images[index])`` for the same seed, with patches and without."""
+    c = PreprocessContract(channels=1, size=32)
+    imgs = np.random.default_rng(0).random((20, 32, 32, 1)).astype(np.float16)
+    index = np.array([7, 3, 3, 19, 0])
+    a = TwoViews("camera", c, seed=4, view_size=view_size, rotate=15.0)
+    b = TwoViews("camera", c, seed=4, view_size=view_size, rotate=15.0)
+    for x, y in zip(a.batch(imgs, index), b.batch(imgs[index]), strict=True):
+        assert x.shape == (5, 1, view_size, view_size) and torch.equal(x, y)
+
+
 # --- the local-finding steps: texture scrambling and CutPaste, batched --------------------
 
 class _Replay:

@@ -100,7 +100,7 @@ class TwoViewDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         if isinstance(i, list | tuple | np.ndarray):
-            return self.views.batch(self.images[np.asarray(i, np.int64)])
+            return self.views.batch(self.images, np.asarray(i, np.int64))
         return tuple(torch.from_numpy(v) for v in self.views(self.images[i].astype(np.float32)))
 
 

@@ -208,17 +208,19 @@ class TwoViews:
         return tuple(self.contract.normalize(v) for v in views)
 
 
-    def batch(self, prepared: np.ndarray) -> tuple:
-        """The views of a batch of prepared images (B×S×S×C): a tuple of B×C×size×size
-        float32 tensors, normalised, as :meth:`__call__` gives one image's — drawn for the
-        whole batch at once on tensors where :attr:`batched` (the same distributions,
-        ``training/batch_views.py``), else image by image."""
+    def batch(self, prepared: np.ndarray, index: np.ndarray | None = None) -> tuple:
+        """The views of a batch of prepared images (B×S×S×C; with ``index``, the images
+        ``prepared[index]``): a tuple of B×C×size×size float32 tensors, normalised, as
+        :meth:`__call__` gives one image's — drawn for the whole batch at once on tensors
+        where :attr:`batched` (the same distributions, ``training/batch_views.py``), else
+        image by image. With ``index`` and patches, only the patches are read."""
         import torch
 
         if self._seeded_in != os.getpid():
             self.reseed(int(np.random.randint(2**31 - 1)))
         if not self.batched:
-            pairs = [self(np.asarray(img, np.float32)) for img in prepared]
+            chosen = prepared if index is None else prepared[index]
+            pairs = [self(np.asarray(img, np.float32)) for img in chosen]
             return tuple(torch.from_numpy(np.stack(v)) for v in zip(*pairs, strict=True))
         from cossl_edge.training import batch_views as bv
 
@@ -226,12 +228,15 @@ class TwoViews:
         if prepared.ndim != 4 or prepared.shape[1] != prepared.shape[2]:
             raise ValueError(f"TwoViews.batch takes a batch of square prepared images "
                              f"(B×S×S×C), got shape {prepared.shape}")
-        n, side = len(prepared), prepared.shape[1]
+        index = np.arange(len(prepared)) if index is None else np.asarray(index, np.int64)
+        n, side = len(index), prepared.shape[1]
         if self.patch < side:  # both views of an image from one native-resolution patch
             top, left = self.rng.integers(0, side - self.patch + 1, size=(2, n))
             span = np.arange(self.patch)
-            prepared = prepared[np.arange(n)[:, None, None], (top[:, None] + span)[:, :, None],
+            prepared = prepared[index[:, None, None], (top[:, None] + span)[:, :, None],
                                 (left[:, None] + span)[:, None, :]]
+        elif len(index) != len(prepared) or (index != np.arange(len(index))).any():
+            prepared = prepared[index]
         x = torch.from_numpy(np.ascontiguousarray(prepared, np.float32)).permute(0, 3, 1, 2)
         s, h = self.settings, x.shape[-1]
         mean = torch.tensor(self.contract.mean, dtype=torch.float32).view(1, -1, 1, 1)
