@@ -13,6 +13,8 @@ import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from view_stats import orientation  # noqa: E402
+
 from cossl_edge.contract import PreprocessContract  # noqa: E402
 from cossl_edge.training import batch_views as bv  # noqa: E402
 from cossl_edge.training.views import TwoViews, rotate  # noqa: E402
@@ -175,16 +177,6 @@ def test_draws_have_the_pipelines_ranges_and_rates():
     assert 0.6 <= gray.contrast.min() and gray.contrast.max() <= 1.4
 
 
-def _orientation(v: np.ndarray) -> float:
-    w = np.clip(v - np.median(v), 0.0, None)
-    ys, xs = np.mgrid[:v.shape[0], :v.shape[1]]
-    m = w.sum() + 1e-9
-    cy, cx = (w * ys).sum() / m, (w * xs).sum() / m
-    mu20, mu02 = (w * (xs - cx) ** 2).sum() / m, (w * (ys - cy) ** 2).sum() / m
-    mu11 = (w * (xs - cx) * (ys - cy)).sum() / m
-    return float(np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02)))
-
-
 def _bar_contrast(v: np.ndarray) -> float:
     return float(np.percentile(v, 95) - np.percentile(v, 5))
 
@@ -214,7 +206,7 @@ def test_batched_views_are_distributed_as_per_image_views(channels, changes):
     old = [_nhwc(v) * 0.25 + 0.5 for v in per_image.batch(np.repeat(img[None], n, axis=0))]
     side = changes.get("view_size", 32)
     assert new[0].shape == old[0].shape == (n, side, side, channels)
-    stats = {"orientation": lambda v: _orientation(v.mean(axis=-1)), "mean": np.mean,
+    stats = {"orientation": lambda v: orientation(v.mean(axis=-1)), "mean": np.mean,
              "std": np.std, "contrast": _bar_contrast}
     if channels == 3:
         stats |= {f"channel {k}": (lambda v, k=k: v[..., k].mean()) for k in range(3)}
@@ -242,7 +234,7 @@ def test_the_test_tells_a_different_pipeline():
     d.batched = False
     d = d.batch(img)[0]
     a, b, d = (_nhwc(v)[..., 0] for v in (a, b, d))
-    assert ks_2samp([_orientation(v) for v in a], [_orientation(v) for v in b]).pvalue < 1e-3
+    assert ks_2samp([orientation(v) for v in a], [orientation(v) for v in b]).pvalue < 1e-3
     assert ks_2samp([_bar_contrast(v) for v in a],
                     [_bar_contrast(v) for v in d]).pvalue < 1e-3
 

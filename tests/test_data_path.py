@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from view_stats import orientation
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.training.views import camera_views, rotate
@@ -24,18 +25,6 @@ def test_rotate_equals_albumentations_affine(shape, reflect):
         got = rotate(img, angle, reflect)
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
-
-
-def _orientation(v: np.ndarray) -> float:
-    """The angle (degrees) of a view's bright structure, from its second moments (pixels
-    above the view's median, which is the background here)."""
-    w = np.clip(v - np.median(v), 0.0, None)
-    ys, xs = np.mgrid[:v.shape[0], :v.shape[1]]
-    m = w.sum() + 1e-9
-    cy, cx = (w * ys).sum() / m, (w * xs).sum() / m
-    mu20, mu02 = (w * (xs - cx) ** 2).sum() / m, (w * (ys - cy) ** 2).sum() / m
-    mu11 = (w * (xs - cx) * (ys - cy)).sum() / m
-    return float(np.degrees(0.5 * np.arctan2(2 * mu11, mu20 - mu02)))
 
 
 def test_camera_views_are_distributed_as_with_affine():
@@ -60,7 +49,7 @@ def test_camera_views_are_distributed_as_with_affine():
     n = 1000
     a = np.stack([new(img)[..., 0] for _ in range(n)])
     b = np.stack([old(image=img)["image"][..., 0] for _ in range(n)])
-    for stat in (_orientation, np.mean, np.std):
+    for stat in (orientation, np.mean, np.std):
         p = ks_2samp([stat(v) for v in a], [stat(v) for v in b]).pvalue
         assert p > 0.001, (stat, p)
 
