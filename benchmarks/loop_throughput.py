@@ -166,7 +166,7 @@ def loop_vs_alone(sizes: list[int], precisions: list[str], seconds: float, steps
 
     from cossl_edge.training import precision
 
-    if preset == "local":  # --findings local on 288 px scans: 64 px views of 80 px patches
+    if preset == "local":  # --findings local: 288 px scans prepared at 256, 80 px patches
         import sys
 
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -273,6 +273,31 @@ def test_batch_of_an_index_reads_the_same_images(view_size):
         assert x.shape == (5, 1, view_size, view_size) and torch.equal(x, y)
 
 
+@pytest.mark.parametrize("shape,k", [((20, 7), 5), ((7, 20), 9), ((9, 30), 31), ((3, 4), 13)])
+@pytest.mark.parametrize("reflect", [True, False])
+def test_separable_filter_is_opencvs_either_way(shape, k, reflect):
+    """Both ways of the batched 1-D filtering (band matrices, grouped convolutions) give
+    OpenCV's sepFilter2D (cross-correlation; reflect-101 or zero borders) for per-image,
+    asymmetric kernels, on non-square images and kernels longer than the image."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    h, w = shape
+    x = rng.random((3, 2, h, w)).astype(np.float32)
+    rows, cols = rng.random((3, k)), rng.random((3, k + 2))
+    rows, cols = rows / rows.sum(1, keepdims=True), cols / cols.sum(1, keepdims=True)
+    border = cv2.BORDER_REFLECT_101 if reflect else cv2.BORDER_CONSTANT
+    for method in ("matmul", "conv"):
+        got = bv.separable_filter(torch.from_numpy(x), torch.from_numpy(rows),
+                                  torch.from_numpy(cols), reflect=reflect, method=method)
+        for i in range(3):
+            for ch in range(2):
+                want = cv2.sepFilter2D(x[i, ch], -1, cols[i].astype(np.float32),
+                                       rows[i].astype(np.float32), borderType=border)
+                np.testing.assert_allclose(got[i, ch].numpy(), want, atol=2e-5,
+                                           err_msg=f"{method} {i} {ch}")
+
+
 # --- the local-finding steps: texture scrambling and CutPaste, batched --------------------
 
 class _Replay:
@@ -312,6 +337,7 @@ def test_texture_scrambling_gives_the_per_image_pixels(channels, side):
         replay = _Replay([t.field[j].numpy(), t.grain[j].numpy(), t.grain_sigma[j],
                           t.grain_std[j]])
         want = scramble_texture(img if channels > 1 else img[..., 0], replay)
+        assert not replay.values  # every draw used, in order
         np.testing.assert_allclose(got[i], want.reshape(img.shape), atol=2e-5)
         j += 1
 
@@ -321,6 +347,10 @@ def test_texture_draws_have_the_rate_and_ranges():
     assert abs(t.applied.mean() - 0.8) < 0.03
     m = int(t.applied.sum())
     assert t.field.shape == t.grain.shape == (m, 16, 16)
+    for noise in (t.field, t.grain):  # white, standard normal
+        assert abs(float(noise.mean())) < 0.01 and abs(float(noise.std()) - 1) < 0.01
+        a, b = noise[:, :, :-1].flatten(), noise[:, :, 1:].flatten()
+        assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.01
     assert 0.5 <= t.grain_sigma.min() and t.grain_sigma.max() <= 1.5
     assert 0.02 <= t.grain_std.min() and t.grain_std.max() <= 0.06
 
