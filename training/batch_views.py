@@ -192,24 +192,25 @@ def rotate_batch(x: torch.Tensor, degrees: np.ndarray, reflect: bool) -> torch.T
     cx, cy = w / 2 - 0.5, h / 2 - 0.5
     # the destination pixel p comes from the source at centre + Rᵀ(p − centre)
     ox, oy = cx - c * cx + s * cy, cy - s * cx - c * cy
+    if not reflect:
+        grid = _affine_grid(c, -s, ox, s, c, oy, h, w, (h, w))
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
     # how far outside the image a source pixel and its bilinear neighbour can lie
     out = np.max(np.maximum(np.abs(c) * w / 2 + np.abs(s) * h / 2 - w / 2,
                             np.abs(s) * w / 2 + np.abs(c) * h / 2 - h / 2), initial=0.0)
     m = math.ceil(out) + 1
-    if reflect and m < min(h, w):
+    if m < min(h, w):
         # mirrored corners: warp a reflect-101 padded copy (OpenCV's border: the padded
         # pixels, interpolated), cheaper than mirroring every sampling coordinate
         pad = F.pad(x, (m, m, m, m), mode="reflect")
         grid = _affine_grid(c, -s, ox + m, s, c, oy + m, h, w, (h + 2 * m, w + 2 * m))
         return F.grid_sample(pad, grid, mode="bilinear", padding_mode="border",
                              align_corners=False)
-    grid = _affine_grid(c, -s, ox, s, c, oy, h, w, (h, w))
-    if reflect:
-        sx, sy = _pixels(grid, (h, w))
-        grid = _normalised(_reflect101(sx, w), _reflect101(sy, h), (h, w))
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="border",
-                             align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # an image smaller than that margin: mirror every sampling coordinate instead
+    sx, sy = _pixels(_affine_grid(c, -s, ox, s, c, oy, h, w, (h, w)), (h, w))
+    grid = _normalised(_reflect101(sx, w), _reflect101(sy, h), (h, w))
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def crop_resize_flip(x: torch.Tensor, box: np.ndarray, flip: np.ndarray, size: int
@@ -320,8 +321,9 @@ def band_matrices(kern: torch.Tensor, size: int, reflect: bool = True) -> torch.
 def separable_filter(x: torch.Tensor, kern: torch.Tensor,
                      kern_cols: torch.Tensor | None = None, reflect: bool = True,
                      method: str = "auto") -> torch.Tensor:
-    """x (n×c×h×w) filtered with each image's 1-D kernel (``kern``: n×k, k odd) along the
-    rows' axis and (``kern_cols``, else the same) along the columns' (cross-correlation),
+    """x (n×c×h×w) filtered with each image's 1-D kernel (``kern``: n×k, k odd, or 1×k for
+    one kernel shared by the batch) along the rows' axis and (``kern_cols``, else the same)
+    along the columns' (cross-correlation),
     borders mirrored (reflect-101, repeated for kernels longer than the image) or zero.
 
     Two ways, the same sums: ``matmul``, Bₕ · x · B_wᵀ with :func:`band_matrices` (cost
@@ -340,6 +342,7 @@ def separable_filter(x: torch.Tensor, kern: torch.Tensor,
         return rows_m.unsqueeze(1) @ x @ cols_m.transpose(1, 2).unsqueeze(1)
     out = x.reshape(1, n * c, h, w)
     for axis, k1 in ((2, kern), (3, cols)):
+        k1 = k1.expand(n, -1)  # a shared kernel, once per image
         k = k1.shape[1]
         pad, side = k // 2, out.shape[axis]
         weight = k1.repeat_interleave(c, dim=0).view(n * c, 1, *((k, 1) if axis == 2 else (1, k)))
@@ -451,13 +454,13 @@ def scramble_texture(x: torch.Tensor, t: TextureParams) -> torch.Tensor:
     idx = np.flatnonzero(t.applied)
     sub = x[idx]
     m, _, h, w = sub.shape
-    wide = torch.as_tensor(cv2_gaussian_kernel(np.full(m, max(h, w) / 8)))
+    wide = torch.as_tensor(cv2_gaussian_kernel(max(h, w) / 8))  # one, shared by the batch
     low = separable_filter(sub, wide)
     flat = low.reshape(m, -1)
     spread = flat.std(dim=1, correction=0) + 0.02
     field = separable_filter(torch.as_tensor(t.field)[:, None], wide)
     grain = separable_filter(torch.as_tensor(t.grain)[:, None],
-                                  torch.as_tensor(cv2_gaussian_kernel(t.grain_sigma)))
+                             torch.as_tensor(cv2_gaussian_kernel(t.grain_sigma)))
     noise = (_unit_spread(field, spread)
              + _unit_spread(grain, torch.as_tensor(t.grain_std, dtype=x.dtype)))
     out = x.clone()
@@ -643,7 +646,7 @@ def gaussian_smooth(x: torch.Tensor, sigma_rows: np.ndarray, sigma_cols: np.ndar
     """MONAI's ``GaussianSmooth`` per image (σ along the rows' axis, then the columns'),
     zero padding."""
     return separable_filter(x, monai_gaussian_kernels(sigma_rows),
-                                 monai_gaussian_kernels(sigma_cols), reflect=False)
+                            monai_gaussian_kernels(sigma_cols), reflect=False)
 
 
 def _where(applied: np.ndarray, x: torch.Tensor, fn) -> torch.Tensor:

@@ -228,15 +228,15 @@ class TwoViews:
         if prepared.ndim != 4 or prepared.shape[1] != prepared.shape[2]:
             raise ValueError(f"TwoViews.batch takes a batch of square prepared images "
                              f"(B×S×S×C), got shape {prepared.shape}")
-        index = np.arange(len(prepared)) if index is None else np.asarray(index, np.int64)
-        n, side = len(index), prepared.shape[1]
+        rows = np.arange(len(prepared)) if index is None else np.asarray(index, np.int64)
+        n, side = len(rows), prepared.shape[1]
         if self.patch < side:  # both views of an image from one native-resolution patch
             top, left = self.rng.integers(0, side - self.patch + 1, size=(2, n))
             span = np.arange(self.patch)
-            prepared = prepared[index[:, None, None], (top[:, None] + span)[:, :, None],
+            prepared = prepared[rows[:, None, None], (top[:, None] + span)[:, :, None],
                                 (left[:, None] + span)[:, None, :]]
-        elif len(index) != len(prepared) or (index != np.arange(len(index))).any():
-            prepared = prepared[index]
+        elif index is not None:
+            prepared = prepared[rows]
         x = torch.from_numpy(np.ascontiguousarray(prepared, np.float32)).permute(0, 3, 1, 2)
         s, h = self.settings, x.shape[-1]
         mean = torch.tensor(self.contract.mean, dtype=torch.float32).view(1, -1, 1, 1)
