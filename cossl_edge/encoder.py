@@ -207,6 +207,29 @@ class Encoder:
                              "a local classifier needs; re-export the run with "
                              "`cossl-edge export RUN --local-map`")
 
+    @cached_property
+    def has_anomaly_map(self) -> bool:
+        return mm.ANOMALY_MAP in {o.name for o in self.session.get_outputs()}
+
+    def require_anomaly_map(self) -> None:
+        if not self.has_anomaly_map:
+            raise ModelError(f"{self.path}: the model has no {mm.ANOMALY_MAP!r} output (the "
+                             "normal model of its training images), which an anomaly "
+                             "classifier needs; export a run that pretrain finished with "
+                             "this version, or use --classifier proto")
+
+    def run_anomaly(self, batch: np.ndarray) -> np.ndarray:
+        """Normalised N×C×S×S float32 → N×h×w anomaly maps (the normal model's z-scores)."""
+        self.require_anomaly_map()
+        out = self.session.run([mm.ANOMALY_MAP],
+                               {mm.INPUT: np.ascontiguousarray(batch, np.float32)})
+        return np.asarray(out[0], np.float32)
+
+    def run_readings(self, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """Several outputs of one session call: {name: array} for ``names``."""
+        out = self.session.run(list(names), {mm.INPUT: np.ascontiguousarray(batch, np.float32)})
+        return {n: np.asarray(o, np.float32) for n, o in zip(names, out, strict=True)}
+
     def run_local(self, batch: np.ndarray) -> np.ndarray:
         """Normalised N×C×S×S float32 → N×D×h×w local maps (the map before pooling)."""
         self.require_local_map()

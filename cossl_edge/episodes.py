@@ -74,14 +74,18 @@ def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     return float(v.mean()), float(1.96 * v.std(ddof=1) / np.sqrt(len(v)))
 
 
-def evaluate_episodes(embeddings: np.ndarray, labels: Sequence[str], shots: Sequence[int] = (1, 5),
+def evaluate_episodes(embeddings: np.ndarray | dict, labels: Sequence[str],
+                      shots: Sequence[int] = (1, 5),
                       episodes: int = 200, ways: int | None = None, kind: str = "proto",
                       queries: int = 15, seed: int = 0, centering: np.ndarray | None = None,
                       **fit_options) -> dict:
     """Mean accuracy ± 95% CI, balanced accuracy, per-class recall (and AUC when ways = 2)
     for each shot count. ``ways`` defaults to all classes. Kind ``local`` takes N×D×h×w
     local maps, and its normal class (``normal_class`` in ``fit_options``, else found by
-    name) is in every episode."""
+    name) is in every episode. Kind ``auto`` takes the model's readings as a dict
+    (``embedding``, and ``anomaly_map`` when the model has one) and chooses one per episode
+    from its support (:func:`~cossl_edge.anomaly_fewshot.choose_reading`); the result
+    counts the choices."""
     labels = np.asarray(labels)
     n_classes = len(np.unique(labels))
     ways = ways or n_classes
@@ -90,25 +94,41 @@ def evaluate_episodes(embeddings: np.ndarray, labels: Sequence[str], shots: Sequ
     results = {"ways": ways, "episodes": episodes, "queries": queries, "classifier": kind,
                "seed": seed, "shots": {}}
     keep = None
-    if kind == "local":
-        from cossl_edge.local_fewshot import normal_class_of
+    anomaly = kind == "anomaly" or (kind == "auto" and isinstance(embeddings, dict)
+                                    and "anomaly_map" in embeddings and n_classes == 2)
+    if kind == "local" or anomaly:
+        from cossl_edge.fewshot_base import normal_class_of
 
         keep = normal_class_of(sorted(set(labels.tolist())), fit_options.get("normal_class"))
         fit_options = {**fit_options, "normal_class": keep}
-    x = np.asarray(embeddings, np.float32)
+    if kind == "auto":
+        x = {k: np.asarray(v, np.float32) for k, v in dict(embeddings).items()}
+    else:
+        x = np.asarray(embeddings, np.float32)
     for k in shots:
         plan = sample_episodes(labels, ways, k, queries, episodes, seed + k, keep)
         results["shots"][str(k)] = _score(x, labels, plan, kind, centering, fit_options)
     return results
 
 
-def _score(x: np.ndarray, labels: np.ndarray, plan, kind: str, centering, fit_options) -> dict:
+def _score(x, labels: np.ndarray, plan, kind: str, centering, fit_options) -> dict:
     accs, baccs, aucs = [], [], []
     hits: dict[str, list[int]] = {}
+    chosen: dict[str, int] = {}
     for support, query in plan:
-        clf = FewShotClassifier.fit(x[support], list(labels[support]), kind=kind,
+        kind_e, xe = kind, x
+        if kind == "auto":
+            from cossl_edge.anomaly_fewshot import choose_reading
+            from cossl_edge.fewshot import READS
+
+            kind_e, _ = choose_reading({k: v[support] for k, v in x.items()},
+                                       list(labels[support]), centering,
+                                       fit_options.get("normal_class"))
+            chosen[kind_e] = chosen.get(kind_e, 0) + 1
+            xe = x[READS[kind_e]]
+        clf = FewShotClassifier.fit(xe[support], list(labels[support]), kind=kind_e,
                                     centering=centering, **fit_options)
-        proba = clf.predict_proba(x[query])
+        proba = clf.predict_proba(xe[query])
         pred = np.asarray(clf.classes)[proba.argmax(1)]
         truth = labels[query]
         correct = pred == truth
@@ -124,4 +144,6 @@ def _score(x: np.ndarray, labels: np.ndarray, plan, kind: str, centering, fit_op
            "per_class_recall": {c: float(np.mean(h)) for c, h in sorted(hits.items())}}
     if aucs:
         out["auc"], out["auc_ci95"] = mean_ci95(aucs)
+    if chosen:
+        out["chosen"] = chosen
     return out

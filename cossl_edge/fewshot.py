@@ -21,24 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+from cossl_edge.fewshot_base import ClassifierError, cl2n  # noqa: F401  (re-exported)
 from cossl_edge.logreg import fit_logistic, predict_logistic_proba
 
 SCHEMA_VERSION = 1
-KINDS = ("proto", "logreg", "knn", "local")
+KINDS = ("proto", "logreg", "knn", "local", "anomaly")
+# What each kind reads of the model: the model output it is fitted and applied on.
+READS = {"proto": "embedding", "logreg": "embedding", "knn": "embedding",
+         "local": "local_map", "anomaly": "anomaly_map"}
 UNKNOWN = "unknown"
-
-
-class ClassifierError(ValueError):
-    """A classifier file that cannot be used (message names the file and the fix)."""
-
-
-def cl2n(x: np.ndarray, centering: np.ndarray | None = None) -> np.ndarray:
-    """Centre (subtract ``centering``) and L2-normalise each row."""
-    x = np.asarray(x, np.float32)
-    if centering is not None:
-        x = x - np.asarray(centering, np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
 
 
 @dataclass
@@ -88,6 +79,11 @@ class FewShotClassifier:
         classes = sorted(set(labels))
         if len(classes) < 2:
             raise ClassifierError("a classifier needs at least two classes in the support set")
+        if kind == "anomaly":
+            from cossl_edge.anomaly_fewshot import fit_anomaly
+
+            params = fit_anomaly(x, labels, classes, normal_class, C)
+            return cls(kind, classes, params, None, abstain_threshold, settings={"C": C})
         if kind == "local":
             from cossl_edge.local_fewshot import fit_local
 
@@ -114,7 +110,7 @@ class FewShotClassifier:
     def predict_proba(self, embeddings: np.ndarray) -> np.ndarray:
         """N×K class probabilities (columns in the order of ``classes``); kind ``local``
         takes N×D×h×w local maps."""
-        if self.kind == "local":
+        if self.kind in ("local", "anomaly"):
             return self.predict_local(embeddings)[0]
         center = None if self.centering is None else np.asarray(self.centering, np.float32)
         z = cl2n(embeddings, center)
@@ -135,11 +131,16 @@ class FewShotClassifier:
         return votes / votes.sum(axis=1, keepdims=True)
 
     def predict_local(self, local_maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Kind ``local``: (N×K probabilities, N×h×w heatmaps of each position's anomaly
-        score, 1 − cosine to the nearest normal support vector)."""
+        """Kinds ``local`` and ``anomaly``: (N×K probabilities, N×h×w heatmaps). ``local``
+        takes local maps, its heatmap is each position's score a(i); ``anomaly`` takes
+        anomaly maps, its heatmap is the map itself."""
+        if self.kind == "anomaly":
+            from cossl_edge.anomaly_fewshot import predict_anomaly
+
+            return predict_anomaly(self.params, self.classes, local_maps)
         if self.kind != "local":
-            raise ClassifierError(f"heatmaps need a local classifier, this one is "
-                                  f"{self.kind!r}: fit with --classifier local")
+            raise ClassifierError(f"heatmaps need a local or anomaly classifier, this one is "
+                                  f"{self.kind!r}: fit with --classifier anomaly or --classifier local")
         from cossl_edge.local_fewshot import predict_local
 
         return predict_local(self.params, self.settings, self.classes, self.centering,
@@ -219,7 +220,8 @@ PARAM_KEYS = {"proto": ("prototypes",), "logreg": ("weights", "bias"),
               "knn": ("support", "support_labels"),
               "local": ("normal_memory", "finding_memory", "finding_labels", "grid"),
               "local-prototype": ("grid",),
-              "local-hybrid": ("grid", "normal_memory")}
+              "local-hybrid": ("grid", "normal_memory"),
+              "anomaly": ("grid",)}
 
 
 def _schema_problem(d: dict) -> str | None:
@@ -242,7 +244,7 @@ def _schema_problem(d: dict) -> str | None:
             return "params must hold the standardise statistics of the hybrid scoring"
     if not isinstance(params, dict) or any(not isinstance(params.get(k), list) for k in keys):
         return f"params must hold the lists {keys}"
-    if d["kind"] == "local" and not (isinstance(params.get("calibration"), dict) and
+    if d["kind"] in ("local", "anomaly") and not (isinstance(params.get("calibration"), dict) and
                                      params.get("normal_class") in classes):
         return "params must hold the calibration and a normal_class among the classes"
     if not isinstance(d.get("centering"), list | None):

@@ -57,7 +57,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from cossl_edge.evaluation.features import pooled as pool_maps
-from cossl_edge.fewshot import ClassifierError
+from cossl_edge.fewshot_base import (  # re-exported: callers import them from here
+    ClassifierError,
+    normal_class_of,
+)
 from cossl_edge.local_scores import (  # re-exported: callers import them from here
     anomaly,
     as_maps,
@@ -72,26 +75,7 @@ from cossl_edge.local_scores import (  # re-exported: callers import them from h
     rounded,
 )
 
-# Class names taken as the normal class when --normal-class is not given (after lower-casing
-# and turning spaces and hyphens into underscores).
-NORMAL_NAMES = ("normal", "no_finding", "negative", "functional", "good", "ok")
 FINDING_POSITIONS = 4  # vectors kept per finding image, to tell finding classes apart
-
-
-def normal_class_of(classes: Sequence[str], given: str | None = None) -> str:
-    """The normal class: ``given``, else the one class named like ``NORMAL_NAMES``."""
-    if given is not None:
-        if given not in classes:
-            raise ClassifierError(f"--normal-class {given!r} is not a support class "
-                                  f"({', '.join(classes)}); pass one of them")
-        return given
-    matches = [c for c in classes if c.lower().replace(" ", "_").replace("-", "_")
-               in NORMAL_NAMES]
-    if len(matches) != 1:
-        raise ClassifierError(f"cannot tell which class is normal among {', '.join(classes)} "
-                              f"(expected exactly one named like {'/'.join(NORMAL_NAMES)}); "
-                              "pass --normal-class NAME")
-    return matches[0]
 
 SCORINGS = ("prototype", "memory", "hybrid")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cossl_edge.fewshot import ClassifierError, cl2n
+from cossl_edge.fewshot_base import ClassifierError, cl2n
 from cossl_edge.logreg import fit_logistic
 
 DECIMALS = 4  # memory vectors are unit-norm; 4 decimals is about float16's precision

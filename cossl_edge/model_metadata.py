@@ -9,6 +9,7 @@ Its ``metadata_props`` hold the keys below, every value a string (JSON where str
 INPUT = "image"
 OUTPUT = "embedding"
 LOCAL_MAP = "local_map"
+ANOMALY_MAP = "anomaly_map"  # N×h×w: departure from the training images' normal model
 
 KEY_CONTRACT = "cossl_edge.contract"  # PreprocessContract.to_json()
 KEY_METHOD = "cossl_edge.method"  # JSON: {"method", "arch", "width", "w_s", ...}

@@ -22,6 +22,7 @@ LAST_CHECKPOINT = "checkpoints/last.pt"
 ENCODER = "encoder.pt"
 FINGERPRINT = "data-fingerprint.txt"
 CALIBRATION = "calibration.npy"
+NORMAL_MODEL = "normal-stats.npz"  # the normal model of the training images (export bakes it in)
 
 
 class RunDirError(ValueError):

@@ -51,7 +51,7 @@ def _load_encoder(run_dir: Path, config: PretrainConfig) -> ResNetEncoder:
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise ExportError(f"{path}: not a state_dict of tensors; encoder.pt must hold the "
                           "backbone weights only, as cossl-edge pretrain writes them")
-    encoder = build_encoder(config)
+    encoder = build_encoder(config, pretrained=False)
     try:
         encoder.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -29,28 +29,47 @@ METHOD_KEYS = ("method", "arch", "width", "stem", "w_s", "rf_bounded_after", "lo
 
 
 class PooledEncoder(nn.Module):
-    """Backbone + mean pooling; with ``local_map`` also returns the map before pooling."""
+    """Backbone + pooling; with ``local_map`` also returns the map before pooling, with a
+    ``normal`` model (:class:`~cossl_edge.training.normal_stats.NormalModel`, named
+    ``normal`` in the graph) also the anomaly map."""
 
-    def __init__(self, encoder: nn.Module, local_map: bool = False) -> None:
+    def __init__(self, encoder: nn.Module, local_map: bool = False,
+                 normal: nn.Module | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.local_map = local_map
+        self.normal = normal
 
     def forward(self, image: torch.Tensor):
-        fmap = self.encoder.forward_features(image)
+        if self.normal is None:
+            fmap = self.encoder.forward_features(image)
+        else:
+            tap = self.encoder.tap_features(image)
+            fmap = self.encoder.forward_from_tap(tap)
         pooled = global_pool(fmap, getattr(self.encoder, "pool", "mean"))
-        return (pooled, fmap) if self.local_map else pooled
+        out = (pooled, fmap) if self.local_map else (pooled,)
+        if self.normal is not None:
+            out = (*out, self.normal(image, tap))
+        return out if len(out) > 1 else pooled
+
+
+def output_names(local_map: bool, normal: bool) -> list[str]:
+    return [mm.OUTPUT] + ([mm.LOCAL_MAP] if local_map else []) + \
+        ([mm.ANOMALY_MAP] if normal else [])
 
 
 def export_onnx(encoder: nn.Module, channels: int, size: int, path: Path, opset: int = 17,
-                local_map: bool = False) -> None:
-    """Write ``encoder`` (eval mode) to ``path``: input ``image``, output ``embedding``."""
-    model = PooledEncoder(encoder, local_map).eval()
-    outputs = [mm.OUTPUT, mm.LOCAL_MAP] if local_map else [mm.OUTPUT]
+                local_map: bool = False, normal: nn.Module | None = None) -> None:
+    """Write ``encoder`` (eval mode) to ``path``: input ``image``, output ``embedding``
+    (then ``local_map`` and ``anomaly_map`` when asked)."""
+    model = PooledEncoder(encoder, local_map, normal).eval()
+    outputs = output_names(local_map, normal is not None)
     dynamic = {name: {0: "batch"} for name in [mm.INPUT, *outputs]}
     example = torch.zeros(2, channels, size, size)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
+        # EfficientNet's "same" padding slices with a step the folding pass does not fold
+        warnings.filterwarnings("ignore", message="Constant folding")
         torch.onnx.export(model, (example,), str(path), input_names=[mm.INPUT],
                           output_names=outputs, dynamic_axes=dynamic, opset_version=opset,
                           do_constant_folding=True, dynamo=False)

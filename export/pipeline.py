@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from cossl_edge import __version__, rundir
+from cossl_edge import model_metadata as mm
 from cossl_edge.export import calibration as calib
 from cossl_edge.export import latency, onnx_export, quantize, verify
+from cossl_edge.export.errors import ExportError
 from cossl_edge.export.export_report import (
     REPORT_FILE,
     finite_or_none,
@@ -54,11 +56,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
                     "files": {}}
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
         work = Path(scratch)
-        fp32_emb = _export_fp32(run, images, work, opset, local_map, report)
+        normal = _normal_model(run.run_dir)
+        report["anomaly_map"] = normal is not None
+        fp32_emb = _export_fp32(run, images, work, opset, local_map, report, normal)
         if resolved is not None:
             with task(progress, "int8 calibration", len(images)) as advance:
                 report["int8"] = quantize.quantize_int8(work / FP32_FILE, work / INT8_FILE,
-                                                        images, resolved, work, advance)
+                                                        images, resolved, work, advance,
+                                                        keep_fp32=NORMAL_SCOPE)
             _finish_int8(run, images, work, fp32_emb, report)
         if measure_latency:
             files = {"ort-fp32": work / FP32_FILE}
@@ -76,13 +81,31 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
     return report
 
 
+NORMAL_SCOPE = "/normal/"  # the anomaly map's nodes: kept in fp32 in the int8 file
+
+
+def _normal_model(run_dir: Path):
+    """The run's normal model as a module for the graph, or None (a run written before
+    pretraining computed one, or stopped before its end)."""
+    path = run_dir / rundir.NORMAL_MODEL
+    if not path.is_file():
+        return None
+    from cossl_edge.training import normal_stats
+
+    try:
+        return normal_stats.NormalModel(normal_stats.load(path)).eval()
+    except (ValueError, OSError) as e:
+        raise ExportError(str(e)) from e
+
+
 def _export_fp32(run: LoadedRun, images: np.ndarray, work: Path, opset: int, local_map: bool,
-                 report: dict) -> np.ndarray:
+                 report: dict, normal=None) -> np.ndarray:
     path = work / FP32_FILE
     c = run.config.contract
-    onnx_export.export_onnx(run.encoder, c.channels, c.size, path, opset, local_map)
+    onnx_export.export_onnx(run.encoder, c.channels, c.size, path, opset, local_map, normal)
     verify.check_model(path)
-    report["parity_max_abs_diff"] = verify.check_parity(run.encoder, path, images, local_map)
+    report["parity_max_abs_diff"] = verify.check_parity(run.encoder, path, images, local_map,
+                                                        normal=normal)
     embeddings = verify.run_onnx(verify.session(path), images)
     _stamp(run, path, embeddings, "fp32", report)
     return embeddings
@@ -95,6 +118,10 @@ def _finish_int8(run: LoadedRun, images: np.ndarray, work: Path, fp32_emb: np.nd
     embeddings = verify.run_onnx(verify.session(path), images)
     agree = verify.agreement(fp32_emb, embeddings)
     agree["knn_top1_agreement"] = finite_or_none(agree["knn_top1_agreement"])
+    if report.get("anomaly_map"):
+        maps = [verify.run_onnx(verify.session(work / name), images, output=mm.ANOMALY_MAP)
+                for name in (FP32_FILE, INT8_FILE)]
+        agree["anomaly_map"] = verify.map_agreement(*maps)
     report["int8_agreement"] = agree
     _stamp(run, path, embeddings, "int8", report)
 

@@ -81,8 +81,13 @@ class ImageReader(CalibrationDataReader):
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, images: np.ndarray, target: str,
-                  work_dir: Path, advance: Callable[[int], None] | None = None) -> dict:
-    """Write the int8 QDQ model; returns the settings used (for the report)."""
+                  work_dir: Path, advance: Callable[[int], None] | None = None,
+                  keep_fp32: str | None = None) -> dict:
+    """Write the int8 QDQ model; returns the settings used (for the report). Nodes whose
+    name starts with ``keep_fp32`` stay in fp32 (the normal model's Mahalanobis distances:
+    a few small matrix products whose inputs int8 would round too coarsely)."""
+    import onnx
+
     activation, weight, reduce_range = TARGET_TYPES[target]
     prepared = work_dir / "encoder.pre.onnx"
     # quant_pre_process logs through the root logger; keep the CLI output to our own lines
@@ -90,10 +95,12 @@ def quantize_int8(fp32_path: Path, int8_path: Path, images: np.ndarray, target: 
     logging.getLogger().setLevel(logging.ERROR)
     try:
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        exclude = [n.name for n in onnx.load(str(prepared)).graph.node
+                   if keep_fp32 and n.name.startswith(keep_fp32)]
         quantize_static(
             str(prepared), str(int8_path), ImageReader(images, advance=advance),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=reduce_range,
-            activation_type=activation, weight_type=weight,
+            activation_type=activation, weight_type=weight, nodes_to_exclude=exclude,
         )
     except (RuntimeError, ValueError) as e:
         raise ExportError(f"{fp32_path}: int8 quantization failed ({e}); export with "
@@ -102,4 +109,5 @@ def quantize_int8(fp32_path: Path, int8_path: Path, images: np.ndarray, target: 
         logging.getLogger().setLevel(level)
     return {"target": target, "format": "QDQ", "per_channel": True,
             "activation_type": activation.name, "weight_type": weight.name,
-            "reduce_range": reduce_range, "calibration_method": "MinMax"}
+            "reduce_range": reduce_range, "calibration_method": "MinMax",
+            "fp32_nodes": len(exclude)}

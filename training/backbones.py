@@ -71,6 +71,15 @@ class ResNetEncoder(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
 
+    def tap_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The map before the last stage (stride 16 with the standard stem): the features
+        the normal model reads (:mod:`cossl_edge.training.normal_stats`)."""
+        return self.stages[:3](self.stem(x))
+
+    def forward_from_tap(self, tap: torch.Tensor) -> torch.Tensor:
+        """``forward_features`` from the output of ``tap_features``."""
+        return self.stages[3](tap)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return global_pool(self.forward_features(x), self.pool)
 
@@ -98,7 +107,13 @@ def _bound_receptive_field(stages: nn.Sequential, keep_blocks: int) -> None:
                                            stride=conv.stride, bias=conv.bias is not None))
 
 
-def build_encoder(config) -> ResNetEncoder:
-    """The backbone a :class:`~cossl_edge.training.config.PretrainConfig` describes."""
+def build_encoder(config, pretrained: bool = True) -> nn.Module:
+    """The backbone a :class:`~cossl_edge.training.config.PretrainConfig` describes.
+    ``pretrained=False`` skips loading ImageNet weights (a run's own weights follow)."""
+    if config.arch == "efficientnet-lite0":
+        from cossl_edge.training.efficientnet import EfficientNetLiteEncoder
+
+        init = config.init if pretrained else "random"
+        return EfficientNetLiteEncoder(config.contract.channels, init, config.pool)
     return ResNetEncoder(config.arch, config.width, config.contract.channels,
                          config.resolved_stem(), config.rf_bounded_after, config.pool)

@@ -31,6 +31,39 @@ def size_for_native(side: int | None, findings: str = "global") -> int:
 
 
 LOCAL_MAX_SIZE = 256
+ARCHS = ("auto", "resnet10", "resnet18", "efficientnet-lite0")
+PRETRAINED_MIN_SIDE = 200  # --arch auto: images at least this large start from ImageNet
+PRETRAINED_SIZE = 224  # ... at the input size of its weights
+
+
+def resolve_arch(config: PretrainConfig, side: int | None, auto_size: bool,
+                 weights: bool) -> PretrainConfig:
+    """``--arch auto``: EfficientNet-Lite0 from ImageNet weights for scans and frames of at
+    least ``PRETRAINED_MIN_SIDE`` px (at 224 px with ``--image-size auto``) when the weights
+    are installed and ``--findings`` is global; the CPU recipe (ResNet-10 ×0.25) otherwise.
+    The real solar-cell scans decided it: the normal model on ImageNet's mid-level features
+    is what beats raw pixels few-shot there (docs/recipe.md). A pretrained
+    EfficientNet-Lite0 reads its input as the ImageNet weights expect (mean and std of the
+    contract)."""
+    arch = config.arch
+    if arch == "auto":
+        big = side is not None and side >= PRETRAINED_MIN_SIDE if auto_size else \
+            config.contract.size >= 128
+        arch = "efficientnet-lite0" if big and weights and config.findings == "global" \
+            else "resnet10"
+    if arch not in ARCHS[1:]:
+        raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
+    config = replace(config, arch=arch)
+    if arch == "efficientnet-lite0":
+        from cossl_edge.training.efficientnet import IMAGENET_MEAN, IMAGENET_STD
+
+        c = config.contract.channels
+        contract = replace(config.contract, mean=(IMAGENET_MEAN,) * c,
+                           std=(IMAGENET_STD,) * c)
+        if auto_size and side is not None:
+            contract = replace(contract, size=PRETRAINED_SIZE)
+        config = replace(config, contract=contract)
+    return config
 FINDINGS = ("global", "local")
 # --findings local: the recipe for labels decided by a small local finding (docs/recipe.md,
 # "Small local findings"). Each value replaces the field's default only; options given
@@ -62,7 +95,7 @@ def stem_for_size(size: int) -> str:
     return "standard"  # 7×7 stride 2 + max-pool: 128 px → 32×32
 
 # Settings that change the model's shape or meaning: a resumed run must not change them.
-STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "pool", "view_size",
+STRUCTURAL = ("method", "arch", "init", "width", "stem", "rf_bounded_after", "pool", "view_size",
               "proj_hidden", "proj_dim", "pred_hidden", "local_hidden", "local_grid",
               "local_target", "contract")
 
@@ -71,8 +104,9 @@ STRUCTURAL = ("method", "arch", "width", "stem", "rf_bounded_after", "pool", "vi
 class PretrainConfig:
     # model
     method: str = DEFAULT_METHOD  # method_list.py; docs/recipe.md
-    arch: str = "resnet10"  # more steps per CPU minute; docs/recipe.md
-    width: float = 0.25
+    arch: str = "resnet10"  # resnet10 | resnet18 | efficientnet-lite0 (auto: resolved_arch)
+    width: float = 0.25  # ResNets only
+    init: str = "imagenet"  # efficientnet-lite0: imagenet | random
     stem: str = "auto"  # auto: by input size (stem_for_size), docs/recipe.md
     rf_bounded_after: int | None = None
     pool: str = "mean"  # global pooling of the map in training: mean | gem | max

@@ -20,7 +20,8 @@ from rich.progress import Progress
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.sources import SampleRef, Skipped, SourceError, discover, load_sample, native_side
-from cossl_edge.training.config import PretrainConfig, size_for_native
+from cossl_edge.training.config import PretrainConfig, resolve_arch, size_for_native
+from cossl_edge.training.efficientnet import weights_available
 from cossl_edge.training.views import TwoViews
 
 
@@ -169,12 +170,19 @@ def load_training_data(config: PretrainConfig, data_dir, auto_size: bool, world:
     if not found.samples:
         raise SourceError(f"{data_dir}: no images found ({len(found.skipped)} files skipped); "
                           "point to a folder of PNG/JPEG/TIFF, DICOM or video files")
+    side = native_side(found.samples) if auto_size else None
     if auto_size:
-        side = native_side(found.samples)
         size = size_for_native(side, config.findings)
         config = replace(config, contract=replace(config.contract, size=size))
-        console.print(f"image size: {size} px (auto; the images' median short side is "
-                      f"{side if side is not None else 'unknown'} px; --image-size to choose)")
+    if config.arch == "auto" or config.arch == "efficientnet-lite0":
+        asked = config.arch
+        config = resolve_arch(config, side, auto_size, weights_available())
+        if asked == "auto":
+            console.print(f"backbone: {config.arch} (auto; --arch to choose)")
+    if auto_size:
+        console.print(f"image size: {config.contract.size} px (auto; the images' median "
+                      f"short side is {side if side is not None else 'unknown'} px; "
+                      "--image-size to choose)")
     if config.findings == "local" and (config.view_size or 0) >= config.contract.size:
         config = replace(config, view_size=None)  # small images: a view is the whole image
     images, kept, skipped = build_cache(found.samples, config.contract, progress=progress)

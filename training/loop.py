@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cossl_edge import rundir
 from cossl_edge.privacy import file_token
+from cossl_edge.training import normal_stats
 from cossl_edge.training.checkpoint import Checkpointer
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.dataset import (
@@ -107,12 +108,26 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     if stopped:
         console.print(f"stopped: checkpoint written to {checkpoints.last}; "
                       "continue with --resume")
+    elif dist.is_main:
+        write_normal_model(method.backbone, data, config, device, out, console)
     dist.barrier()
     dist.close()
     return {"steps": state["global_step"], "epochs": state["epoch"],
             "elapsed_s": round(state["elapsed"], 1), "images": len(data.images),
             "skipped": len(data.skipped), "stopped": stopped,
             "skipped_files": [s.reason for s in data.skipped[:20]]}
+
+
+def write_normal_model(backbone, data: TrainingData, config: PretrainConfig,
+                       device: torch.device, out: Path, console: Console) -> None:
+    """The statistics of the training images that the exported anomaly map reads
+    (:mod:`~cossl_edge.training.normal_stats`), once training has ended."""
+    t0 = time.perf_counter()
+    stats = normal_stats.compute(backbone, data.images, config.contract, device, config.seed)
+    normal_stats.save(stats, out / rundir.NORMAL_MODEL)
+    h, w = (int(v) for v in stats["grid"])
+    console.print(f"normal model: {int(stats['images'])} images, {h}×{w} positions "
+                  f"({time.perf_counter() - t0:.0f} s)")
 
 
 def pick_device(name: str) -> torch.device:

@@ -31,6 +31,9 @@ def prepare_run_dir(config: PretrainConfig, out: Path, resume: bool,
         if auto_size:  # the size was chosen from the data when the run started
             config = replace(config, contract=replace(config.contract,
                                                       size=saved.contract.size))
+        if config.arch in ("auto", saved.arch):  # ... and the backbone with its input rule
+            config = replace(config, arch=saved.arch, contract=replace(
+                config.contract, mean=saved.contract.mean, std=saved.contract.std))
         clash = saved.incompatible_with(config)
         if clash:
             raise ValueError(

@@ -15,10 +15,14 @@ from cossl_edge.progress import progress_bar
 app = typer.Typer(help="Few-shot classification: fit on a few labelled images, predict, or "
                   "evaluate with N-way K-shot episodes.", no_args_is_help=True)
 
-KIND = typer.Option("proto", "--classifier", help="proto: CL2N nearest prototype "
-                    "(SimpleShot); logreg: L2 logistic regression (numpy); knn: cosine kNN; "
-                    "local: every local vector scored (--local-scoring), with heatmaps, "
-                    "for a model exported with --local-map.")
+KIND = typer.Option("auto", "--classifier", help="auto: chooses from the support set "
+                    "itself, leaving one image out, between proto and anomaly (when the "
+                    "model has an anomaly map and the task is normal against one finding), "
+                    "and says which; proto: CL2N nearest prototype (SimpleShot); logreg: L2 "
+                    "logistic regression (numpy); knn: cosine kNN; anomaly: one threshold on "
+                    "the model's anomaly map (its departure from the unlabeled training "
+                    "images), with heatmaps; local: every local vector scored "
+                    "(--local-scoring), with heatmaps, for a model exported with --local-map.")
 NORMAL = typer.Option(None, "--normal-class", help="local: the class without a finding "
                       "[default: the one class named normal, no_finding, negative, "
                       "functional, good or ok].")
@@ -30,45 +34,72 @@ SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each l
                        "local), memory for a mean-pooled one.")
 
 
+RAW_SIDE = 64  # the raw-pixel floor: the prepared image at 64 × 64, as a vector
+
+
+def _reads(encoder, classifier: str) -> list[str]:
+    """The model outputs a classifier kind needs (auto: the embedding, and the anomaly map
+    when the model has one)."""
+    from cossl_edge.fewshot import READS
+
+    if classifier == "auto":
+        return ["embedding"] + (["anomaly_map"] if encoder.has_anomaly_map else [])
+    if classifier == "local":
+        encoder.require_local_map()
+    if classifier == "anomaly":
+        encoder.require_anomaly_map()
+    return [READS[classifier]]
+
+
 def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
-                       classifier: str, normal_class: str | None, sampling=None):
-    """Local maps of a labelled folder for the local classifier, else its embeddings."""
-    if classifier != "local":
-        return _embed_labelled(encoder, folder, labels_csv, batch_size, sampling)
-    from cossl_edge.local_fewshot import normal_class_of
+                       classifier: str, normal_class: str | None, sampling=None,
+                       raw: bool = False):
+    """(features, labels, raw pixels or None) of a labelled folder: the embeddings, the
+    local or anomaly maps the classifier reads, or for auto a dict of the readings;
+    unreadable files are skipped and reported."""
+    import numpy as np
+
+    from cossl_edge.fewshot_base import normal_class_of
     from cossl_edge.sources import labelled_samples
 
-    encoder.require_local_map()
+    names = _reads(encoder, classifier)
     samples, labels, _ = labelled_samples(folder, labels_csv, sampling)
-    normal_class_of(sorted(set(labels)), normal_class)  # its error before the long part
+    if classifier in ("local", "anomaly"):
+        normal_class_of(sorted(set(labels)), normal_class)  # its error before the long part
     label_of = dict(zip(samples, labels, strict=True))
-    maps, kept, skipped = [], [], []
-    with progress_bar("mapping", len(samples)) as advance:
+    parts: dict[str, list] = {n: [] for n in names}
+    pixels, kept, skipped = [], [], []
+    with progress_bar("embedding", len(samples)) as advance:
         for refs, prepared, bad in encoder.iter_prepared(samples, batch_size):
             if refs:
-                maps.append(encoder.run_local(encoder.contract.normalize(prepared)))
+                out = encoder.run_readings(encoder.contract.normalize(prepared), names)
+                for n in names:
+                    parts[n].append(out[n])
+                if raw:
+                    pixels.append(raw_pixels(prepared))
             kept += refs
             skipped += bad
             advance(len(refs) + len(bad))
     opt.report_skipped(*opt.count_skipped(skipped))
-    if not maps:
+    if not kept:
         raise ValueError(f"{folder}: no readable labelled images; check the folder")
+    readings = {n: np.concatenate(v) for n, v in parts.items()}
+    x = readings if classifier == "auto" else readings[names[0]]
+    return x, [label_of[s] for s in kept], (np.concatenate(pixels) if raw else None)
+
+
+def raw_pixels(prepared):
+    """N×S×S×C prepared images → N×(64·64·C) vectors: the image itself, box-filtered to
+    ``RAW_SIDE`` px, the floor a model must beat."""
     import numpy as np
+    from PIL import Image
 
-    return np.concatenate(maps), [label_of[s] for s in kept]
-
-
-def _embed_labelled(encoder, folder: Path, labels_csv: Path | None, batch_size: int,
-                    sampling=None):
-    """Embeddings and labels of a labelled folder; unreadable files are skipped, reported."""
-    from cossl_edge.sources import labelled_samples
-
-    samples, labels, _ = labelled_samples(folder, labels_csv, sampling)
-    label_of = dict(zip(samples, labels, strict=True))
-    with progress_bar("embedding", len(samples)) as advance:
-        emb = encoder.embed_samples(samples, batch_size, on_batch=advance)
-    opt.report_skipped(*opt.count_skipped(emb.skipped))
-    return emb.vectors, [label_of[s] for s in emb.samples]
+    out = []
+    for im in prepared:
+        chans = [np.asarray(Image.fromarray(np.asarray(im[..., c], np.float32)).resize(
+            (RAW_SIDE, RAW_SIDE), Image.BOX)) for c in range(im.shape[-1])]
+        out.append(np.stack(chans, -1).ravel())
+    return np.asarray(out, np.float32)
 
 
 @app.command()
@@ -102,16 +133,33 @@ def fit(
         sampling = opt.sampling(dicom_stride, video_every, video_fps)
         encoder = opt.open_encoder(model, contract, threads, spin)
         local_scoring = _scoring(encoder, local_scoring)
-        x, y = _features_labelled(encoder, support_dir, labels, batch_size, classifier,
-                                  normal_class, sampling)
-        clf = FewShotClassifier.fit(x, y, kind=classifier, centering=_centering(encoder,
-                                    classifier, local_scoring), C=c, k=k,
+        x, y, _ = _features_labelled(encoder, support_dir, labels, batch_size, classifier,
+                                     normal_class, sampling)
+        kind, note = classifier, ""
+        if classifier == "auto":
+            kind, x, note = _choose(encoder, x, y, normal_class)
+        clf = FewShotClassifier.fit(x, y, kind=kind, centering=_centering(encoder,
+                                    kind, local_scoring), C=c, k=k,
                                     abstain_threshold=abstain, normal_class=normal_class,
                                     scoring=local_scoring, pool=encoder.pooling)
+        if note:
+            clf.settings["chosen_by"] = note
         clf.bind_model(encoder.sha256, model, encoder.contract.to_dict())
         clf.save(out)
-    typer.echo(f"{classifier} classifier on {len(y)} images, {len(clf.classes)} classes "
+    if note:
+        typer.echo(f"auto: {kind} (left-out balanced accuracy on the support: "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in note.items()) + ")")
+    typer.echo(f"{kind} classifier on {len(y)} images, {len(clf.classes)} classes "
                f"({', '.join(clf.classes)}) → {out}")
+
+
+def _choose(encoder, readings: dict, labels: list[str], normal_class: str | None):
+    """--classifier auto at fit: (kind, its features, each reading's left-out score)."""
+    from cossl_edge.anomaly_fewshot import choose_reading
+    from cossl_edge.fewshot import READS
+
+    kind, scores = choose_reading(readings, labels, encoder.centering, normal_class)
+    return kind, readings[READS[kind]], scores
 
 
 @app.command()
@@ -146,9 +194,10 @@ def predict(
     with user_errors():
         sampling = opt.sampling(dicom_stride, video_every, video_fps)
         clf = FewShotClassifier.load(classifier_file)
-        if heatmaps is not None and clf.kind != "local":
-            raise ValueError(f"{classifier_file}: --heatmaps needs a local classifier, this "
-                             f"one is {clf.kind!r}; fit one with --classifier local")
+        if heatmaps is not None and clf.kind not in ("local", "anomaly"):
+            raise ValueError(f"{classifier_file}: --heatmaps needs an anomaly or local "
+                             f"classifier, this one is {clf.kind!r}; fit one with "
+                             "--classifier anomaly or --classifier local")
         if model is None and not clf.model_path:
             raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
         model_path = model or Path(clf.model_path)
@@ -156,7 +205,7 @@ def predict(
         clf.check_model(encoder.sha256, model_path, classifier_file)
         found = discover(data_dir, sampling)
         with progress_bar("classifying", len(found.samples)) as advance:
-            if clf.kind == "local":
+            if clf.kind in ("local", "anomaly"):
                 samples, preds, skipped = _predict_local(encoder, clf, found.samples, top_k,
                                                          abstain, heatmaps, batch_size, advance)
             else:
@@ -175,16 +224,16 @@ def predict(
 
 def _predict_local(encoder, clf, samples, top_k: int, abstain: float | None,
                    heatmaps: Path | None, batch_size: int, advance):
-    """Batch by batch: local maps → predictions, and heatmap PNGs when asked."""
+    """Batch by batch: local (or anomaly) maps → predictions, and heatmap PNGs when asked."""
     from cossl_edge.heatmaps import HeatmapWriter
 
-    encoder.require_local_map()
+    run = encoder.run_anomaly if clf.kind == "anomaly" else encoder.run_local
+    _reads(encoder, clf.kind)
     kept, preds, skipped = [], [], []
     writer = HeatmapWriter(heatmaps, clf) if heatmaps is not None else None
     for refs, prepared, bad in encoder.iter_prepared(samples, batch_size):
         if refs:
-            proba, heat = clf.predict_local(encoder.run_local(encoder.contract.normalize(
-                prepared)))
+            proba, heat = clf.predict_local(run(encoder.contract.normalize(prepared)))
             batch = clf.decide(proba, top_k, abstain)
             if writer is not None:
                 writer.write([r.sample_id() for r in refs], prepared, heat, proba,
@@ -242,12 +291,16 @@ def evaluate(
         sampling = opt.sampling(dicom_stride, video_every, video_fps)
         encoder = opt.open_encoder(model, contract, threads, spin)
         local_scoring = _scoring(encoder, local_scoring)
-        x, y = _features_labelled(encoder, labeled_dir, labels, batch_size, classifier,
-                                  normal_class, sampling)
+        x, y, raw = _features_labelled(encoder, labeled_dir, labels, batch_size, classifier,
+                                       normal_class, sampling, raw=True)
         extra = {"normal_class": normal_class, "scoring": local_scoring,
-                 "pool": encoder.pooling} if classifier == "local" else {}
+                 "pool": encoder.pooling} if classifier == "local" else \
+            {"normal_class": normal_class} if classifier in ("anomaly", "auto") else {}
         res = evaluate_episodes(x, y, shot_list, episodes, ways, classifier, queries, seed,
                                 _centering(encoder, classifier, local_scoring), **extra)
+        floor = evaluate_episodes(raw, y, shot_list, episodes, ways, "proto", queries, seed)
+        res["raw_pixel_floor"] = {"pixels": f"{RAW_SIDE}x{RAW_SIDE}", "classifier": "proto",
+                                  "shots": floor["shots"]}
         res["model_sha256"] = encoder.sha256
         if json_out is not None:
             json_out.write_text(json.dumps(res, indent=1))
@@ -286,14 +339,26 @@ def _print_results(res: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"{res['ways']}-way, {res['episodes']} episodes, {res['classifier']}")
-    for col in ("shots", "accuracy", "balanced acc.", "AUC", "per-class recall"):
+    for col in ("shots", "accuracy", "balanced acc.", "AUC", "per-class recall",
+                "raw pixels"):
         table.add_column(col)
+    floor = res.get("raw_pixel_floor", {}).get("shots", {})
     for k, r in res["shots"].items():
         auc = f"{r['auc']:.3f} ± {r['auc_ci95']:.3f}" if "auc" in r else "–"
         recall = ", ".join(f"{c}: {v:.2f}" for c, v in r["per_class_recall"].items())
+        raw = f"{floor[k]['accuracy']:.3f} ± {floor[k]['ci95']:.3f}" if k in floor else "–"
         table.add_row(k, f"{r['accuracy']:.3f} ± {r['ci95']:.3f}",
-                      f"{r['balanced_accuracy']:.3f}", auc, recall)
-    Console().print(table)
+                      f"{r['balanced_accuracy']:.3f}", auc, recall, raw)
+    console = Console()
+    console.print(table)
+    for k, r in res["shots"].items():
+        if "chosen" in r:
+            console.print(f"{k}-shot, auto chose: " + ", ".join(
+                f"{kind} in {n} episodes" for kind, n in sorted(r["chosen"].items())))
+    if floor:
+        console.print(f"raw pixels: the same episodes on the prepared images at "
+                      f"{RAW_SIDE}×{RAW_SIDE} px (nearest prototype); a model that does "
+                      "not beat them has not learned the task")
 
 
 def register(root: typer.Typer) -> None:

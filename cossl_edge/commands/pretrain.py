@@ -47,8 +47,14 @@ def register(app: typer.Typer) -> None:
                                         "searched recursively), DICOM files, or video files."),
         out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o",
                                  help="Run directory: config, metrics, checkpoints, encoder."),
-        arch: str = typer.Option("resnet10", help="Backbone: resnet10 (default: more "
-                                 "steps per CPU minute) or resnet18."),
+        arch: str = typer.Option("auto", help="Backbone: auto (efficientnet-lite0 from "
+                                 "ImageNet weights at 224 px for images of 200 px or more, "
+                                 "when the weights are installed; resnet10 otherwise), "
+                                 "resnet10 (more steps per CPU minute), resnet18 or "
+                                 "efficientnet-lite0."),
+        init: str = typer.Option("imagenet", help="efficientnet-lite0: imagenet (the "
+                                 "ImageNet weights; the blocks up to stride 16 stay frozen) "
+                                 "or random."),
         width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
                                     "channels). Smaller trains faster on a CPU."),
         pool: str = typer.Option("mean", help="Global pooling of the last feature map into "
@@ -172,7 +178,7 @@ def register(app: typer.Typer) -> None:
                 raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
             method = method_settings.pop("method").value
             config = PretrainConfig(
-                method=method, arch=arch, width=width, stem=stem, pool=pool,
+                method=method, arch=arch, init=init, width=width, stem=stem, pool=pool,
                 embed_pool=embed_pool, optimizer=optimizer, lr=lr, batch_size=batch_size,
                 accumulate=accumulate, epochs=epochs,
                 time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cossl_edge.fewshot import cl2n
+from cossl_edge.fewshot_base import cl2n
 
 
 def weighted_votes(sim: np.ndarray, codes: np.ndarray, n_classes: int, k: int,

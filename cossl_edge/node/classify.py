@@ -17,8 +17,9 @@ import numpy as np
 
 from cossl_edge import model_metadata as mm
 from cossl_edge.fewshot import UNKNOWN, FewShotClassifier
+from cossl_edge.fewshot_base import ClassifierError, normal_class_of
 
-NORMAL_NAMES = ("normal", "no_finding", "negative", "functional", "good", "ok")
+MAPPED = ("local", "anomaly")  # kinds read from a map, with heatmaps
 
 
 @dataclass
@@ -28,7 +29,7 @@ class ImageResult:
     probability: float | None = None
     probabilities: list[float] | None = None
     reason: str | None = None  # why the image could not be read (never patient data)
-    heatmap: list[list[float]] | None = None  # kind ``local``: h×w anomaly map a(i)
+    heatmap: list[list[float]] | None = None  # kinds local, anomaly: the h×w map
 
 
 @dataclass
@@ -71,9 +72,11 @@ class SeriesClassifier:
         self.clf.check_model(self.encoder.sha256, model_path, classifier_file)
         if self.clf.kind == "local":
             self.encoder.require_local_map()
+        if self.clf.kind == "anomaly":
+            self.encoder.require_anomaly_map()
         self.threshold = self.clf.abstain_threshold if abstain is None else abstain
         self.aggregate = aggregate
-        self.normal = _normal_class(self.clf.classes, normal_class, classifier_file)
+        self.normal = _normal_class(self.clf, normal_class, classifier_file)
         self.classifier_sha256 = hashlib.sha256(Path(classifier_file).read_bytes()).hexdigest()
         self.model_version = self.encoder.metadata.get(mm.KEY_VERSION) or "unknown"
 
@@ -122,15 +125,17 @@ class SeriesClassifier:
         return results, self.combine(results)
 
     def _proba(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(N×K probabilities, N×h×w heatmaps of kind ``local`` else None)."""
+        """(N×K probabilities, N×h×w heatmaps of kinds local and anomaly, else None)."""
         x = self.encoder.contract.normalize(prepared)
         if self.clf.kind == "local":
             return self.clf.predict_local(self.encoder.run_local(x))
+        if self.clf.kind == "anomaly":
+            return self.clf.predict_local(self.encoder.run_anomaly(x))
         return self.clf.predict_proba(self.encoder.run(x)), None
 
     @property
     def has_heatmaps(self) -> bool:
-        return self.clf.kind == "local"
+        return self.clf.kind in MAPPED
 
     def heatmap_picture(self, path: Path, frames: int, heatmap) -> np.ndarray:
         """H×W×3 uint8: the image as the model saw it (its crop or padding), in grey, red
@@ -164,11 +169,14 @@ class SeriesClassifier:
                             sum(r.label == UNKNOWN for r in read), results)
 
 
-def _normal_class(classes: list[str], given: str | None, where: Path) -> str | None:
-    if given is not None:
-        if given not in classes:
-            raise ValueError(f"--normal-class {given!r} is not a class of {where} "
-                             f"({', '.join(classes)})")
-        return given
-    found = [c for c in classes if c.lower() in NORMAL_NAMES]
-    return found[0] if len(found) == 1 else None
+def _normal_class(clf: FewShotClassifier, given: str | None, where: Path) -> str | None:
+    """The normal class: ``given``, else the one the classifier was fitted with, else the
+    one named like a normal class (the rule of ``fewshot fit``); None when there is none."""
+    if given is None and isinstance(clf.params.get("normal_class"), str):
+        given = clf.params["normal_class"]
+    try:
+        return normal_class_of(clf.classes, given)
+    except ClassifierError as e:
+        if given is not None:
+            raise ValueError(f"{where}: {e}") from e
+        return None

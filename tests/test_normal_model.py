@@ -1,0 +1,261 @@
+"""The normal model (statistics of the unlabeled training images) from the training side to
+the edge: its maths in numpy and torch, the anomaly map in the exported fp32 and int8 ONNX
+files, the anomaly classifier, the choice of a reading from the support, and the CLI. And
+EfficientNet-Lite0 from ImageNet weights: the grey stem, the frozen blocks, --arch auto."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+from test_export import make_run
+from typer.testing import CliRunner
+
+from cossl_edge import model_metadata as mm
+from cossl_edge.anomaly_fewshot import choose_reading, fit_anomaly, predict_anomaly
+from cossl_edge.cli import app
+from cossl_edge.export import export_run
+from cossl_edge.export.loaded_run import load_run
+from cossl_edge.fewshot import ClassifierError, FewShotClassifier
+from cossl_edge.training import normal_stats
+from cossl_edge.training.config import PretrainConfig, resolve_arch
+
+runner = CliRunner()
+SIZE = 64
+
+
+def cell(rng, dark: bool) -> np.ndarray:
+    """A registered 'cell': two horizontal busbars on a grainy background; ``dark`` adds an
+    inactive region (a dark square at a random place), the finding."""
+    img = 0.7 + 0.05 * rng.standard_normal((SIZE, SIZE))
+    img[20:22], img[44:46] = 0.2, 0.2
+    box = None
+    if dark:
+        y, x = rng.integers(4, SIZE - 20, 2)
+        img[y:y + 16, x:x + 16] = 0.25
+        box = (y, x, y + 16, x + 16)
+    return np.clip(img, 0, 1).astype(np.float32), box
+
+
+def write_cells(root: Path, n_unlabeled: int = 60, per_class: int = 12, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    boxes = {}
+    (root / "unlabeled").mkdir(parents=True)
+    for i in range(n_unlabeled):
+        img, _ = cell(rng, dark=i % 10 == 0)  # unlabeled scans: mostly normal
+        Image.fromarray(np.round(255 * img).astype(np.uint8)).save(root / "unlabeled" /
+                                                                   f"u{i:03d}.png")
+    for cls in ("functional", "defective"):
+        (root / "labeled" / cls).mkdir(parents=True)
+        for i in range(per_class):
+            img, box = cell(rng, dark=cls == "defective")
+            name = f"{cls[0]}{i:02d}"
+            Image.fromarray(np.round(255 * img).astype(np.uint8)).save(
+                root / "labeled" / cls / f"{name}.png")
+            boxes[name] = box
+    return boxes
+
+
+# -- the maths ----------------------------------------------------------------------------
+def test_numpy_and_torch_normal_model_agree_and_find_the_dark_place():
+    rng = np.random.default_rng(0)
+    feats = rng.standard_normal((50, 6, 3, 3)).astype(np.float32)
+    pix = (0.5 + 0.01 * rng.standard_normal((50, 3, 3))).astype(np.float32)
+    stats = normal_stats.fit_normal_model(feats, pix)
+    q_feats, q_pix = feats[:4].copy(), pix[:4].copy()
+    q_pix[1, 2, 0] = 0.2  # darker than that place ever is
+    q_feats[2, :, 1, 1] += 8.0  # features unlike that place's
+    want = normal_stats.anomaly_maps(stats, q_feats, q_pix)
+    assert np.unravel_index(want[1].argmax(), (3, 3)) == (2, 0)
+    assert np.unravel_index(want[2].argmax(), (3, 3)) == (1, 1)
+    assert np.median(normal_stats.anomaly_maps(stats, feats, pix)) == pytest.approx(0, abs=0.1)
+    model = normal_stats.NormalModel(stats)
+    image = torch.from_numpy(np.repeat(np.repeat(q_pix, 4, 1), 4, 2)[:, None])  # 12 px
+    got = model(image, torch.from_numpy(q_feats)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_normal_model_file_round_trips_and_refuses_another(tmp_path):
+    rng = np.random.default_rng(1)
+    stats = normal_stats.fit_normal_model(rng.standard_normal((10, 3, 2, 2)),
+                                          rng.random((10, 2, 2)))
+    normal_stats.save(stats, tmp_path / "n.npz")
+    back = normal_stats.load(tmp_path / "n.npz")
+    np.testing.assert_array_equal(back["chol"], stats["chol"])
+    np.savez(tmp_path / "other.npz", mean=np.zeros(3))
+    with pytest.raises(ValueError, match="not a normal model"):
+        normal_stats.load(tmp_path / "other.npz")
+
+
+def test_anomaly_classifier_and_its_errors():
+    maps = np.zeros((8, 3, 3), np.float32)
+    maps[4:, 0, 2] = 5.0
+    labels = ["ok"] * 4 + ["crack"] * 4
+    clf = FewShotClassifier.fit(maps, labels, kind="anomaly")
+    assert clf.params["normal_class"] == "ok"
+    proba, heat = clf.predict_local(maps)
+    assert (np.asarray(clf.classes)[proba.argmax(1)] == np.asarray(labels)).all()
+    assert heat.shape == (8, 3, 3)
+    with pytest.raises(ClassifierError, match="exactly two classes"):
+        fit_anomaly(maps[:6], ["ok", "ok", "a", "a", "b", "b"], ["a", "b", "ok"], None)
+    with pytest.raises(ClassifierError, match="anomaly maps N×h×w"):
+        clf.predict_proba(maps.reshape(8, -1))
+    with pytest.raises(ClassifierError, match="do not match"):
+        predict_anomaly(clf.params, clf.classes, maps[:, :2])
+
+
+def test_auto_chooses_the_reading_that_separates_the_support():
+    rng = np.random.default_rng(2)
+    labels = ["normal"] * 5 + ["finding"] * 5
+    emb_noise = rng.standard_normal((10, 8)).astype(np.float32)
+    emb_sep = emb_noise.copy()
+    emb_sep[5:, 0] += 6.0
+    maps_sep = rng.random((10, 2, 2)).astype(np.float32)
+    maps_sep[5:] += 3.0
+    maps_noise = rng.random((10, 2, 2)).astype(np.float32)
+    kind, scores = choose_reading({"embedding": emb_noise, "anomaly_map": maps_sep}, labels)
+    assert kind == "anomaly" and scores["anomaly"] == 1.0
+    kind, scores = choose_reading({"embedding": emb_sep, "anomaly_map": maps_noise}, labels)
+    assert kind == "proto" and scores["proto"] > scores["anomaly"]
+    # three classes, or no normal class: prototypes only
+    kind, scores = choose_reading({"embedding": emb_sep, "anomaly_map": maps_sep},
+                                  ["a"] * 5 + ["b"] * 5)
+    assert kind == "proto" and "anomaly" not in scores
+
+
+# -- through export and the CLI ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cells")
+    return root, write_cells(root)
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory, cells):
+    """A run (random-init ResNet) whose normal model was computed on the unlabeled cells,
+    exported to fp32 and int8."""
+    root, _ = cells
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.sources import discover, load_many
+
+    run = make_run(tmp_path_factory.mktemp("run"), root / "unlabeled")
+    contract = PreprocessContract(channels=1, size=SIZE, mean=(0.5,), std=(0.25,))
+    config = json.loads((run / "config.json").read_text())
+    config["contract"], config["stem"] = contract.to_dict(), "strided"
+    (run / "config.json").write_text(json.dumps(config))
+    loaded = load_run(run)
+    images, _, _ = load_many(discover(root / "unlabeled").samples, contract)
+    np.save(run / "calibration.npy", images.astype(np.float16), allow_pickle=False)
+    stats = normal_stats.compute(loaded.encoder, images, contract, torch.device("cpu"))
+    normal_stats.save(stats, run / "normal-stats.npz")
+    report = export_run(run, calibration_count=32, latency_budget_s=0.0)
+    return run, report
+
+
+def test_export_carries_the_anomaly_map_in_fp32_and_int8(exported_run, cells):
+    run, report = exported_run
+    assert report["anomaly_map"] is True and report["int8"]["fp32_nodes"] > 0
+    agree = report["int8_agreement"]["anomaly_map"]
+    assert agree["pearson"] > 0.9, agree
+    from cossl_edge.encoder import Encoder
+
+    for name in ("encoder.onnx", "encoder.int8.onnx"):
+        sess = ort.InferenceSession(str(run / name), providers=["CPUExecutionProvider"])
+        assert [o.name for o in sess.get_outputs()] == [mm.OUTPUT, mm.ANOMALY_MAP]
+        enc = Encoder(run / name)
+        root, boxes = cells
+        found = 0
+        for path in sorted((root / "labeled" / "defective").glob("*.png")):
+            img = np.asarray(Image.open(path), np.float32) / 255
+            amap = enc.run_anomaly(enc.contract.apply(img)[None])[0]
+            y, x = np.unravel_index(amap.argmax(), amap.shape)
+            cy, cx = (y + 0.5) * SIZE / amap.shape[0], (x + 0.5) * SIZE / amap.shape[1]
+            y0, x0, y1, x1 = boxes[path.stem]
+            found += (y0 - 8 <= cy <= y1 + 8) and (x0 - 8 <= cx <= x1 + 8)
+        assert found >= 10, f"{name}: the map's maximum on the dark region {found}/12"
+
+
+def test_cli_auto_fit_eval_predict_with_heatmaps(exported_run, cells, tmp_path):
+    run, _ = exported_run
+    root, _ = cells
+    model = str(run / "encoder.int8.onnx")
+    clf = tmp_path / "clf.json"
+    res = runner.invoke(app, ["fewshot", "fit", model, str(root / "labeled"), "--out",
+                              str(clf)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads(clf.read_text())
+    assert f"auto: {saved['kind']} (left-out balanced accuracy" in res.output
+    assert set(saved["settings"]["chosen_by"]) == {"proto", "anomaly"}
+    res = runner.invoke(app, ["fewshot", "fit", model, str(root / "labeled"), "--out",
+                              str(clf), "--classifier", "anomaly"])
+    assert res.exit_code == 0 and json.loads(clf.read_text())["kind"] == "anomaly"
+    res = runner.invoke(app, ["fewshot", "predict", str(clf), str(root / "labeled"),
+                              "--out", str(tmp_path / "p.csv"), "--heatmaps",
+                              str(tmp_path / "heat")])
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "heat").glob("*.png"))) == 24
+    rows = (tmp_path / "p.csv").read_text().splitlines()[1:]
+    assert sum(r.split(",")[1] == "defective" for r in rows) >= 10
+    out = tmp_path / "eval.json"
+    res = runner.invoke(app, ["fewshot", "eval", model, str(root / "labeled"), "--shots",
+                              "5", "--episodes", "20", "--queries", "5", "--json", str(out)],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "raw pixels" in res.output and "auto chose" in res.output
+    result = json.loads(out.read_text())
+    assert result["raw_pixel_floor"]["shots"]["5"]["accuracy"] > 0.5
+    assert result["shots"]["5"]["accuracy"] > 0.8
+    assert sum(result["shots"]["5"]["chosen"].values()) == 20
+
+
+def test_anomaly_classifier_on_a_model_without_the_map_says_what_to_do(tmp_path, cells):
+    from make_edge_fixtures import build_tiny_model
+
+    from cossl_edge.contract import PreprocessContract
+
+    root, _ = cells
+    model = build_tiny_model(tmp_path / "m.onnx", PreprocessContract(channels=1, size=SIZE))
+    res = runner.invoke(app, ["fewshot", "fit", str(model), str(root / "labeled"), "--out",
+                              str(tmp_path / "c.json"), "--classifier", "anomaly"])
+    assert res.exit_code != 0 and "no 'anomaly_map' output" in res.output
+    res = runner.invoke(app, ["fewshot", "fit", str(model), str(root / "labeled"), "--out",
+                              str(tmp_path / "c.json")])  # auto without a map: proto
+    assert res.exit_code == 0 and "proto classifier" in res.output, res.output
+
+
+# -- EfficientNet-Lite0 from ImageNet ----------------------------------------------------
+def test_grey_stem_equals_the_imagenet_network_on_a_repeated_grey_image():
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from cossl_edge.training.efficientnet import ARCH, EfficientNetLiteEncoder, imagenet_state_dict
+
+    enc = EfficientNetLiteEncoder(1, "imagenet").eval()
+    net = EfficientNet.from_name(ARCH)
+    net.load_state_dict(imagenet_state_dict())
+    x = torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        np.testing.assert_allclose(enc.forward_features(x).numpy(),
+                                   net.eval().extract_features(x.repeat(1, 3, 1, 1)).numpy(),
+                                   atol=1e-4)
+    frozen = [p.requires_grad for p in enc.lower.parameters()]
+    assert not any(frozen) and all(p.requires_grad for p in enc.head.parameters())
+    enc.train()
+    assert not enc.lower.training and enc.upper.training  # ImageNet BN statistics kept
+
+
+def test_arch_auto_takes_the_pretrained_network_for_large_scans_only():
+    cfg = PretrainConfig(arch="auto")
+    big = resolve_arch(cfg, 300, True, weights=True)
+    assert big.arch == "efficientnet-lite0" and big.contract.size == 224
+    assert big.contract.mean == pytest.approx((127 / 255,))
+    assert resolve_arch(cfg, 28, True, weights=True).arch == "resnet10"
+    assert resolve_arch(cfg, 300, True, weights=False).arch == "resnet10"
+    local = PretrainConfig(arch="auto", findings="local")
+    assert resolve_arch(local, 300, True, weights=True).arch == "resnet10"
+    with pytest.raises(ValueError, match="arch must be one of"):
+        resolve_arch(PretrainConfig(arch="vgg"), 300, True, weights=True)
