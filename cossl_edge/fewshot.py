@@ -139,8 +139,9 @@ class FewShotClassifier:
 
             return predict_anomaly(self.params, self.classes, local_maps)
         if self.kind != "local":
-            raise ClassifierError(f"heatmaps need a local or anomaly classifier, this one is "
-                                  f"{self.kind!r}: fit with --classifier anomaly or --classifier local")
+            raise ClassifierError(f"heatmaps need a local or anomaly classifier, this one "
+                                  f"is {self.kind!r}: fit with --classifier anomaly or "
+                                  "--classifier local")
         from cossl_edge.local_fewshot import predict_local
 
         return predict_local(self.params, self.settings, self.classes, self.centering,

@@ -60,10 +60,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
         report["anomaly_map"] = normal is not None
         fp32_emb = _export_fp32(run, images, work, opset, local_map, report, normal)
         if resolved is not None:
+            fp32 = (mm.ANOMALY_MAP,) if normal is not None else ()
             with task(progress, "int8 calibration", len(images)) as advance:
                 report["int8"] = quantize.quantize_int8(work / FP32_FILE, work / INT8_FILE,
                                                         images, resolved, work, advance,
-                                                        keep_fp32=NORMAL_SCOPE)
+                                                        fp32_outputs=fp32)
             _finish_int8(run, images, work, fp32_emb, report)
         if measure_latency:
             files = {"ort-fp32": work / FP32_FILE}
@@ -79,9 +80,6 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
     report["report_file"] = REPORT_FILE
     write_report(report, out)
     return report
-
-
-NORMAL_SCOPE = "/normal/"  # the anomaly map's nodes: kept in fp32 in the int8 file
 
 
 def _normal_model(run_dir: Path):
