@@ -12,7 +12,8 @@ evaluation's and are never read) as DICOM DX files:
 
 The split is fixed by a hash of the file name. Files are 12-bit (the 8-bit PNG × 16 + 8),
 MONOCHROME2, with a header window over the stored range as DX "for presentation" objects
-carry; one in four RLE Lossless, one in four Implicit VR, one in five without extension.
+carry (``--no-window``: none, so that each image is windowed alone); one in four RLE
+Lossless, one in four Implicit VR, one in five without extension.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def split(names: list[str]) -> set[str]:
     return set(order[:EVAL_CELLS])
 
 
-def write_dx(pixels: np.ndarray, path: Path, index: int) -> None:
+def write_dx(pixels: np.ndarray, path: Path, index: int, window: bool = True) -> None:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import (
         ExplicitVRLittleEndian,
@@ -84,7 +85,8 @@ def write_dx(pixels: np.ndarray, path: Path, index: int) -> None:
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    if window:
+        ds.WindowCenter, ds.WindowWidth = 2048, 4096
     ds.PixelData = (pixels.astype(np.uint16) * 16 + 8).tobytes()
     implicit = index % 4 == 1
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else \
@@ -98,6 +100,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--dev-list", type=Path, default=DEV_LIST)
+    ap.add_argument("--no-window", action="store_true",
+                    help="Write no WindowCenter/Width: readers then window each image alone.")
     args = ap.parse_args()
     from PIL import Image
 
@@ -112,7 +116,8 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         stem = Path(name).stem
         target = folder / (stem if i % 5 == 2 else stem + ".dcm")
-        write_dx(np.asarray(Image.open(root / "images" / name)), target, i)
+        write_dx(np.asarray(Image.open(root / "images" / name)), target, i,
+                 window=not args.no_window)
         manifest[name] = {"set": "labeled" if name in episode else "unlabeled",
                           "class": cls, "probability": prob, "type": kind,
                           "file": str(target.relative_to(args.out))}

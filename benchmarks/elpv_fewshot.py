@@ -135,10 +135,13 @@ def main() -> None:
                     help='a recipe beside the default, e.g. resnet10="--arch resnet10"')
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "elpv")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--no-window", action="store_true",
+                    help="Data written without a header window (each image windowed alone); "
+                    "results under the key nowindow/…")
     args = ap.parse_args()
     data = args.work / "data"
     if not (data / "manifest.json").exists():
-        sys.argv = [sys.argv[0], str(data)]
+        sys.argv = [sys.argv[0], str(data)] + (["--no-window"] if args.no_window else [])
         write_data()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     refs, labels, _ = labelled_samples(data / "labeled")
@@ -172,7 +175,8 @@ def main() -> None:
                 rec["auto"] = episodes(readings, y, "auto", seed, enc.centering)
                 rec["anomaly"] = episodes(readings["anomaly_map"], y, "anomaly", seed)
             rec["raw_pixels_64"] = episodes(raw, y, "proto", seed)
-            results.setdefault("runs", {})[f"{name}/{args.budget}/s{seed}"] = rec
+            prefix = "nowindow/" if args.no_window else ""
+            results.setdefault("runs", {})[f"{prefix}{name}/{args.budget}/s{seed}"] = rec
             print(json.dumps(rec), flush=True)
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))

@@ -158,6 +158,49 @@ def heatmap_hits(model: Path, args, seed: int, episodes: int = 40) -> dict:
             "heatmap_margin_px": round(margin, 1)}
 
 
+def anomaly_part(encoder, args, images: np.ndarray, y: list[str], seed: int,
+                 episodes: int = 40) -> dict:
+    """What ``fewshot fit`` does without options (``auto``) and the anomaly reading alone,
+    on the same episodes, when the model has an anomaly map; and how often the anomaly
+    heatmap's maximum is on the finding (as :func:`heatmap_hits`)."""
+    from cossl_edge.episodes import sample_episodes
+    from cossl_edge.fewshot import FewShotClassifier
+
+    if not encoder.has_anomaly_map:
+        return {}
+    names = ["embedding", "anomaly_map"]
+    parts = [encoder.run_readings(encoder.contract.normalize(images[i:i + 64]), names)
+             for i in range(0, len(images), 64)]
+    readings = {n: np.concatenate([p[n] for p in parts]) for n in names}
+    auto = evaluate_episodes(readings, y, (5,), EPISODES, 2, "auto", QUERIES, seed,
+                             encoder.centering, normal_class="normal")["shots"]["5"]
+    anomaly = evaluate_episodes(readings["anomaly_map"], y, (5,), EPISODES, 2, "anomaly",
+                                QUERIES, seed, normal_class="normal")["shots"]["5"]
+    refs, _, _ = labelled_samples(args.data / "labeled")
+    table = read_boxes(args.data)
+    boxes = [table[r.path.relative_to(args.data).as_posix()][2] for r in refs]
+    maps, yy = readings["anomaly_map"], np.asarray(y)
+    scale = table_size(args) / maps.shape[-1]
+    margin = scale / 2 + 4
+    hits = correct = 0
+    for support, query in sample_episodes(yy, 2, 5, QUERIES, episodes, seed, keep="normal"):
+        clf = FewShotClassifier.fit(maps[support], list(yy[support]), kind="anomaly",
+                                    normal_class="normal")
+        proba, heat = clf.predict_local(maps[query])
+        pred = np.asarray(clf.classes)[proba.argmax(1)]
+        for q, p, h in zip(query, pred, heat, strict=True):
+            if yy[q] != "defective" or p != "defective":
+                continue
+            correct += 1
+            r, c = np.unravel_index(np.argmax(h), h.shape)
+            cy, cx = (r + 0.5) * scale, (c + 0.5) * scale
+            hits += any(r0 - margin <= cy <= r1 + margin and c0 - margin <= cx <= c1 + margin
+                        for r0, c0, r1, c1 in boxes[q])
+    return {"auto_5shot": auto["accuracy"], "auto_chosen": auto.get("chosen"),
+            "anomaly_5shot": anomaly["accuracy"], "anomaly_5shot_auc": anomaly.get("auc"),
+            "anomaly_heatmap_hit_rate": hits / max(1, correct)}
+
+
 def _scoring(feats) -> str:
     """As `fewshot --local-scoring auto`: hybrid unless the model mean-pools."""
     return "memory" if feats.pool == "mean" else "hybrid"
@@ -233,6 +276,8 @@ def run_variant(args, name: str, options: str, seed: int) -> dict:
            "steps": steps, "size": contract.size, "feature_grid": config.get("feature_grid"),
            "wall_s": round(time.time() - t0), **score(x, y, grades, seed, encoder.centering)}
     rec.update(local_part(model, args, images, y, seed))
+    rec.update(anomaly_part(encoder, args, images, y, seed))
+    rec["arch"] = config.get("arch")
     done.write_text(json.dumps(rec, indent=1))
     return rec
 

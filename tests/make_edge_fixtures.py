@@ -131,7 +131,16 @@ def export_tiny_run(out: Path, calibration: Path) -> Path | None:
                          contract=PreprocessContract(channels=1, size=16))
     cfg.save(run / "config.json")
     torch.manual_seed(0)
-    torch.save(build_encoder(cfg).state_dict(), run / "encoder.pt")
+    encoder = build_encoder(cfg).eval()
+    torch.save(encoder.state_dict(), run / "encoder.pt")
+    # the normal model a finished pretraining writes: the edge model has an anomaly map
+    from cossl_edge import rundir
+    from cossl_edge.sources import discover, load_many
+    from cossl_edge.training import normal_stats
+
+    images, _, _ = load_many(discover(calibration).samples, cfg.contract)
+    normal_stats.save(normal_stats.compute(encoder, images, cfg.contract, torch.device("cpu")),
+                      run / rundir.NORMAL_MODEL)
     export_run(run, calibration=calibration, calibration_count=16, measure_latency=False)
     return run / "encoder.int8.onnx"
 
@@ -140,6 +149,7 @@ def main(out_dir: str) -> None:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labelled = write_class_folders(out / "labelled", classes=3, per_class=8)
+    write_class_folders(out / "pair", classes=2, per_class=8, seed=1)  # normal vs finding
     exported = export_tiny_run(out, labelled)
     model = out / "model.onnx"
     if exported is not None:

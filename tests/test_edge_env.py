@@ -95,6 +95,36 @@ def test_embed_fit_predict_eval_without_torch(fixtures, tmp_path):
     assert result["ways"] == 3 and 0.0 <= result["shots"]["3"]["accuracy"] <= 1.0
 
 
+def test_anomaly_reading_and_raw_pixel_floor_without_torch(fixtures, tmp_path):
+    """The anomaly map of the exported model, --classifier auto and anomaly with heatmaps,
+    and the raw-pixel floor of fewshot eval, in the minimal environment."""
+    model, pair = fixtures / "model.onnx", fixtures / "pair"
+    clf, heat, ev = tmp_path / "clf.json", tmp_path / "heat", tmp_path / "eval.json"
+    auto = tmp_path / "auto.json"
+    commands = [
+        ["fewshot", "fit", str(model), str(pair), "--out", str(auto), "--normal-class",
+         "class_0"],
+        ["fewshot", "fit", str(model), str(pair), "--out", str(clf), "--classifier", "anomaly",
+         "--normal-class", "class_0"],
+        ["fewshot", "predict", str(clf), str(pair), "--out", str(tmp_path / "p.csv"),
+         "--heatmaps", str(heat)],
+        ["fewshot", "eval", str(model), str(pair), "--shots", "3", "--episodes", "10",
+         "--queries", "3", "--normal-class", "class_0", "--json", str(ev)],
+    ]
+    run = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(commands), json.dumps(HEAVY)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env=os.environ | {"COLUMNS": "160"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1])["heavy"] == []
+    assert "auto: " in run.stdout and "raw pixels" in run.stdout
+    assert json.loads(auto.read_text())["kind"] in ("proto", "anomaly")
+    assert json.loads(clf.read_text())["kind"] == "anomaly"
+    assert len(list(heat.glob("*.png"))) == 16
+    result = json.loads(ev.read_text())
+    assert sum(result["shots"]["3"]["chosen"].values()) == 10
+    assert 0.0 <= result["raw_pixel_floor"]["shots"]["3"]["accuracy"] <= 1.0
+
+
 @pytest.mark.skipif(not MINIMAL, reason="checks the wheel installed by make test-edge")
 def test_the_installed_wheel_is_what_runs():
     """Not the checkout, not an editable install: the wheel in site-packages."""

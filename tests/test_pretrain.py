@@ -139,11 +139,13 @@ def test_cli_options_reach_the_config(shapes_dir, tmp_path):
     assert cfg["contract"]["resize"] == "pad" and cfg["contract"]["size"] == 16
 
 
-@pytest.mark.parametrize("side, size, stem", [(28, 32, "small"), (72, 64, "strided"),
-                                              (300, 128, "standard")])
-def test_image_size_auto_follows_the_data(tmp_path, side, size, stem):
+@pytest.mark.parametrize("side, size, stem, arch, grid", [
+    (28, 32, "small", "resnet10", 4), (72, 64, "strided", "resnet10", 4),
+    (150, 128, "standard", "resnet10", 4), (300, 224, None, "efficientnet-lite0", 7)])
+def test_image_size_auto_follows_the_data(tmp_path, side, size, stem, arch, grid):
     """With no --image-size the recipe size nearest the images' short side is used, with the
-    stem that keeps the first feature map at 32×32; a resumed run keeps its size."""
+    stem that keeps the first feature map at 32×32; from 200 px the ImageNet EfficientNet-
+    Lite0 at 224 px (--arch auto); a resumed run keeps its size and backbone."""
     import numpy as np
     from PIL import Image
     from typer.testing import CliRunner
@@ -161,8 +163,9 @@ def test_image_size_auto_follows_the_data(tmp_path, side, size, stem):
     result = CliRunner().invoke(app, [*common, "--max-steps", "1"])
     assert result.exit_code == 0, result.output
     cfg = json.loads((out / rundir.CONFIG).read_text())
-    assert (cfg["contract"]["size"], cfg["stem_resolved"], cfg["feature_grid"]) == \
-        (size, stem, 4)
+    assert (cfg["contract"]["size"], cfg["arch"], cfg["feature_grid"]) == (size, arch, grid)
+    assert stem is None or cfg["stem_resolved"] == stem
+    assert (out / rundir.NORMAL_MODEL).is_file()  # the finished run's normal model
     assert cfg["hflip"] is None and cfg["hflip_resolved"] == 0.0  # one channel: no flip
     assert cfg["rotate"] is None and cfg["rotate_resolved"] == 15.0  # ... and ±15°
     result = CliRunner().invoke(app, [*common, "--max-steps", "2", "--resume"])

@@ -33,7 +33,7 @@ IMAGENET_MEAN = 127.0 / 255.0
 IMAGENET_STD = 128.0 / 255.0
 
 
-class WeightsMissing(RuntimeError):
+class WeightsMissing(ValueError):
     """The ImageNet weights package is not installed."""
 
 
