@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", help="auto, cpu or cuda.")
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast in pretraining.")
     ap.add_argument("--data-path-before", action="store_true", help="The training data "
-                    "path as before issue 16 (views image by image, albumentations' Affine "
+                    "path as before the batched views (views image by image, albumentations' Affine "
                     "rotation, OpenCV's thread pool, diagnostics every epoch), for a "
                     "before/after on one machine; use its own --work.")
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "compare",
@@ -202,7 +202,7 @@ def extractor_for(name: str, seed: int, split, args, folder: Path) -> tuple[obje
 
 def _comparable(key: dict) -> dict:
     """A pretraining key as it compares: runs recorded before ``method_options`` existed hold
-    None there, which trains what {} does (the refactor of issue 18 kept every weight)."""
+    None there, which trains what {} does (a refactor kept every weight)."""
     config = dict(key["config"])
     config["method_options"] = config.get("method_options") or {}
     return {**key, "config": config}

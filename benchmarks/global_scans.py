@@ -122,9 +122,20 @@ def main() -> None:
                          (run / "metrics.jsonl").read_text().splitlines()), default=0)
             config = json.loads((run / "config.json").read_text())
             rec = {"variant": name, "options": options, "seed": seed, "budget": args.budget,
-                   "steps": steps, "size": enc.contract.size,
+                   "steps": steps, "size": enc.contract.size, "arch": config.get("arch"),
                    "findings": config.get("findings"), "parallel": args.parallel,
                    **score(x, [labels[i] for i in kept], seed, enc.centering)}
+            if enc.has_anomaly_map:  # what fewshot fit does without options, nodule task
+                y = np.asarray([labels[i] for i in kept])
+                keep = y != "effusion"
+                names = ["embedding", "anomaly_map"]
+                parts = [enc.run_readings(enc.contract.normalize(images[i:i + 64]), names)
+                         for i in range(0, len(images), 64)]
+                readings = {n: np.concatenate([p[n] for p in parts])[keep] for n in names}
+                auto = evaluate_episodes(readings, list(y[keep]), (5,), EPISODES, 2, "auto",
+                                         QUERIES, seed, enc.centering,
+                                         normal_class="no_finding")["shots"]["5"]
+                rec["nodule_5shot_auto"], rec["auto_chosen"] = auto["accuracy"], auto["chosen"]
             results.setdefault("runs", {})[f"{name}/{args.budget}/s{seed}"] = rec
             print(json.dumps(rec), flush=True)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

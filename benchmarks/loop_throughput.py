@@ -4,7 +4,7 @@
 timed from inside (a wrapped ``epoch_loader``: when each batch was asked for and arrived),
 next to the method's whole step on pre-made random tensors just before and just after; and
 the section of docs/benchmarks.md that reports it. ``emulate_before`` puts back the data path
-as it was before issue 16, for a before/after in one tree.
+as it was before the views were batched, for a before/after in one tree.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def real_loop(config: PretrainConfig, data: Path, out: Path) -> dict:
 
 
 def emulate_before() -> None:
-    """The data path as it was before issue 16's changes, for a before/after in one tree:
+    """The data path as it was before the views were batched, for a before/after in one tree:
     the rotation by albumentations' Affine (one transform object per view, called on the
     image: its cost, the same pixels), OpenCV's default thread pool, the effective-rank
     diagnostics after every epoch and the views drawn image by image."""

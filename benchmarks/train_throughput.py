@@ -191,7 +191,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="--loop: DataLoader workers")
     p.add_argument("--work", type=Path, default=Path("build/train_throughput"))
     p.add_argument("--before", action="store_true", help="--loop: the data path as before "
-                   "issue 16 (Affine rotation, diagnostics every epoch); implies --no-write")
+                   "the batched views (Affine rotation, diagnostics every epoch); implies --no-write")
     p.add_argument("--preset", default="auto", choices=["auto", "camera", "medical", "local"],
                    help="--loop: the views (auto: camera for the digits; medical: the DICOM "
                    "default's MONAI intensity steps on the same images; local: "

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cossl_edge.fewshot import FewShotClassifier
+from cossl_edge.fewshot_base import binary_auc  # noqa: F401  (re-exported)
 
 
 class EpisodeError(ValueError):
@@ -55,15 +56,6 @@ def sample_episodes(labels: np.ndarray, ways: int, shots: int, queries: int, epi
             query.append(idx[shots : shots + queries])
         out.append((np.concatenate(support), np.concatenate(query)))
     return out
-
-
-def binary_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann–Whitney U, ties count one half)."""
-    pos, neg = scores[positive], scores[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:

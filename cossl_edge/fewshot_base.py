@@ -42,3 +42,13 @@ def normal_class_of(classes: Sequence[str], given: str | None = None) -> str:
                               f"(expected exactly one named like {'/'.join(NORMAL_NAMES)}); "
                               "pass --normal-class NAME")
     return matches[0]
+
+
+def binary_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann–Whitney U, ties count one half)."""
+    scores, positive = np.asarray(scores), np.asarray(positive, bool)
+    pos, neg = scores[positive], scores[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)

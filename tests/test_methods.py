@@ -246,7 +246,7 @@ def test_predictor_learning_rate_multiple_reaches_the_optimizer():
     assert sorted({round(g["lr"], 6) for g in opt.param_groups}) == [2e-3, 2e-2]
     plain = build_optimizer("adamw", build_method(small("co-byol", pred_lr=1.0)), 1e-3, 1e-4)
     assert {g["lr"] for g in plain.param_groups} == {1e-3}
-    assert PretrainConfig().pred_lr == 10.0  # the BYOL family's default (issue 19)
+    assert PretrainConfig().pred_lr == 10.0  # the BYOL family's default
 
 
 def test_online_local_target_is_the_detached_online_embedding():

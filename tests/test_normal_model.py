@@ -118,14 +118,17 @@ def test_auto_chooses_the_reading_that_separates_the_support():
     maps_sep = rng.random((10, 2, 2)).astype(np.float32)
     maps_sep[5:] += 3.0
     maps_noise = rng.random((10, 2, 2)).astype(np.float32)
-    kind, scores = choose_reading({"embedding": emb_noise, "anomaly_map": maps_sep}, labels)
-    assert kind == "anomaly" and scores["anomaly"] == 1.0
-    kind, scores = choose_reading({"embedding": emb_sep, "anomaly_map": maps_noise}, labels)
-    assert kind == "proto" and scores["proto"] > scores["anomaly"]
+    kind, fits = choose_reading({"embedding": emb_noise, "anomaly_map": maps_sep}, labels)
+    assert kind == "anomaly" and fits["anomaly"] == {"accuracy": 1.0, "auc": 1.0}
+    kind, fits = choose_reading({"embedding": emb_sep, "anomaly_map": maps_noise}, labels)
+    assert kind == "proto" and fits["proto"]["auc"] == 1.0 > fits["anomaly"]["auc"]
+    # both separate the support: the anomaly reading keeps the task
+    assert choose_reading({"embedding": emb_sep, "anomaly_map": maps_sep}, labels)[0] == \
+        "anomaly"
     # three classes, or no normal class: prototypes only
-    kind, scores = choose_reading({"embedding": emb_sep, "anomaly_map": maps_sep},
-                                  ["a"] * 5 + ["b"] * 5)
-    assert kind == "proto" and "anomaly" not in scores
+    kind, fits = choose_reading({"embedding": emb_sep, "anomaly_map": maps_sep},
+                                ["a"] * 5 + ["b"] * 5)
+    assert kind == "proto" and fits == {}
 
 
 # -- through export and the CLI ------------------------------------------------------------
@@ -189,7 +192,7 @@ def test_cli_auto_fit_eval_predict_with_heatmaps(exported_run, cells, tmp_path):
                               str(clf)])
     assert res.exit_code == 0, res.output
     saved = json.loads(clf.read_text())
-    assert f"auto: {saved['kind']} (left-out balanced accuracy" in res.output
+    assert f"auto: {saved['kind']} (on the support, each image left out" in res.output
     assert set(saved["settings"]["chosen_by"]) == {"proto", "anomaly"}
     res = runner.invoke(app, ["fewshot", "fit", model, str(root / "labeled"), "--out",
                               str(clf), "--classifier", "anomaly"])

@@ -120,7 +120,7 @@ class PretrainConfig:
     local_target: str = "g2"  # g2 (target copy of the local projector) | g1 (global head)
     # | online (the online global embedding g1(h) of the other view, stop-gradient)
     w_s_warmup: float = 0.0  # fraction of training over which w_s ramps up from 0
-    pred_lr: float = 10.0  # BYOL family: the predictors' learning rate, × --lr (issue 19)
+    pred_lr: float = 10.0  # BYOL family: the predictors' learning rate, × --lr (docs/recipe.md)
     local_grid: int | None = None  # adaptive-pool the map to n×n before the local term
     temperature: float = 0.2
     ema_base: float = 0.99

@@ -147,14 +147,19 @@ def fit(
         clf.bind_model(encoder.sha256, model, encoder.contract.to_dict())
         clf.save(out)
     if note:
-        typer.echo(f"auto: {kind} (left-out balanced accuracy on the support: "
-                   + ", ".join(f"{k} {v:.2f}" for k, v in note.items()) + ")")
+        typer.echo(f"auto: {kind} (on the support, each image left out: " + "; ".join(
+            f"{k} balanced accuracy {v['accuracy']:.2f}, AUC {v['auc']:.2f}"
+            for k, v in note.items()) + ")")
+    elif classifier == "auto":
+        typer.echo("auto: proto (the anomaly reading needs an anomaly map and two classes, "
+                   "one of them normal)")
     typer.echo(f"{kind} classifier on {len(y)} images, {len(clf.classes)} classes "
                f"({', '.join(clf.classes)}) → {out}")
 
 
 def _choose(encoder, readings: dict, labels: list[str], normal_class: str | None):
-    """--classifier auto at fit: (kind, its features, each reading's left-out score)."""
+    """--classifier auto at fit: (kind, its features, how each reading separated the
+    support)."""
     from cossl_edge.anomaly_fewshot import choose_reading
     from cossl_edge.fewshot import READS
 
