@@ -7,9 +7,9 @@ is read on the training images; per position i of that grid the model keeps
 
 - the mean μᵢ and the inverse covariance Σᵢ⁻¹ of the features (PaDiM, Defard et al.,
   "PaDiM: a Patch Distribution Modeling Framework for Anomaly Detection and Localization",
-  ICPR 2021; Σ shrunk towards a scaled identity by ``SHRINKAGE`` so that it inverts with
-  fewer images than channels), as a Cholesky factor Lᵢ of Σᵢ⁻¹: the Mahalanobis distance
-  mᵢ(x) = ‖(fᵢ(x) − μᵢ)ᵀ Lᵢ‖;
+  ICPR 2021; Σ shrunk towards a scaled identity by ``SHRINKAGE``, more with few images, so
+  that it inverts with fewer images than channels), as a Cholesky factor Lᵢ of Σᵢ⁻¹: the
+  Mahalanobis distance mᵢ(x) = ‖(fᵢ(x) − μᵢ)ᵀ Lᵢ‖;
 - the median and the median absolute deviation (MAD) of mᵢ over the training images, and of
   the input's mean intensity over that cell of the grid, rᵢ.
 
@@ -27,7 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 
-SHRINKAGE = 0.01  # Σ ← (1 − s)·Σ + s·(tr Σ / C)·I
+SHRINKAGE = 0.01  # Σ ← (1 − s)·Σ + s·(tr Σ / C)·I, with ten or more images per channel
+# ... and s = C / (10·N), up to 1 (a scaled Euclidean distance), with fewer: a covariance
+# from few images is near singular, its inverse amplifies float32 rounding by its condition
+# number (six images of 128 channels: ORT and torch parted by 3e-4 of the map's range)
 MAX_IMAGES = 4096  # a fixed random pick of the training images beyond this many
 KEYS = ("mean", "chol", "dist_median", "dist_mad", "dist_scale", "pix_median", "pix_mad",
         "pix_scale", "grid")
@@ -66,7 +69,8 @@ def fit_normal_model(feats: np.ndarray, pix: np.ndarray) -> dict[str, np.ndarray
     d = f - mean[:, None]
     cov = np.einsum("pnc,pnd->pcd", d, d) / max(n - 1, 1)
     scale = np.trace(cov, axis1=1, axis2=2) / c
-    cov = (1 - SHRINKAGE) * cov + SHRINKAGE * scale[:, None, None] * np.eye(c)
+    shrink = min(1.0, max(SHRINKAGE, c / (10 * n)))
+    cov = (1 - shrink) * cov + shrink * scale[:, None, None] * np.eye(c)
     chol = np.linalg.cholesky(np.linalg.inv(cov))  # Σ⁻¹ = L Lᵀ
     dist = np.sqrt((np.einsum("pnc,pcd->pnd", d, chol) ** 2).sum(-1)).T  # N×P
     dist_median, dist_mad = _median_mad(dist)
