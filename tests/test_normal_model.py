@@ -262,3 +262,45 @@ def test_arch_auto_takes_the_pretrained_network_for_large_scans_only():
     assert resolve_arch(local, 300, True, weights=True).arch == "resnet10"
     with pytest.raises(ValueError, match="arch must be one of"):
         resolve_arch(PretrainConfig(arch="vgg"), 300, True, weights=True)
+
+
+def test_node_series_classifier_serves_an_anomaly_classifier(exported_run, cells, tmp_path):
+    """The DICOM node's classifier: per image P(finding) and a heatmap from the anomaly map,
+    the series called by its most abnormal image, the normal class from the classifier."""
+    from dicom_factory import CR_STORAGE, base_dataset, set_pixels, write
+
+    from cossl_edge.node.classify import SeriesClassifier
+
+    run, _ = exported_run
+    root, _ = cells
+    clf = FewShotClassifier.fit(
+        *_maps_and_labels(run / "encoder.int8.onnx", root / "labeled"), kind="anomaly",
+        normal_class="functional")
+    from cossl_edge.encoder import Encoder
+
+    enc = Encoder(run / "encoder.int8.onnx")
+    clf.bind_model(enc.sha256, run / "encoder.int8.onnx", enc.contract.to_dict())
+    clf.save(tmp_path / "clf.json")
+    items = []
+    for i, path in enumerate(sorted((root / "labeled" / "defective").glob("*.png"))[:2] +
+                             sorted((root / "labeled" / "functional").glob("*.png"))[:2]):
+        ds = set_pixels(base_dataset(CR_STORAGE, "CR", f"cell{i}"),
+                        (np.asarray(Image.open(path), np.uint16) * 16))
+        items.append((str(ds.SOPInstanceUID), write(ds, tmp_path / f"{i}.dcm")))
+    node = SeriesClassifier(tmp_path / "clf.json")
+    assert node.has_heatmaps and node.normal == "functional"
+    per_image, series = node.classify(items)
+    assert [r.label for r in per_image] == ["defective"] * 2 + ["functional"] * 2
+    assert all(list(np.asarray(r.heatmap).shape) == clf.params["grid"] for r in per_image)
+    assert series.label == "defective" and series.key_image == items[np.argmax(
+        [r.probabilities[clf.classes.index("defective")] for r in per_image])][0]
+
+
+def _maps_and_labels(model: Path, folder: Path):
+    from cossl_edge.encoder import Encoder
+    from cossl_edge.sources import labelled_samples, load_many
+
+    enc = Encoder(model)
+    refs, labels, _ = labelled_samples(folder)
+    images, kept, _ = load_many(refs, enc.contract)
+    return enc.run_anomaly(enc.contract.normalize(images)), [labels[i] for i in kept]
