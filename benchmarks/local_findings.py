@@ -126,7 +126,6 @@ def heatmap_hits(model: Path, args, seed: int, episodes: int = 40) -> dict:
     maximum (the centre of its map cell, in stored-image pixels) lies inside a finding's
     bounding box grown by a margin of half a cell plus 4 px (13 px for a 16×16 map of a
     288-px scan: the heatmap cannot be finer than its cells)."""
-    from cossl_edge.episodes import sample_episodes
     from cossl_edge.evaluation.features import OnnxFeatures
     from cossl_edge.fewshot import FewShotClassifier
 
@@ -138,12 +137,29 @@ def heatmap_hits(model: Path, args, seed: int, episodes: int = 40) -> dict:
     boxes = [table[refs[i].path.relative_to(args.data).as_posix()][2] for i in kept]
     y = np.asarray([labels[i] for i in kept])
     scale = table_size(args) / maps.shape[-1]  # stored pixels per map cell
+
+    def fit(support):
+        return FewShotClassifier.fit(maps[support], list(y[support]), kind="local",
+                                     centering=_local_centering(feats), normal_class="normal",
+                                     scoring=_scoring(feats), pool=feats.pool)
+
+    hits, correct = hit_rate(maps, y, boxes, scale, fit, episodes, seed)
+    return {"heatmap_hit_rate": hits / max(1, correct), "heatmap_positives": correct,
+            "heatmap_margin_px": round(scale / 2 + 4, 1)}
+
+
+def hit_rate(maps: np.ndarray, y: np.ndarray, boxes, scale: float, fit, episodes: int,
+             seed: int) -> tuple[int, int]:
+    """(hits, correct calls): over ``episodes`` 5-shot episodes, the correctly called
+    defective queries, and those whose heatmap maximum (the centre of its map cell, in
+    stored-image pixels) lies in a finding's box grown by half a cell plus 4 px.
+    ``fit(support indices)`` gives a classifier with ``predict_local``."""
+    from cossl_edge.episodes import sample_episodes
+
     margin = scale / 2 + 4
     hits = correct = 0
     for support, query in sample_episodes(y, 2, 5, QUERIES, episodes, seed, keep="normal"):
-        clf = FewShotClassifier.fit(maps[support], list(y[support]), kind="local",
-                                    centering=_local_centering(feats), normal_class="normal",
-                                    scoring=_scoring(feats), pool=feats.pool)
+        clf = fit(support)
         proba, heat = clf.predict_local(maps[query])
         pred = np.asarray(clf.classes)[proba.argmax(1)]
         for q, p, h in zip(query, pred, heat, strict=True):
@@ -154,8 +170,7 @@ def heatmap_hits(model: Path, args, seed: int, episodes: int = 40) -> dict:
             cy, cx = (r + 0.5) * scale, (c + 0.5) * scale
             hits += any(r0 - margin <= cy <= r1 + margin and c0 - margin <= cx <= c1 + margin
                         for r0, c0, r1, c1 in boxes[q])
-    return {"heatmap_hit_rate": hits / max(1, correct), "heatmap_positives": correct,
-            "heatmap_margin_px": round(margin, 1)}
+    return hits, correct
 
 
 def anomaly_part(encoder, args, images: np.ndarray, y: list[str], seed: int,
@@ -163,7 +178,6 @@ def anomaly_part(encoder, args, images: np.ndarray, y: list[str], seed: int,
     """What ``fewshot fit`` does without options (``auto``) and the anomaly reading alone,
     on the same episodes, when the model has an anomaly map; and how often the anomaly
     heatmap's maximum is on the finding (as :func:`heatmap_hits`)."""
-    from cossl_edge.episodes import sample_episodes
     from cossl_edge.fewshot import FewShotClassifier
 
     if not encoder.has_anomaly_map:
@@ -180,22 +194,10 @@ def anomaly_part(encoder, args, images: np.ndarray, y: list[str], seed: int,
     table = read_boxes(args.data)
     boxes = [table[r.path.relative_to(args.data).as_posix()][2] for r in refs]
     maps, yy = readings["anomaly_map"], np.asarray(y)
-    scale = table_size(args) / maps.shape[-1]
-    margin = scale / 2 + 4
-    hits = correct = 0
-    for support, query in sample_episodes(yy, 2, 5, QUERIES, episodes, seed, keep="normal"):
-        clf = FewShotClassifier.fit(maps[support], list(yy[support]), kind="anomaly",
-                                    normal_class="normal")
-        proba, heat = clf.predict_local(maps[query])
-        pred = np.asarray(clf.classes)[proba.argmax(1)]
-        for q, p, h in zip(query, pred, heat, strict=True):
-            if yy[q] != "defective" or p != "defective":
-                continue
-            correct += 1
-            r, c = np.unravel_index(np.argmax(h), h.shape)
-            cy, cx = (r + 0.5) * scale, (c + 0.5) * scale
-            hits += any(r0 - margin <= cy <= r1 + margin and c0 - margin <= cx <= c1 + margin
-                        for r0, c0, r1, c1 in boxes[q])
+    hits, correct = hit_rate(maps, yy, boxes, table_size(args) / maps.shape[-1],
+                             lambda support: FewShotClassifier.fit(
+                                 maps[support], list(yy[support]), kind="anomaly",
+                                 normal_class="normal"), episodes, seed)
     return {"auto_5shot": auto["accuracy"], "auto_chosen": auto.get("chosen"),
             "anomaly_5shot": anomaly["accuracy"], "anomaly_5shot_auc": anomaly.get("auc"),
             "anomaly_heatmap_hit_rate": hits / max(1, correct)}

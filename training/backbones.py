@@ -14,23 +14,12 @@ import torch
 from monai.networks.nets.resnet import ResNet, ResNetBlock
 from torch import nn
 
-from cossl_edge.evaluation.features import GEM_P, POOLS  # one list for torch and numpy
+from cossl_edge.evaluation.features import POOLS  # one list for torch and numpy
+from cossl_edge.training.pooling import global_pool  # noqa: F401  (re-exported)
 
 DEPTHS = {"resnet10": [1, 1, 1, 1], "resnet18": [2, 2, 2, 2]}
 # stem name → (kernel, stride, max-pool): the input is divided by 1, 2 or 4 before the stages
 STEMS = {"small": (3, 1, False), "strided": (3, 2, False), "standard": (7, 2, True)}
-
-
-def global_pool(fmap: torch.Tensor, how: str = "mean") -> torch.Tensor:
-    """B×C×h×w → B×C. ``mean``: global average pooling. ``gem``: generalised mean with
-    p = 3, (mean xᵖ)^(1/p), which follows the strongest positions of each channel, so a
-    finding that covers one position of the map is not diluted by the other h·w − 1.
-    ``max``: the strongest position, whatever the size of the map."""
-    if how == "gem":
-        return fmap.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
-    if how == "max":
-        return fmap.amax(dim=(2, 3))
-    return fmap.mean(dim=(2, 3))
 
 
 class ResNetEncoder(nn.Module):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cossl_edge.training.backbones import global_pool
+from cossl_edge.training.pooling import global_pool
 
 ARCH = "efficientnet-lite0"
 TAP_BLOCK = 10  # the last block at stride 16 (112 channels)
