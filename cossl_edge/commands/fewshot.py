@@ -23,9 +23,9 @@ KIND = typer.Option("auto", "--classifier", help="auto: chooses from the support
                     "the model's anomaly map (its departure from the unlabeled training "
                     "images), with heatmaps; local: every local vector scored "
                     "(--local-scoring), with heatmaps, for a model exported with --local-map.")
-NORMAL = typer.Option(None, "--normal-class", help="local: the class without a finding "
-                      "[default: the one class named normal, no_finding, negative, "
-                      "functional, good or ok].")
+NORMAL = typer.Option(None, "--normal-class", help="anomaly, auto and local: the class "
+                      "without a finding (by default the one class named normal, "
+                      "no_finding, negative, functional, good or ok).")
 SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each local "
                        "vector against the class prototypes of the pooled embeddings), "
                        "memory (nearest normal support vector, PatchCore-style), hybrid "
@@ -126,7 +126,8 @@ def fit(
     video_every: int = opt.VIDEO_EVERY,
     video_fps: float | None = opt.VIDEO_FPS,
 ) -> None:
-    """Fit a few-shot classifier on the embeddings (local: the local maps) of SUPPORT_DIR."""
+    """Fit a few-shot classifier on SUPPORT_DIR: on the embeddings, the anomaly maps or the
+    local maps, as the classifier reads them (auto: chooses and says which)."""
     from cossl_edge.fewshot import FewShotClassifier
 
     with user_errors():
