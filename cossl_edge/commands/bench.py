@@ -19,7 +19,7 @@ def bench(
     batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", help="Comma-separated batch "
                                     "sizes to time."),
     threads: str | None = typer.Option(None, "--threads", help="Comma-separated thread counts "
-                                       "[default: 1, 2, 4, … up to the CPU count]."),
+                                       "(default: 1, 2, 4, … up to the CPU count)."),
     seconds: float = typer.Option(1.0, "--seconds", min=0.05, help="Timing budget per "
                                   "(threads, batch size) setting."),
     spin: bool = opt.SPIN,

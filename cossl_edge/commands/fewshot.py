@@ -173,10 +173,10 @@ def predict(
     classifier_file: Path = typer.Argument(..., help="Classifier JSON from fewshot fit."),
     data_dir: Path = typer.Argument(..., help="Folder or file of images to classify."),
     out: Path = typer.Option(..., "--out", help="CSV to write: id, label, probability, top_k."),
-    model: Path | None = typer.Option(None, "--model", help="Encoder ONNX file [default: the "
-                                      "one recorded at fit]; it must be that same model."),
+    model: Path | None = typer.Option(None, "--model", help="Encoder ONNX file (default: the "
+                                      "one recorded at fit); it must be that same model."),
     abstain: float | None = typer.Option(None, "--abstain", min=0.0, max=1.0, help="Abstain "
-                                         "threshold [default: the classifier's]."),
+                                         "threshold (default: the classifier's)."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Classes listed per image."),
     id_map: Path | None = typer.Option(None, "--id-map", help="Also write a CSV id,path. It "
                                        "holds raw paths: keep it local."),
@@ -271,7 +271,7 @@ def evaluate(
     shots: str = typer.Option("1,5,10", "--shots", help="Comma-separated support sizes K."),
     episodes: int = typer.Option(200, "--episodes", min=1, help="Episodes per K."),
     ways: int | None = typer.Option(None, "--ways", min=2, help="Classes per episode "
-                                    "[default: all classes]."),
+                                    "(default: all classes)."),
     queries: int = typer.Option(15, "--queries", min=1, help="Query images per class and "
                                 "episode (fewer when a class has fewer left)."),
     classifier: str = KIND,

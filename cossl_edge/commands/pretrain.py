@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
                                  "p = 3: follows the strongest positions, for small local "
                                  "findings) or max."),
         embed_pool: str | None = typer.Option(None, help="Pooling of the exported embedding "
-                                              "(mean, gem, max) [default: as --pool]."),
+                                              "(mean, gem, max) (default: as --pool)."),
         findings: str = typer.Option("global", help="What decides the labels you will "
                                      "classify: global (the whole image: the default "
                                      "recipe) or local (a small finding — a crack, a nodule, "
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
                                              "pixels, smaller than --image-size: both views "
                                              "of a pair are cut from one native-resolution "
                                              "patch, and the encoder sees the whole image at "
-                                             "inference [default: the image size]."),
+                                             "inference (default: the image size)."),
         hflip: str = typer.Option("auto", help="Probability of a horizontal flip in each view, "
                                   "or auto: 0 for one-channel images (scans have a canonical "
                                   "left and right; digits and characters are not "
@@ -147,7 +147,8 @@ def register(app: typer.Typer) -> None:
                                  "number of steps to the machine's speed."),
         resume: bool = typer.Option(False, help="Continue the run in --out from its last "
                                     "checkpoint (same settings)."),
-        device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda[:i]."),
+        device: str = typer.Option("auto", help="auto (CUDA if available), cpu, cuda or "
+                                   "cuda:N (the N-th GPU)."),
         monitor: Path | None = typer.Option(None, help="Labelled folder (one subfolder per "
                                             "class) for an online kNN accuracy each epoch."),
         max_steps: int | None = typer.Option(None, help="Stop after this many steps "

@@ -26,18 +26,18 @@ def serve(
     quiet: float = typer.Option(10.0, "--quiet", min=0.0, help="Seconds without a new "
                                 "instance after which a series is complete."),
     rules: Path | None = typer.Option(None, "--rules", help="Selection rules (JSON; see "
-                                      "docs/node.md) [default: every image]."),
+                                      "docs/node.md) (default: every image)."),
     aggregate: str = typer.Option("max", "--aggregate", help="Series result: max (its most "
                                   "abnormal image) or mean (mean probabilities)."),
     abstain: float | None = typer.Option(None, "--abstain", min=0.0, max=1.0, help="Abstain "
-                                         "threshold [default: the classifier's]."),
+                                         "threshold (default: the classifier's)."),
     normal_class: str | None = typer.Option(None, "--normal-class", help="The class without "
-                                            "a finding, for --aggregate max [default: one "
-                                            "named normal, no_finding, negative, …]."),
+                                            "a finding, for --aggregate max (default: one "
+                                            "named normal, no_finding, negative, …)."),
     forward: str | None = typer.Option(None, "--forward", help="Send each SR by C-STORE to "
                                        "AE_TITLE@HOST:PORT (retries with back-off)."),
-    model: Path | None = typer.Option(None, "--model", help="Encoder ONNX file [default: the "
-                                      "one recorded at fit]; it must be that same model."),
+    model: Path | None = typer.Option(None, "--model", help="Encoder ONNX file (default: the "
+                                      "one recorded at fit); it must be that same model."),
     retry_base: float = typer.Option(1.0, "--retry-base", min=0.01, help="First retry delay "
                                      "(s); doubles per attempt."),
     retry_max: float = typer.Option(300.0, "--retry-max", min=0.01, help="Longest delay (s)."),
