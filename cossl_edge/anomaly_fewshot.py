@@ -89,39 +89,43 @@ def predict_anomaly(params: dict, classes: Sequence[str], maps: np.ndarray
 
 # -- choosing the reading from the support ------------------------------------------------
 def left_out_scores(kind: str, x: np.ndarray, y: np.ndarray, normal: str,
-                    centering: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Each support image scored without its own label: (finding scores, predicted finding).
-    ``proto`` (x: embeddings): cosine to the finding prototype minus cosine to the normal
-    one, both built from the other images; ``anomaly`` (x: evidence): the evidence itself,
-    which no label made, and the threshold midway between the other images' class means."""
+                    centering: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each support image scored without its own label: (finding scores, predicted finding,
+    whether it could be left out — not when it is its class's only image). ``proto`` (x:
+    embeddings): cosine to the finding prototype minus cosine to the normal one, both built
+    from the other images; ``anomaly`` (x: evidence): the evidence itself, which no label
+    made, and the threshold midway between the other images' class means."""
     find = y != normal
-    score, pred = np.zeros(len(y)), np.zeros(len(y), bool)
-    if kind == "anomaly":
-        score = np.asarray(x, np.float64)
+    score = np.asarray(x, np.float64).copy() if kind == "anomaly" else np.zeros(len(y))
+    pred, valid = np.zeros(len(y), bool), np.zeros(len(y), bool)
     for j in range(len(y)):
         rest = np.arange(len(y)) != j
         if not ((rest & find).any() and (rest & ~find).any()):
-            score[j], pred[j] = (score[j], find[j]) if kind == "anomaly" else (0.0, False)
             continue
+        valid[j] = True
         if kind == "proto":
             z = cl2n(x, centering if centering is not None else x[rest].mean(0))
             pf, pn = (cl2n(z[rest & m].mean(0, keepdims=True))[0] for m in (find, ~find))
             score[j] = float(z[j] @ pf - z[j] @ pn)
             pred[j] = score[j] > 0
         else:
-            mid = (score[rest & find].mean() + score[rest & ~find].mean()) / 2
-            pred[j] = (score[j] > mid) == (score[rest & find].mean() > score[rest & ~find].mean())
-    return score, pred
+            m_f, m_n = score[rest & find].mean(), score[rest & ~find].mean()
+            pred[j] = (score[j] > (m_f + m_n) / 2) == (m_f > m_n)
+    return score, pred, valid
 
 
 def support_fit(kind: str, x: np.ndarray, y: np.ndarray, normal: str,
                 centering: np.ndarray | None) -> dict[str, float]:
     """How well a reading separates the support, each image left out: its balanced accuracy
-    and the AUC of its scores (normal class against the finding class)."""
-    score, pred = left_out_scores(kind, x, y, normal, centering)
+    (over the images that can be left out) and the AUC of its scores (normal class against
+    the finding class)."""
+    score, pred, valid = left_out_scores(kind, x, y, normal, centering)
     find = y != normal
-    acc = float(np.mean([(pred[find]).mean(), (~pred[~find]).mean()]))
-    return {"accuracy": acc, "auc": binary_auc(score, find)}
+    recalls = [float((pred[m & valid] == find[m & valid]).mean()) for m in (find, ~find)
+               if (m & valid).any()]
+    return {"accuracy": float(np.mean(recalls)) if recalls else 0.5,
+            "auc": binary_auc(score, find)}
 
 
 def choose_reading(readings: dict[str, np.ndarray], labels: Sequence[str],
