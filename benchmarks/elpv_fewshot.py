@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.elpv_data import main as write_data  # noqa: E402
-from cossl_edge.commands.fewshot import raw_pixels  # noqa: E402
 from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.evaluation.features import downsampled_pixels  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 EPISODES, QUERIES, SHOTS = 500, 15, (5, 10)
@@ -58,17 +58,15 @@ def episodes(x, labels, kind: str, seed: int, centering=None) -> dict:
     return out
 
 
-def read_model(model: Path, refs) -> tuple[dict, np.ndarray, list[int]]:
-    """(readings of the labelled cells, raw pixels, indices kept) through the model file."""
+def read_model(model: Path, refs) -> tuple[dict, np.ndarray, list[int], object]:
+    """(readings of the labelled cells, raw pixels, indices kept, the encoder) through the
+    model file."""
     from cossl_edge.encoder import Encoder
 
     enc = Encoder(model)
     names = ["embedding"] + (["anomaly_map"] if enc.has_anomaly_map else [])
     images, kept, _ = load_many(refs, enc.contract)
-    parts = [enc.run_readings(enc.contract.normalize(images[i:i + 64]), names)
-             for i in range(0, len(images), 64)]
-    readings = {n: np.concatenate([p[n] for p in parts]) for n in names}
-    return readings, raw_pixels(images), kept, enc
+    return enc.read_prepared(images, names), downsampled_pixels(images), kept, enc
 
 
 def imagenet_features(refs) -> tuple[np.ndarray, list[int]]:

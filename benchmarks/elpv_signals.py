@@ -55,16 +55,10 @@ def main() -> None:
         fu, pu = normal_stats.tap_maps(enc, unl, contract, torch.device("cpu"))
         fl, pl = normal_stats.tap_maps(enc, lab, contract, torch.device("cpu"))
         stats = normal_stats.fit_normal_model(fu, pu)
-        both = normal_stats.anomaly_maps(stats, fl, pl).reshape(len(fl), -1).max(1)
-        dark_only = dict(stats, dist_median=stats["dist_median"] * 0, chol=stats["chol"] * 0,
-                         dist_mad=np.ones_like(stats["dist_mad"]))
-        dark = normal_stats.anomaly_maps(dark_only, fl, pl).reshape(len(fl), -1).max(1)
-        feat_only = dict(stats, pix_median=pl.reshape(len(pl), -1).mean(0) * 0,
-                         pix_mad=np.ones_like(stats["pix_mad"]), pix_scale=np.float32(1e9))
-        padim = normal_stats.anomaly_maps(feat_only, fl, pl * 0).reshape(len(fl), -1).max(1)
-        rows["darkness per place (14x14), max"] = dark
-        rows[f"PaDiM, {init} EfficientNet-Lite0 block 10, max"] = padim
-        rows[f"normal model ({init}): mean of both, max"] = both
+        zd, zp = normal_stats.anomaly_terms(stats, fl, pl)
+        rows["darkness per place (14x14), max"] = zp.max(1)
+        rows[f"PaDiM, {init} EfficientNet-Lite0 block 10, max"] = zd.max(1)
+        rows[f"normal model ({init}): mean of both, max"] = (0.5 * (zd + zp)).max(1)
     for name, score in rows.items():
         auc = binary_auc(score, y.astype(bool))
         print(f"{name:55s} AUC {auc:.3f}  5-shot {threshold_accuracy(score, y, 5):.1f}%  "

@@ -129,9 +129,7 @@ def main() -> None:
                 y = np.asarray([labels[i] for i in kept])
                 keep = y != "effusion"
                 names = ["embedding", "anomaly_map"]
-                parts = [enc.run_readings(enc.contract.normalize(images[i:i + 64]), names)
-                         for i in range(0, len(images), 64)]
-                readings = {n: np.concatenate([p[n] for p in parts])[keep] for n in names}
+                readings = {n: v[keep] for n, v in enc.read_prepared(images, names).items()}
                 auto = evaluate_episodes(readings, list(y[keep]), (5,), EPISODES, 2, "auto",
                                          QUERIES, seed, enc.centering,
                                          normal_class="no_finding")["shots"]["5"]

@@ -183,9 +183,7 @@ def anomaly_part(encoder, args, images: np.ndarray, y: list[str], seed: int,
     if not encoder.has_anomaly_map:
         return {}
     names = ["embedding", "anomaly_map"]
-    parts = [encoder.run_readings(encoder.contract.normalize(images[i:i + 64]), names)
-             for i in range(0, len(images), 64)]
-    readings = {n: np.concatenate([p[n] for p in parts]) for n in names}
+    readings = encoder.read_prepared(images, names)
     auto = evaluate_episodes(readings, y, (5,), EPISODES, 2, "auto", QUERIES, seed,
                              encoder.centering, normal_class="normal")["shots"]["5"]
     anomaly = evaluate_episodes(readings["anomaly_map"], y, (5,), EPISODES, 2, "anomaly",

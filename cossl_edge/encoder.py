@@ -230,6 +230,14 @@ class Encoder:
         out = self.session.run(list(names), {mm.INPUT: np.ascontiguousarray(batch, np.float32)})
         return {n: np.asarray(o, np.float32) for n, o in zip(names, out, strict=True)}
 
+    def read_prepared(self, prepared: np.ndarray, names: Sequence[str],
+                      batch_size: int = 64) -> dict[str, np.ndarray]:
+        """N×S×S×C images already through ``contract.prepare`` → {output name: N×…}, in
+        batches of ``batch_size`` (:meth:`run_readings` on each)."""
+        parts = [self.run_readings(self.contract.normalize(prepared[i:i + batch_size]), names)
+                 for i in range(0, len(prepared), batch_size)]
+        return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
     def run_local(self, batch: np.ndarray) -> np.ndarray:
         """Normalised N×C×S×S float32 → N×D×h×w local maps (the map before pooling)."""
         self.require_local_map()

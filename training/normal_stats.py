@@ -94,15 +94,22 @@ def _median_mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med, np.maximum(mad, 1e-3 * max(float(np.abs(med).mean()), 1e-6))
 
 
-def anomaly_maps(stats: dict, feats: np.ndarray, pix: np.ndarray) -> np.ndarray:
-    """N×h×w anomaly maps in numpy (what :class:`NormalModel` computes in the graph)."""
+def anomaly_terms(stats: dict, feats: np.ndarray, pix: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The two scaled z-scores, N×P each: features (Mahalanobis) and darkness."""
     n, c, h, w = feats.shape
     f = feats.reshape(n, c, h * w).transpose(0, 2, 1)
     d = f - stats["mean"][None]
     m = np.sqrt((np.einsum("npc,pcd->npd", d, stats["chol"]) ** 2).sum(-1))
     zd = (m - stats["dist_median"]) / stats["dist_mad"] / stats["dist_scale"]
     zp = (stats["pix_median"] - pix.reshape(n, h * w)) / stats["pix_mad"] / stats["pix_scale"]
-    return (0.5 * (zd + zp)).reshape(n, h, w).astype(np.float32)
+    return zd, zp
+
+
+def anomaly_maps(stats: dict, feats: np.ndarray, pix: np.ndarray) -> np.ndarray:
+    """N×h×w anomaly maps in numpy (what :class:`NormalModel` computes in the graph)."""
+    zd, zp = anomaly_terms(stats, feats, pix)
+    return (0.5 * (zd + zp)).reshape(feats.shape[0], *feats.shape[2:]).astype(np.float32)
 
 
 def compute(encoder: nn.Module, images: np.ndarray, contract, device: torch.device,

@@ -34,9 +34,6 @@ SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each l
                        "local), memory for a mean-pooled one.")
 
 
-RAW_SIDE = 64  # the raw-pixel floor: the prepared image at 64 × 64, as a vector
-
-
 def _reads(encoder, classifier: str) -> list[str]:
     """The model outputs a classifier kind needs (auto: the embedding, and the anomaly map
     when the model has one)."""
@@ -59,6 +56,7 @@ def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_siz
     unreadable files are skipped and reported."""
     import numpy as np
 
+    from cossl_edge.evaluation.features import downsampled_pixels
     from cossl_edge.fewshot_base import normal_class_of
     from cossl_edge.sources import labelled_samples
 
@@ -76,7 +74,7 @@ def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_siz
                 for n in names:
                     parts[n].append(out[n])
                 if raw:
-                    pixels.append(raw_pixels(prepared))
+                    pixels.append(downsampled_pixels(prepared))
             kept += refs
             skipped += bad
             advance(len(refs) + len(bad))
@@ -86,20 +84,6 @@ def _features_labelled(encoder, folder: Path, labels_csv: Path | None, batch_siz
     readings = {n: np.concatenate(v) for n, v in parts.items()}
     x = readings if classifier == "auto" else readings[names[0]]
     return x, [label_of[s] for s in kept], (np.concatenate(pixels) if raw else None)
-
-
-def raw_pixels(prepared):
-    """N×S×S×C prepared images → N×(64·64·C) vectors: the image itself, box-filtered to
-    ``RAW_SIDE`` px, the floor a model must beat."""
-    import numpy as np
-    from PIL import Image
-
-    out = []
-    for im in prepared:
-        chans = [np.asarray(Image.fromarray(np.asarray(im[..., c], np.float32)).resize(
-            (RAW_SIDE, RAW_SIDE), Image.BOX)) for c in range(im.shape[-1])]
-        out.append(np.stack(chans, -1).ravel())
-    return np.asarray(out, np.float32)
 
 
 @app.command()
@@ -291,6 +275,7 @@ def evaluate(
     """N-way K-shot episodes on LABELED_DIR: accuracy ± 95% CI, balanced accuracy,
     per-class recall, and AUC for two-way tasks."""
     from cossl_edge.episodes import evaluate_episodes
+    from cossl_edge.evaluation.features import FLOOR_SIDE
 
     with user_errors():
         shot_list = _parse_shots(shots)
@@ -305,8 +290,8 @@ def evaluate(
         res = evaluate_episodes(x, y, shot_list, episodes, ways, classifier, queries, seed,
                                 _centering(encoder, classifier, local_scoring), **extra)
         floor = evaluate_episodes(raw, y, shot_list, episodes, ways, "proto", queries, seed)
-        res["raw_pixel_floor"] = {"pixels": f"{RAW_SIDE}x{RAW_SIDE}", "classifier": "proto",
-                                  "shots": floor["shots"]}
+        res["raw_pixel_floor"] = {"pixels": f"{FLOOR_SIDE}x{FLOOR_SIDE}",
+                                  "classifier": "proto", "shots": floor["shots"]}
         res["model_sha256"] = encoder.sha256
         if json_out is not None:
             json_out.write_text(json.dumps(res, indent=1))
@@ -344,6 +329,8 @@ def _print_results(res: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cossl_edge.evaluation.features import FLOOR_SIDE
+
     table = Table(title=f"{res['ways']}-way, {res['episodes']} episodes, {res['classifier']}")
     for col in ("shots", "accuracy", "balanced acc.", "AUC", "per-class recall",
                 "raw pixels"):
@@ -363,7 +350,7 @@ def _print_results(res: dict) -> None:
                 f"{kind} in {n} episodes" for kind, n in sorted(r["chosen"].items())))
     if floor:
         console.print(f"raw pixels: the same episodes on the prepared images at "
-                      f"{RAW_SIDE}×{RAW_SIDE} px (nearest prototype); a model that does "
+                      f"{FLOOR_SIDE}×{FLOOR_SIDE} px (nearest prototype); a model that does "
                       "not beat them has not learned the task")
 
 

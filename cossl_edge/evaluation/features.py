@@ -105,6 +105,22 @@ class PixelFeatures:
         return Features(x.reshape(len(x), -1), None, "raw pixels have no feature map")
 
 
+FLOOR_SIDE = 64  # fewshot eval's raw-pixel floor: the prepared image at 64 × 64
+
+
+def downsampled_pixels(prepared: np.ndarray, side: int = FLOOR_SIDE) -> np.ndarray:
+    """N×S×S×C prepared images → N×(side·side·C) vectors: the image itself, box-filtered to
+    ``side`` px — the floor that ``fewshot eval`` prints beside a model."""
+    from PIL import Image
+
+    out = []
+    for im in prepared:
+        chans = [np.asarray(Image.fromarray(np.asarray(im[..., c], np.float32)).resize(
+            (side, side), Image.BOX)) for c in range(im.shape[-1])]
+        out.append(np.stack(chans, -1).ravel())
+    return np.asarray(out, np.float32)
+
+
 def _json_or_none(text: str | None):
     import json
 
