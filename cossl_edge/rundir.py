@@ -9,6 +9,9 @@ RUN_DIR/
   data-fingerprint.txt sha256 over the training samples' salted ids
   calibration.npy      up to 256 prepared training images (N×S×S×C float16, the contract's
                        prepare() output) for int8 calibration and the centring vector at export
+  normal-stats.npz     the normal model of the training images, once a run has finished
+  encoder.init.onnx    (export, runs started from ImageNet weights) the network before
+                       adaptation: the floor fewshot eval prints
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ ENCODER = "encoder.pt"
 FINGERPRINT = "data-fingerprint.txt"
 CALIBRATION = "calibration.npy"
 NORMAL_MODEL = "normal-stats.npz"  # the normal model of the training images (export bakes it in)
+# written by export for a run started from ImageNet weights: that network before adaptation
+# (embedding only, fp32), the floor ``fewshot eval`` shows beside raw pixels
+INIT_MODEL = "encoder.init.onnx"
 
 
 class RunDirError(ValueError):

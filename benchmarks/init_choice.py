@@ -1,0 +1,216 @@
+"""Scratch or ImageNet init: which start wins on each data set, through the user's path.
+
+``python benchmarks/init_choice.py --budget 10m --seeds 0 1 --datasets digits mnist5k radiographs elpv``
+
+For each data set and seed, two recipes pretrain with the same wall-clock budget through the
+CLI (``cossl-edge pretrain UNLABELED --time-budget B --seed S``), are exported, and the
+**int8** file reads the labelled images the pretraining never saw:
+
+- ``scratch``: ``--arch resnet10`` (random init, the CPU recipe);
+- ``imagenet``: ``--arch efficientnet-lite0 --init imagenet`` (ImageNet weights, blocks up to
+  stride 16 frozen, CO-SSL adapts the rest), at the size ``--image-size auto`` gives.
+
+Beside them, on the same episodes: the ImageNet features *before* adaptation (the same
+EfficientNet-Lite0 with no training step, exported the same way; what a user would pick
+instead of pretraining), and raw pixels (the floor ``fewshot eval`` prints). Which recipe
+``--arch auto`` picks for the data set is recorded from :func:`resolve_arch` itself.
+
+Data sets: ``digits``, ``mnist5k`` (``benchmarks/datasets.py``; 10-way 5-shot prototypes),
+``radiographs`` (``benchmarks/global_scans.py``'s phantoms; 3-way and nodule vs no finding)
+and ``elpv`` (the real EL dev split, ``benchmarks/elpv_data.py``; defective vs functional).
+A 2-way task with a normal class is read as ``fewshot fit`` reads it without options
+(``auto``). Results: ``benchmarks/results/init_choice.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.evaluation.features import downsampled_pixels  # noqa: E402
+from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
+
+EPISODES, QUERIES = 400, 15
+RESULTS = ROOT / "benchmarks" / "results" / "init_choice.json"
+RECIPES = {"scratch": "--arch resnet10",
+           "imagenet": "--arch efficientnet-lite0 --init imagenet"}
+# data set → (tasks: name → (ways, classes kept or None, normal class or None))
+TASKS = {
+    "digits": {"10way_5shot": (10, None, None)},
+    "mnist5k": {"10way_5shot": (10, None, None)},
+    "radiographs": {"3way_5shot": (3, None, None),
+                    "nodule_5shot": (2, ("no_finding", "nodule"), "no_finding")},
+    "elpv": {"defect_5shot": (2, None, "functional")},
+}
+
+
+def data_dir(name: str, work: Path) -> Path:
+    """The data set's folder (``unlabeled/``, ``labeled/<class>/``), written when missing."""
+    if name in ("digits", "mnist5k"):
+        from datasets import write_split
+
+        out = work / "datasets"
+        if not (out / name / "labeled").exists():
+            write_split(name, out)
+        return out / name
+    if name == "radiographs":
+        from global_scans import write_data
+
+        out = ROOT / "build" / "global_scans" / "data"
+        if not (out / "done").exists():
+            write_data(out, 1500, 300)
+        return out
+    if name == "elpv":
+        out = ROOT / "build" / "elpv" / "data"
+        if not (out / "manifest.json").exists():
+            from elpv_data import main as write_elpv
+
+            sys.argv = [sys.argv[0], str(out)]
+            write_elpv()
+        return out
+    raise SystemExit(f"unknown data set {name!r}; choose from {sorted(TASKS)}")
+
+
+def scores(readings: dict, labels: list[str], tasks: dict, seed: int, centering) -> dict:
+    out = {}
+    y_all = np.asarray(labels)
+    for task, (ways, classes, normal) in tasks.items():
+        keep = np.ones(len(y_all), bool) if classes is None else np.isin(y_all, classes)
+        y = list(y_all[keep])
+        if normal and "anomaly_map" in readings:
+            x, kind, extra = {k: v[keep] for k, v in readings.items()}, "auto", \
+                {"normal_class": normal}
+        else:
+            x, kind, extra = readings["embedding"][keep], "proto", {}
+        r = evaluate_episodes(x, y, (5,), EPISODES, ways, kind, QUERIES, seed, centering,
+                              **extra)["shots"]["5"]
+        out[task] = round(100 * r["accuracy"], 2)
+        if "chosen" in r:
+            out[f"{task}_chosen"] = r["chosen"]
+    return out
+
+
+def read(model: Path, refs) -> tuple[dict, np.ndarray, list[int], object]:
+    from cossl_edge.encoder import Encoder
+
+    enc = Encoder(model)
+    names = ["embedding"] + (["anomaly_map"] if enc.has_anomaly_map else [])
+    images, kept, _ = load_many(refs, enc.contract)
+    return enc.read_prepared(images, names), downsampled_pixels(images), kept, enc
+
+
+def untrained_imagenet(run: Path, data: Path, size: int) -> Path:
+    """The ImageNet EfficientNet-Lite0 with no training step, exported as a run would be
+    (its pooled features: what the adaptation starts from)."""
+    import torch
+
+    from cossl_edge import rundir
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.export import export_run
+    from cossl_edge.sources import discover
+    from cossl_edge.training.backbones import build_encoder
+    from cossl_edge.training.config import PretrainConfig
+    from cossl_edge.training.efficientnet import IMAGENET_MEAN, IMAGENET_STD
+
+    model = run / "encoder.int8.onnx"
+    if model.exists():
+        return model
+    run.mkdir(parents=True, exist_ok=True)
+    contract = PreprocessContract(channels=1, size=size, mean=(IMAGENET_MEAN,),
+                                  std=(IMAGENET_STD,))
+    cfg = PretrainConfig(arch="efficientnet-lite0", init="imagenet", contract=contract)
+    enc = build_encoder(cfg).eval()
+    cfg.save(run / rundir.CONFIG)
+    torch.save(enc.state_dict(), run / rundir.ENCODER)
+    (run / rundir.FINGERPRINT).write_text("imagenet-untrained\n")
+    images, _, _ = load_many(discover(data).samples[:256], contract)
+    np.save(run / rundir.CALIBRATION, images.astype(np.float16), allow_pickle=False)
+    export_run(run, measure_latency=False)
+    return model
+
+
+def auto_pick(data: Path) -> str:
+    """The backbone ``--arch auto`` resolves to on this folder (the CLI's own rule)."""
+    from cossl_edge.sources import discover
+    from cossl_edge.training.config import PretrainConfig, resolve_arch
+    from cossl_edge.training.dataset import native_side
+    from cossl_edge.training.efficientnet import weights_available
+
+    side = native_side(discover(data).samples)
+    return resolve_arch(PretrainConfig(), side, True, weights_available()).arch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--budget", default="10m")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--datasets", nargs="+", default=list(TASKS), choices=list(TASKS))
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--set", action="append", default=[], metavar="RECIPE=OPTIONS",
+                    help='extra options for a recipe, e.g. imagenet="--image-size 112"')
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "init_choice")
+    args = ap.parse_args()
+    extra = dict(v.partition("=")[::2] for v in args.set)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for ds in args.datasets:
+        data = data_dir(ds, args.work)
+        refs, labels, _ = labelled_samples(data / "labeled")
+        for seed in args.seeds:
+            for recipe in args.recipes:
+                options = f"{RECIPES[recipe]} {extra.get(recipe, '')}".strip()
+                tag = extra.get(recipe, "").replace(" ", "").replace("--", "_") or ""
+                run = args.work / ds / f"{recipe}{tag}-{args.budget}-s{seed}"
+                if not (run / "encoder.pt").exists():
+                    cmd = [sys.executable, "-m", "cossl_edge", "pretrain",
+                           str(data / "unlabeled"), "--out", str(run), "--time-budget",
+                           args.budget, "--seed", str(seed), "--quiet", *shlex.split(options)]
+                    print("$ cossl-edge " + shlex.join(cmd[3:]), flush=True)
+                    t0 = time.perf_counter()
+                    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                    print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
+                if not (run / "encoder.int8.onnx").exists():
+                    subprocess.run([sys.executable, "-m", "cossl_edge", "export", str(run),
+                                    "--no-latency"], check=True, stdout=subprocess.DEVNULL)
+                readings, raw, kept, enc = read(run / "encoder.int8.onnx", refs)
+                y = [labels[i] for i in kept]
+                steps = max((json.loads(line).get("step", 0) for line in
+                             (run / "metrics.jsonl").read_text().splitlines()), default=0)
+                rec = {"dataset": ds, "recipe": recipe, "options": options, "seed": seed,
+                       "budget": args.budget, "steps": steps, "size": enc.contract.size,
+                       "load_average": os.getloadavg()[0],
+                       **scores(readings, y, TASKS[ds], seed, enc.centering)}
+                results.setdefault("runs", {})[f"{ds}/{recipe}{tag}/{args.budget}/s{seed}"] = rec
+                print(json.dumps(rec), flush=True)
+                if recipe == "imagenet":  # the same network before adaptation, same size
+                    model = untrained_imagenet(args.work / ds / f"untrained-{enc.contract.size}",
+                                               data / "unlabeled", enc.contract.size)
+                    r0, _, kept0, enc0 = read(model, refs)
+                    results.setdefault("floors", {})[
+                        f"{ds}/imagenet-untrained-{enc.contract.size}/s{seed}"] = scores(
+                        {"embedding": r0["embedding"]}, [labels[i] for i in kept0],
+                        TASKS[ds], seed, enc0.centering)
+                results.setdefault("floors", {})[f"{ds}/raw-pixels-64/s{seed}"] = scores(
+                    {"embedding": raw}, y, TASKS[ds], seed, None)
+                RESULTS.parent.mkdir(parents=True, exist_ok=True)
+                RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
+        results.setdefault("auto_pick", {})[ds] = auto_pick(data / "unlabeled")
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
+    print(json.dumps(results.get("floors", {}), indent=1))
+
+
+if __name__ == "__main__":
+    main()
