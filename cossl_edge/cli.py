@@ -57,7 +57,7 @@ def _root(
 
 # One module per command (group); each defines register(app).
 COMMAND_MODULES = ("pretrain", "export", "embed", "fewshot", "bench", "dicom", "evaluate",
-                   "report", "serve")
+                   "report", "serve", "demo")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"cossl_edge.commands.{_name}").register(app)

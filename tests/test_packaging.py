@@ -120,3 +120,11 @@ def test_installed_wheel_trains_exports_and_embeds(tmp_path):
     with np.load(tmp_path / "emb.npz", allow_pickle=False) as z:
         emb = z["embeddings"]
     assert emb.shape[0] == 16 and np.isfinite(emb).all()
+
+    # a pip user's first result, without a checkout: the demo draws its own phantoms
+    shown = run(cli, "demo", "--tiny", "--out", tmp_path / "demo")
+    for step in ("$ cossl-edge pretrain", "$ cossl-edge export", "$ cossl-edge fewshot eval",
+                 "$ cossl-edge fewshot fit", "raw pixels"):
+        assert step in shown, (step, shown[-2000:])
+    assert (tmp_path / "demo" / "eval.json").is_file()
+    assert (tmp_path / "demo" / "classifier.json").is_file()

@@ -1,5 +1,6 @@
 """The pixels of the phantoms: axial chest CT slices (HU) and PA chest radiographs
-(attenuation), each with one finding of :data:`FINDINGS` drawn in a lung.
+(attenuation), each with one finding of :data:`FINDINGS` drawn in a lung. They ship in the
+package for `cossl-edge demo` (numpy only); the clinical examples write them as DICOM.
 
 Anatomy, dose (noise), exposure and vessels vary from image to image, so the classes are
 visible to a reader but not a matter of raw pixel intensity alone: a nodule is a blob a
