@@ -2,14 +2,18 @@
 
 Sections, each saying so when its data is missing:
 
-1. training curves (``metrics.jsonl``: loss, learning rate, EMA τ, effective rank);
+0. a summary: backbone, input, steps, training time, precision, seed, version;
+1. training curves (``metrics.jsonl``: the loss and CO-SSL's global and local terms,
+   throughput, learning rate, EMA τ, effective rank);
 2. the kNN monitor (``knn_monitor`` in ``metrics.jsonl``, from ``pretrain --monitor``);
 3. an embedding map (2D PCA of the exported encoder's embeddings, coloured by label);
 4. a nearest-neighbour gallery (cosine, after centring);
 5. few-shot accuracy against shots (``fewshot*.json`` in the run directory, as written by
    ``cossl-edge fewshot eval --json`` or the demo, else computed on the labelled images);
-6. fp32 against int8: size, latency and agreement (``export-report.json``);
-7. only when there are some: a few heatmaps of a local few-shot classifier (the folder that
+6. the export (``export-report.json``): sizes, parity with torch, int8 agreement and
+   verdict, latency, the network before adaptation when there is one;
+7. only when there are some: heatmaps of a few-shot classifier, the most and the least
+   abnormal-looking images, with the colour scale (the folder that
    ``cossl-edge fewshot predict ... --heatmaps`` wrote, ``RUN_DIR/heatmaps/`` by default).
 
 Images for the map and the gallery come from a labelled folder when one is given, else from
@@ -71,7 +75,7 @@ def build_report(run_dir: str | Path, data: str | Path | None = None,
                             required=heatmaps is not None)
     if local is not None:
         sections.append(local)
-    return page(title or "cossl-edge run report", summary_table(run), sections)
+    return page(title or "cossl-edge run report", summary_table(run, records), sections)
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None, **options) -> Path:

@@ -31,16 +31,24 @@ def _png(fig) -> bytes:
 
 
 def training_curves(records: list[dict]) -> bytes:
-    """Loss, learning rate, EMA τ and effective rank against the optimisation step."""
+    """Against the optimisation step: the loss and CO-SSL's two terms (global, the base
+    method's; local, every local vector predicting the other view's embedding; unweighted,
+    so each can be seen to fall), throughput, learning rate, EMA τ and effective rank."""
     plt = _pyplot()
-    panels = [("loss", "loss"), ("lr", "learning rate"), ("tau", "EMA τ"),
-              ("effective_rank", "effective rank")]
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3))
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        pts = [(r.get("step", 0), r[key]) for r in records if r.get(key) is not None]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, marker="o", markersize=3)
+    panels = [(("loss", "loss_global", "loss_local"), "loss and its terms"),
+              (("images_per_s",), "throughput (images/s)"), (("lr",), "learning rate"),
+              (("tau",), "EMA τ"), (("effective_rank",), "effective rank")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(17, 3))
+    for ax, (keys, title) in zip(axes, panels, strict=True):
+        for key in keys:
+            pts = [(r.get("step", 0), r[key]) for r in records if r.get(key) is not None]
+            if pts:
+                xs, ys = zip(*pts, strict=True)
+                label = {"loss": "total (weighted)", "loss_global": "global term",
+                         "loss_local": "local term"}.get(key)
+                ax.plot(xs, ys, marker="o", markersize=3, label=label)
+        if len(keys) > 1 and ax.lines:
+            ax.legend(fontsize=7)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
@@ -146,4 +154,19 @@ def heatmap_gallery(images: Sequence[np.ndarray], titles: Sequence[str]) -> byte
     for ax, img, title in zip(axes.ravel(), images, titles, strict=False):
         ax.imshow(img)
         ax.set_title(title, fontsize=8)
+    return _png(fig)
+
+
+def heatmap_scale() -> bytes:
+    """The heatmaps' colour scale: a position's P(finding) from 0 (the grey image) to 1
+    (red at the overlay's opacity), as :func:`cossl_edge.heatmaps.overlay` draws it."""
+    from cossl_edge.heatmaps import overlay
+
+    plt = _pyplot()
+    ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :].repeat(12, axis=0)
+    rgb = overlay(np.full((12, 256), 0.5, np.float32), ramp)
+    fig, ax = plt.subplots(figsize=(5, 0.7))
+    ax.imshow(rgb, extent=(0, 1, 0, 0.05), aspect="auto")
+    ax.set_yticks([])
+    ax.set_xlabel("P(finding) at a position, over a mid-grey pixel")
     return _png(fig)

@@ -139,8 +139,16 @@ def export_section(run: Path) -> Section:
                        ("knn_top1_agreement", "int8 kNN top-1 agreement")):
         if agree.get(key) is not None:
             rows.append((label, f"{agree[key]:.4f}"))
+    if report.get("parity_max_abs_diff") is not None:
+        rows.append(("fp32 file against torch, max |difference|",
+                     f"{report['parity_max_abs_diff']:.2e}"))
     if "int8" in report:
         rows.append(("int8 target", str(report["int8"].get("target", "?"))))
+    if "int8_recommended" in report:
+        rows.append(("int8 verdict", "recommended" if report["int8_recommended"] else
+                     "not recommended: " + "; ".join(report.get("warnings", []))))
+    if report.get("init_model"):
+        rows.append(("network before adaptation", str(report["init_model"])))
     s.html = "<table>" + "".join(f"<tr><th>{html.escape(a)}</th><td>{html.escape(b)}</td></tr>"
                                  for a, b in rows) + "</table>"
     if report.get("latency"):
@@ -166,25 +174,45 @@ def heatmap_section(folder: Path, required: bool = False) -> Section | None:
     from PIL import Image
 
     total = len(rows)
-    rows = sorted(rows, key=lambda r: -r["p_finding"])[:HEATMAP_COUNT]
-    images = [np.asarray(Image.open(folder / f"{r['id']}.png").convert("RGB")) for r in rows]
-    titles = [f"{r['label']} · P(finding) {r['p_finding']:.2f}" for r in rows]
-    s = Section("heatmaps", "Local few-shot classifier: heatmaps")
-    s.figures.append(fig.heatmap_gallery(images, titles))
-    s.html = (f"<p>The {len(rows)} of {total} images with the highest "
-              "P(finding); red where a position alone would be called a finding.</p>")
+    ranked = sorted(rows, key=lambda r: -r["p_finding"])
+    top = ranked[:HEATMAP_COUNT]
+    low = [r for r in ranked[::-1][:HEATMAP_COUNT // 2] if r not in top]
+    s = Section("heatmaps", "Few-shot classifier: heatmaps")
+    for shown in (top, low):
+        if shown:
+            images = [np.asarray(Image.open(folder / f"{r['id']}.png").convert("RGB"))
+                      for r in shown]
+            titles = [f"{r['label']} · P(finding) {r['p_finding']:.2f}" for r in shown]
+            s.figures.append(fig.heatmap_gallery(images, titles))
+    s.figures.append(fig.heatmap_scale())
+    s.html = (f"<p>First row(s): the {len(top)} of {total} images with the highest "
+              f"P(finding); then the {len(low)} with the lowest, the most normal-looking. "
+              "Red where a position alone would be called a finding (scale above).</p>")
     return s
 
 
-def summary_table(run: Path) -> str:
+def summary_table(run: Path, records: list[dict] | None = None) -> str:
+    """The run at a glance: what trained, how long, in which precision, from which seed."""
     config = read_json(run / rundir.CONFIG) or {}
     contract = config.get("contract") or {}
+    last = max((r for r in records or [] if r.get("step") is not None),
+               key=lambda r: r["step"], default={})
+    elapsed = last.get("elapsed_s")
+    bf16 = config.get("bf16_resolved")
     items = [("method", config.get("method")), ("backbone", config.get("arch")),
-             ("width", config.get("width")), ("input", f"{contract.get('size')} px, "
-                                              f"{contract.get('channels')} ch"
-                                              if contract else None),
-             ("feature map", config.get("feature_grid")), ("training images",
-                                                           config.get("num_images"))]
+             ("initialisation", config.get("init") if config.get("arch") ==
+              "efficientnet-lite0" else None),
+             ("width", config.get("width") if config.get("arch") != "efficientnet-lite0"
+              else None),
+             ("input", f"{contract.get('size')} px, {contract.get('channels')} ch"
+              if contract else None),
+             ("feature map", config.get("feature_grid")),
+             ("training images", config.get("num_images")),
+             ("steps", last.get("step")),
+             ("training time", f"{elapsed / 60:.1f} min" if elapsed is not None else None),
+             ("precision", None if bf16 is None else "bf16 autocast" if bf16 else "fp32"),
+             ("seed", config.get("seed")),
+             ("cossl-edge", config.get("cossl_edge_version"))]
     rows = "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>"
                    for k, v in items if v is not None)
     return f"<table class='summary'>{rows}</table>" if rows else ""

@@ -139,7 +139,8 @@ def test_cli_fit_predict_heatmaps_eval_report(local_model, blob_folders, tmp_pat
     assert json.loads((tmp_path / "e.json").read_text())["classifier"] == "local"
     page = build_report(run)
     shown = re.search('<section id="heatmaps">(.*?)</section>', page, re.S).group(1)
-    assert shown.count("data:image/png;base64,") == 1 and "The 6 of 6 images" in shown
+    # the six most abnormal-looking images (all of them here), then the colour scale
+    assert shown.count("data:image/png;base64,") == 2 and "the 6 of 6 images" in shown
     with pytest.raises(ReportError, match="--heatmaps"):
         build_report(run, heatmaps=tmp_path / "nowhere")
     (heat / "heatmaps.csv").unlink()  # without heatmaps, no section (not a 'missing' one)

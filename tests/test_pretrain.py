@@ -43,6 +43,13 @@ def test_short_run_writes_the_run_directory(shapes_dir, tmp_path):
     weights = torch.load(out / rundir.ENCODER, weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in weights.values())
     assert str(shapes_dir) not in (out / rundir.METRICS).read_text()
+    # CO-SSL's two terms are logged beside the weighted total, and add up to it
+    w_s = cfg["w_s_resolved"]
+    epoch = [r for r in metrics(out) if r.get("loss") is not None][-1]
+    assert {"loss_global", "loss_local"} <= set(epoch)
+    assert epoch["loss"] == pytest.approx((1 - w_s) * epoch["loss_global"]
+                                          + w_s * epoch["loss_local"], rel=0.05)
+    assert cfg["cossl_edge_version"]
 
 
 def test_monitor_beats_random_init_and_rank_stays_up(shapes_dir, tmp_path):

@@ -30,9 +30,12 @@ def fake_run(root: Path) -> Path:
     contract = PreprocessContract(channels=1, size=16)
     (run / "config.json").write_text(json.dumps(
         {"method": "co-byol", "arch": "resnet10", "width": 0.25, "contract": contract.to_dict(),
-         "feature_grid": 2, "num_images": 40}))
+         "feature_grid": 2, "num_images": 40, "seed": 7, "bf16_resolved": False,
+         "cossl_edge_version": "9.9.9"}))
     recs = [{"epoch": 0, "step": 0, "event": "init", "effective_rank": 3.0, "knn_monitor": 0.4}]
     recs += [{"epoch": e, "step": 10 * e, "loss": 1.0 / e, "lr": 1e-3, "tau": 0.99,
+              "loss_global": 1.2 / e, "loss_local": 2.0 / e, "images_per_s": 400.0,
+              "elapsed_s": 60.0 * e,
               "effective_rank": 3.0 + e, "knn_monitor": 0.4 + 0.1 * e} for e in (1, 2, 3)]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + '\n{"cut')
     rng = np.random.default_rng(0)
@@ -43,7 +46,8 @@ def fake_run(root: Path) -> Path:
                   "int8": {"file": "encoder.int8.onnx", "bytes": 1_100_000}},
         "int8_agreement": {"cosine_mean": 0.998, "cosine_min": 0.99,
                            "knn_top1_agreement": 0.97},
-        "int8": {"target": "arm"},
+        "int8": {"target": "arm"}, "parity_max_abs_diff": 3e-6, "int8_recommended": False,
+        "warnings": ["int8 kNN agreement 0.97 below 0.98"],
         "latency": [{"engine": e, "batch": b, "threads": t, "ms": ms}
                     for e, ms in (("torch", 9.0), ("ort-fp32", 4.0), ("ort-int8", 2.0))
                     for b in (1, 32) for t in (1, 2)]}))
@@ -70,6 +74,12 @@ def test_full_run_fills_every_section(tmp_path):
     assert "0.9980" in section(page, "export") and "arm" in section(page, "export")
     assert "pretrained" in section(page, "fewshot") and "5-shot 70.0" in section(page, "fewshot")
     assert "co-byol" in page and str(tmp_path) not in page  # no raw path on the page
+    summary = page[:page.index("<nav>")]
+    for shown in ("<th>steps</th><td>30</td>", "3.0 min", "<td>fp32</td>", "<td>7</td>",
+                  "9.9.9"):
+        assert shown in summary, shown
+    export = section(page, "export")
+    assert "3.00e-06" in export and "not recommended: int8 kNN agreement" in export
 
 
 def test_missing_data_is_said(tmp_path):

@@ -239,6 +239,7 @@ class Trainer:
         loader = epoch_loader(self.data.dataset, batches, cfg.workers, cfg.seed,
                               self.dist.rank, state["epoch"])
         losses, seen, t_epoch, accum = [], 0, time.perf_counter(), 0
+        terms: dict[str, list[float]] = {}  # the method's terms (loss_global, loss_local)
         last_ckpt = time.perf_counter()
         for batch_views in loader:
             if self.dist.any(self.stop_requested):  # all ranks stop at one batch
@@ -247,7 +248,9 @@ class Trainer:
                            for v in batch_views]
             self.method.set_progress(self.fraction())
             with self.autocast:
-                loss, _stats = self.model(*batch_views)
+                loss, stats = self.model(*batch_views)
+            for key, value in stats.items():
+                terms.setdefault(key, []).append(value)
             (loss / cfg.accumulate).backward()
             accum += 1
             seen += len(batch_views[0]) * self.dist.world
@@ -269,6 +272,7 @@ class Trainer:
         frac = self.fraction()
         return {"epoch": state["epoch"], "step": state["global_step"],
                 "loss": float(np.mean(losses)) if losses else None,
+                **{k: float(np.mean(v)) for k, v in terms.items() if v},
                 "lr": lr_at(frac, self.peak_lr, cfg.warmup_fraction),
                 "tau": ema_tau_at(frac, cfg.ema_base),
                 "images_per_s": seen / max(1e-9, time.perf_counter() - t_epoch),

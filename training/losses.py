@@ -40,16 +40,29 @@ def co_local_loss(local_predictions: torch.Tensor, target: torch.Tensor) -> torc
 
 def co_byol_loss(prediction: torch.Tensor, target: torch.Tensor,
                  local_predictions: torch.Tensor | None, local_target: torch.Tensor | None,
-                 w_s: float) -> torch.Tensor:
+                 w_s: float, terms: dict | None = None) -> torch.Tensor:
     """(1 − w_s)·L_global + w_s·L_local for one direction (a predicts b).
 
     With ``w_s == 0`` the local term is not computed at all: the result is BYOL's loss, bit
-    for bit, which is how ``byol`` is defined in this project.
+    for bit, which is how ``byol`` is defined in this project. ``terms``, when given, gets
+    the two terms' values added (``global``, ``local``; floats, unweighted).
     """
     global_term = byol_loss(prediction, target)
     if w_s == 0:
+        _add_terms(terms, global_term)
         return global_term
-    return (1 - w_s) * global_term + w_s * co_local_loss(local_predictions, local_target)
+    local_term = co_local_loss(local_predictions, local_target)
+    _add_terms(terms, global_term, local_term)
+    return (1 - w_s) * global_term + w_s * local_term
+
+
+def _add_terms(terms: dict | None, global_term: torch.Tensor,
+               local_term: torch.Tensor | None = None) -> None:
+    if terms is None:
+        return
+    terms["global"] = terms.get("global", 0.0) + float(global_term.detach())
+    if local_term is not None:
+        terms["local"] = terms.get("local", 0.0) + float(local_term.detach())
 
 
 def nt_xent_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float,
@@ -97,12 +110,16 @@ def co_info_nce_local_loss(local_queries: torch.Tensor, keys: torch.Tensor,
 
 def co_simclr_loss(z_a: torch.Tensor, z_b: torch.Tensor, local_a: torch.Tensor | None,
                    local_b: torch.Tensor | None, w_s: float, temperature: float,
-                   extra_negatives: torch.Tensor | None = None) -> torch.Tensor:
+                   extra_negatives: torch.Tensor | None = None,
+                   terms: dict | None = None) -> torch.Tensor:
     """(1 − w_s)·NT-Xent + w_s·(symmetric local InfoNCE). ``w_s == 0`` is SimCLR exactly.
-    ``extra_negatives`` join the global term's negatives."""
+    ``extra_negatives`` join the global term's negatives. ``terms``, when given, gets the
+    two terms' values (``global``, ``local``; floats, unweighted)."""
     global_term = nt_xent_loss(z_a, z_b, temperature, extra_negatives)
     if w_s == 0:
+        _add_terms(terms, global_term)
         return global_term
     local_term = 0.5 * (co_info_nce_local_loss(local_a, z_b, temperature)
                         + co_info_nce_local_loss(local_b, z_a, temperature))
+    _add_terms(terms, global_term, local_term)
     return (1 - w_s) * global_term + w_s * local_term

@@ -174,11 +174,10 @@ class CoBYOL(SSLMethod):
             loss = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)
             return loss, {"loss_global": float(loss.detach())}
         lp_a, lp_b = self.q2(self.g2(local_vectors(fmap, self.grid))).chunk(2)
-        w = self.w_s_now
-        loss = (co_byol_loss(p_a, z_b, lp_a, t_b, w) + co_byol_loss(p_b, z_a, lp_b, t_a, w))
-        with torch.no_grad():
-            global_term = byol_loss(p_a, z_b) + byol_loss(p_b, z_a)
-        return loss, {"loss_global": float(global_term)}
+        w, terms = self.w_s_now, {}
+        loss = (co_byol_loss(p_a, z_b, lp_a, t_b, w, terms)
+                + co_byol_loss(p_b, z_a, lp_b, t_a, w, terms))
+        return loss, {f"loss_{k}": v for k, v in terms.items()}
 
 
 @implements("co-simclr", "simclr")
@@ -203,6 +202,7 @@ class CoSimCLR(SSLMethod):
         la = lb = None
         if self.use_local:
             la, lb = self.g2(local_vectors(fmap, self.grid)).chunk(2)
+        terms: dict = {}
         loss = co_simclr_loss(z[0], z[1], la, lb, self.w_s_now, self.config.temperature,
-                              z[2] if negative is not None else None)
-        return loss, {}
+                              z[2] if negative is not None else None, terms)
+        return loss, {f"loss_{k}": v for k, v in terms.items()}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cossl_edge import rundir
+from cossl_edge import __version__, rundir
 from cossl_edge.training.config import PretrainConfig
 
 CALIBRATION_COUNT = 256  # prepared training images kept for export (int8 calibration)
@@ -70,7 +70,8 @@ def run_facts(config: PretrainConfig, data, method, grid: int, w_s: float, dist,
             "world_size": dist.world, "device": str(device), "sync_bn": dist.sync_bn,
             "peak_lr": peak_lr, "lr_scaling": lr_rule,
             "embedding_dim": method.backbone.out_channels,
-            "bf16_resolved": precision.bf16, "bf16_choice": precision.to_dict()}
+            "bf16_resolved": precision.bf16, "bf16_choice": precision.to_dict(),
+            "cossl_edge_version": __version__}
 
 
 def write_run_files(out: Path, config: PretrainConfig, facts: dict, data) -> None:
