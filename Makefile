@@ -3,13 +3,21 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export NO_ALBUMENTATIONS_UPDATE := 1
+# torch's CPU build by default: on Linux, PyPI's torch is the CUDA build (several GB). The
+# installs below add this index when it answers (5 s probe), so the lock's torch==2.13.0
+# resolves to 2.13.0+cpu; where it does not answer (an offline mirror), pip's own
+# configuration decides. `make TORCH_INDEX=` turns it off; point it at a mirror to override.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PIP = $$($(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], \
+	timeout=5)" "$(TORCH_INDEX)/" >/dev/null 2>&1 && [ -n "$(TORCH_INDEX)" ] && \
+	echo --extra-index-url $(TORCH_INDEX))
 
 .PHONY: demo test test-edge test-wheel wheel edge-install lint venv bench clean browser node-tools
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip "setuptools>=77"
-	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet $(TORCH_PIP) -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -80,7 +88,8 @@ WHEEL_VENV := build/wheel-venv-$(shell cat requirements.lock pyproject.toml | sh
 $(WHEEL_VENV)/.installed: | wheel
 	rm -rf build/wheel-venv-*
 	$(PY) -m venv $(WHEEL_VENV)
-	$(WHEEL_VENV)/bin/pip install --quiet -c requirements.lock "$(WHEEL)[train,export]"
+	$(WHEEL_VENV)/bin/pip install --quiet $(TORCH_PIP) -c requirements.lock \
+		"$(WHEEL)[train,export]"
 	touch $@
 
 test-wheel: venv wheel $(WHEEL_VENV)/.installed
