@@ -19,6 +19,9 @@ def read_image(path: str | Path) -> np.ndarray:
 
     8-bit images are divided by 255, 16-bit by 65535; float images (TIFF mode F) are taken as
     they are and must already be finite. Palette and alpha images are converted to RGB.
+    16-bit colour images are read through OpenCV (Pillow keeps 8 of their 16 bits); without
+    OpenCV they are an error, never silently 8-bit, so every machine prepares the same
+    pixels.
     """
     path = Path(path)
     try:
@@ -69,8 +72,11 @@ def _has_16_bit_samples(im: Image.Image) -> bool:
 def _read_16_bit_colour(path: Path, fallback: np.ndarray) -> np.ndarray:
     try:
         import cv2
-    except ImportError:  # the edge runtime may lack OpenCV: 8-bit precision is still right
-        return fallback
+    except ImportError:  # Pillow would keep 8 of the 16 bits: the device would then
+        # prepare the file differently from a machine with OpenCV (training's)
+        raise ImageReadError("16-bit colour image: reading all its bits needs OpenCV, which "
+                             "is not installed here; pip install 'cossl-edge[video]' (or "
+                             "save the image with 8-bit colour)") from None
     bgr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if bgr is None or bgr.dtype != np.uint16 or bgr.ndim != 3:
         return fallback

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -35,6 +37,14 @@ def test_16_bit_colour_keeps_precision(tmp_path, name):
     rgb = np.stack([RAMP16 + 3, np.full_like(RAMP16, 30001), np.zeros_like(RAMP16)], axis=2)
     cv2.imwrite(str(tmp_path / name), rgb[:, :, ::-1])  # OpenCV writes BGR
     np.testing.assert_allclose(read_image(tmp_path / name), rgb / 65535.0, atol=1e-7)
+
+
+def test_16_bit_colour_without_opencv_is_an_error_not_8_bits(tmp_path, monkeypatch):
+    rgb = np.stack([RAMP16 + 3] * 3, axis=2)
+    cv2.imwrite(str(tmp_path / "c16.png"), rgb)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # a device without OpenCV
+    with pytest.raises(ImageReadError, match=r"16-bit colour.*cossl-edge\[video\]"):
+        read_image(tmp_path / "c16.png")
 
 
 def test_colour_png_and_jpeg(tmp_path):

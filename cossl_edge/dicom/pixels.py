@@ -20,7 +20,8 @@ from pydicom.uid import UID
 from cossl_edge.dicom.header import DicomSkip, open_bounded, pydicom_quiet, read_header
 from cossl_edge.dicom.windowing import CT_PRESETS, auto_to_unit, window_to_unit
 
-CODECS_HINT = "pip install 'cossl-edge[codecs]'"
+CODECS_HINT = ("pip install 'cossl-edge[codecs]' (permissive decoders; 12-bit JPEG Extended "
+               "needs 'cossl-edge[codecs-gpl]', GPL-3.0)")
 # Beyond the image pixel module (group 0028, which pydicom always returns), the chain needs
 # the modality (for CT presets) and the functional groups of enhanced multi-frame objects.
 EXTRA_TAGS = [Tag("Modality"), Tag("SharedFunctionalGroupsSequence"),
