@@ -3,7 +3,7 @@
 #   1. training throughput on the GPU, fp32 and bf16 (issue "Foundation");
 #   2. the CLI on CUDA: pretrain in bf16, resume, export (ONNX + int8, verified), embed;
 #   3. the four-method comparison on the GPU in bf16 (issue "Evaluation"), beside
-#   4. a step-matched recipe sweep (issue "Ten CPU minutes"): each run trains for the steps
+#   4. a step-matched recipe sweep (the ten-CPU-minute recipe): each run trains for the steps
 #      that ten minutes buy on the 2-core CPU, so the GPU answers a CPU question faster.
 # Usage: OUT=results-folder bash benchmarks/gpu_checks.sh, on a machine with torch and CUDA;
 # the packages it lacks (albumentations and its needs, monai, pydicom, mlxtend) as wheels in

@@ -74,8 +74,8 @@ def demo(
 ) -> None:
     """Pretrain, export and evaluate on generated chest radiographs, printing each command.
 
-    Needs the training extras (pip install 'cossl-edge[train,export]'); about five minutes
-    on two CPU cores with the defaults. Nothing is downloaded: the images are drawn here."""
+    Needs the package's train and export extras (torch, onnx); about five minutes on two
+    CPU cores with the defaults. Nothing is downloaded: the images are drawn here."""
     from cossl_edge.progress import progress_bar
 
     missing = [m for m in ("torch", "onnx") if importlib.util.find_spec(m) is None]
