@@ -9,7 +9,9 @@ Sections, each saying so when its data is missing:
 3. an embedding map (2D PCA of the exported encoder's embeddings, coloured by label);
 4. a nearest-neighbour gallery (cosine, after centring);
 5. few-shot accuracy against shots (``fewshot*.json`` in the run directory, as written by
-   ``cossl-edge fewshot eval --json`` or the demo, else computed on the labelled images);
+   ``cossl-edge fewshot eval --json`` — with its raw-pixel and before-adaptation floors —
+   or the demo, else computed on the labelled images); and, when the run holds
+   ``evaluation*.json`` (``cossl-edge evaluate --json``), its probe, kNN and robustness;
 6. the export (``export-report.json``): sizes, parity with torch, int8 agreement and
    verdict, latency, the network before adaptation when there is one;
 7. only when there are some: heatmaps of a few-shot classifier, the most and the least
@@ -40,6 +42,7 @@ from cossl_edge.report_data import (
 from cossl_edge.report_sections import (
     Section,
     curves_section,
+    evaluation_section,
     export_section,
     fewshot_section,
     gallery_section,
@@ -51,7 +54,8 @@ from cossl_edge.report_sections import (
 )
 
 __all__ = ["Embedded", "ReportError", "Section", "build_report", "curves_section",
-           "embed_for_report", "export_section", "fewshot_curves", "fewshot_section",
+           "embed_for_report", "evaluation_section", "export_section", "fewshot_curves",
+           "fewshot_section",
            "find_model", "gallery_section", "heatmap_section", "map_section", "monitor_section",
            "page", "pca_2d", "read_metrics", "summary_table", "write_report"]
 
@@ -71,6 +75,9 @@ def build_report(run_dir: str | Path, data: str | Path | None = None,
     sections = [curves_section(records), monitor_section(records),
                 map_section(embedded), gallery_section(embedded),
                 fewshot_section(run, embedded), export_section(run)]
+    evaluation = evaluation_section(run)
+    if evaluation is not None:
+        sections.insert(-1, evaluation)
     local = heatmap_section(Path(heatmaps) if heatmaps is not None else run / HEATMAPS,
                             required=heatmaps is not None)
     if local is not None:

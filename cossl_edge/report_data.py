@@ -110,6 +110,12 @@ def fewshot_curves(run: Path, emb: Embedded | None) -> dict[str, dict[int, tuple
             points = _points(res)
             if points:
                 curves[name or path.stem] = points
+            # the floors fewshot eval --json keeps beside the model, on the same episodes
+            for key, label in (("raw_pixel_floor", "raw pixels"),
+                               ("init_floor", "before adaptation")):
+                floor = _points(res.get(key)) if isinstance(res, dict) else {}
+                if floor:
+                    curves[f"{name or path.stem}: {label}" if name else label] = floor
     if curves or emb is None or emb.labels is None:
         return curves
     from cossl_edge.episodes import EpisodeError, evaluate_episodes

@@ -123,6 +123,32 @@ def fewshot_section(run: Path, emb: Embedded | None) -> Section:
     return s
 
 
+def evaluation_section(run: Path) -> Section | None:
+    """``cossl-edge evaluate --json RUN_DIR/evaluation.json`` results, when the run holds
+    some (``evaluation*.json``): probe, kNN, few-shot and robustness, one row per file."""
+    rows = []
+    for path in sorted(run.glob("evaluation*.json")):
+        res = read_json(path)
+        if not isinstance(res, dict) or "linear_probe" not in res:
+            continue
+        shots = res.get("fewshot", {}).get("shots", {})
+        noise = res.get("robustness", {}).get("noise", {})
+        cells = [path.stem, f"{100 * res['linear_probe']['accuracy']:.1f}%",
+                 f"{100 * res['knn']['accuracy']:.1f}%",
+                 ", ".join(f"{k}-shot {100 * v['accuracy']:.1f}%" for k, v in shots.items()),
+                 ", ".join(f"σ {lv}: {100 * a:.1f}%" for lv, a in zip(
+                     noise.get("levels", []), noise.get("probe", []), strict=False))
+                 if noise.get("available") else "–"]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return None
+    s = Section("evaluation", "Evaluation (cossl-edge evaluate)")
+    head = "".join(f"<th>{h}</th>" for h in ("file", "linear probe", "kNN", "few-shot",
+                                               "probe under noise"))
+    s.html = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    return s
+
+
 def export_section(run: Path) -> Section:
     from cossl_edge import report_figures as fig
 

@@ -150,3 +150,26 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert found == {"images": "6", "decoded": "6", "sections": "6"}, dom[:300]
     for key in SECTIONS:
         assert f'id="{key}"' in dom
+
+
+def test_floors_and_evaluate_results_join_the_report(tmp_path):
+    """fewshot eval --json keeps its raw-pixel and before-adaptation floors: the few-shot
+    section draws them; evaluate --json RUN_DIR/evaluation.json gets its own section."""
+    run = fake_run(tmp_path)
+    (run / "fewshot.json").write_text(json.dumps({
+        "shots": {"5": {"accuracy": 0.81, "ci95": 0.02}},
+        "raw_pixel_floor": {"shots": {"5": {"accuracy": 0.62, "ci95": 0.02}}},
+        "init_floor": {"model": "encoder.init.onnx",
+                       "shots": {"5": {"accuracy": 0.55, "ci95": 0.03}}}}))
+    (run / "evaluation.json").write_text(json.dumps({
+        "linear_probe": {"accuracy": 0.931}, "knn": {"accuracy": 0.912},
+        "fewshot": {"shots": {"5": {"accuracy": 0.8}}},
+        "robustness": {"noise": {"available": True, "levels": [0.0, 0.2],
+                                 "probe": [0.931, 0.7]}}}))
+    page = build_report(run)
+    fewshot = section(page, "fewshot")
+    for name in ("raw pixels", "before adaptation", "5-shot 62.0", "5-shot 55.0"):
+        assert name in fewshot, name
+    evaluation = section(page, "evaluation")
+    assert "93.1%" in evaluation and "91.2%" in evaluation and "σ 0.2: 70.0%" in evaluation
+    assert page.index('id="evaluation"') < page.index('id="export"')
