@@ -297,7 +297,9 @@ class Trainer:
 
 def _run_line(config: PretrainConfig, facts: dict, dist) -> str:
     grid = facts["feature_grid"]
-    return (f"{config.method} · {config.arch} ×{config.width} · {config.contract.size}px "
+    arch = f"{config.arch} from {config.init}" if config.arch == "efficientnet-lite0" else \
+        f"{config.arch} ×{config.width}"
+    return (f"{config.method} · {arch} · {config.contract.size}px "
             f"{config.contract.channels}ch · map {grid}×{grid} · {facts['num_images']} images "
             f"({facts['num_skipped']} skipped) · batch {facts['effective_batch_size']}"
             f" · lr {facts['peak_lr']:.3g} ({facts['lr_scaling']} scaling)"
