@@ -12,7 +12,7 @@ TORCH_PIP = $$($(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.
 	timeout=5)" "$(TORCH_INDEX)/" >/dev/null 2>&1 && [ -n "$(TORCH_INDEX)" ] && \
 	echo --extra-index-url $(TORCH_INDEX))
 
-.PHONY: demo test test-edge test-wheel wheel edge-install lint venv bench clean browser node-tools
+.PHONY: demo test test-edge test-wheel test-arm wheel edge-install lint venv bench clean browser node-tools
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,7 +26,7 @@ venv: $(BIN)/.installed
 demo: venv
 	$(BIN)/python -m clinical_examples.demo
 
-test: venv node-tools test-edge test-wheel browser
+test: venv node-tools test-edge test-wheel test-arm browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest tests
 
@@ -97,6 +97,17 @@ test-wheel: venv wheel $(WHEEL_VENV)/.installed
 	$(WHEEL_VENV)/bin/pip check
 	COSSL_WHEEL_VENV=$(abspath $(WHEEL_VENV)) $(BIN)/python -m pytest -p no:cacheprovider \
 		tests/test_packaging.py -k installed_wheel
+
+# The installed wheel's edge runtime on aarch64 under user-mode emulation (tests/test_arm.py):
+# Debian's qemu-user-static (installed when missing), Debian's arm64 CPython and PyPI's aarch64
+# wheels of the lock's versions, cached under build/arm/ (tests/arm/build_env.sh); pytest -s
+# prints the x86 <-> aarch64 agreement (docs/edge.md), also written to build/arm/agreement.json.
+ARM := build/arm
+
+test-arm: venv wheel
+	bash tests/arm/build_env.sh $(ARM) $(WHEEL) $(BIN)/python
+	COSSL_ARM_DIR=$(abspath $(ARM)) $(BIN)/python -m pytest -p no:cacheprovider -s \
+		tests/test_arm.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -104,6 +104,10 @@ def _print(result: dict) -> None:
     console.print(f"one image at a time: --threads {lat['threads']}{spin}")
     console.print(f"archives (embed): --threads {thr['threads']} "
                   f"--batch-size {thr['batch_size']}{spin}")
+    console.print("int8 or fp32: bench both files on the device and keep the faster; on ARM, "
+                  "int8 is fast only with the dot-product instructions (ARMv8.2 and later, e.g. "
+                  "Cortex-A55/A76, Jetson Orin): on a Cortex-A72 (Raspberry Pi 4) int8 can be "
+                  "slower than fp32", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
