@@ -83,7 +83,7 @@ def node_factory(tmp_path, classifier, pacs):
     def make(name: str = "node", extra: list[str] | None = None, forward: bool = True):
         node = ns.NodeProcess(classifier, tmp_path / name,
                               forward=f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}" if forward
-                              else None, extra=["--quiet", "1", *(extra or [])])
+                              else None, extra=["--eostudy-timeout", "1", *(extra or [])])
         started.append(node)
         return node
 

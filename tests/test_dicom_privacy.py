@@ -19,13 +19,15 @@ def test_pretrain_on_dicom_leaves_no_patient_data(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("COSSL_EDGE_CACHE", str(cache))
     run = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)  # the summary names the run directory as given: "run"
     result = CliRunner().invoke(app, [
-        "pretrain", str(data), "--out", str(run), "--arch", "resnet10", "--width", "0.25",
+        "pretrain", str(data), "--out", "run", "--arch", "resnet10", "--width", "0.25",
         "--image-size", "16", "--batch-size", "4", "--epochs", "1", "--max-steps", "2",
         "--quiet",
         "--preset", "medical", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert '"steps": 2' in result.output and '"images": 9' in result.output  # 6 slices + 3 frames
+    assert "pretrained: 2 steps" in result.output
+    assert "on 9 images" in result.output  # 6 slices + 3 frames
     secrets = [FAKE_NAME, FAKE_ID, "Zyxwvut", "93517", data.name, str(tmp_path)]
     written = [p for p in list(run.rglob("*")) + list(cache.rglob("*")) if p.is_file()]
     assert len(written) >= 4

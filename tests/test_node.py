@@ -142,7 +142,7 @@ def test_local_classifier_heatmaps_as_secondary_captures(tmp_path, local_classif
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
     node = ns.NodeProcess(local_classifier, tmp_path / "node",
                           forward=f"{ns.PACS_AE}@127.0.0.1:{ns.free_port()}",  # nobody there
-                          extra=["--quiet", "0.5", "--heatmaps", "4"])
+                          extra=["--eostudy-timeout", "0.5", "--heatmap-count", "4"])
     try:
         node.start()
         assert ns.storescu(node.port, files).returncode == 0

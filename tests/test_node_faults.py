@@ -61,7 +61,7 @@ def test_foreign_ae_unsupported_and_malformed(tmp_path, node_factory):
 
 def test_kill9_during_transfer_then_restart(tmp_path, pacs, node_factory):
     files = ns.write_series(tmp_path / "scan", 200, "kill9", patient=30)
-    node = node_factory(extra=["--quiet", "2"])
+    node = node_factory(extra=["--eostudy-timeout", "2"])
     node.start()
     sender = ns.storescu(node.port, files, background=True)
 
@@ -97,7 +97,7 @@ def test_forwarding_retries_and_survives_restart(tmp_path, classifier):
     files = ns.write_series(tmp_path / "scan", 4, "retry", patient=40)
     node = ns.NodeProcess(classifier, tmp_path / "node",
                           forward=f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}",
-                          extra=["--quiet", "0.5"])
+                          extra=["--eostudy-timeout", "0.5"])
     try:
         node.start()
         assert ns.storescu(node.port, files).returncode == 0
@@ -163,7 +163,7 @@ def test_spool_retention_and_a_late_instance(tmp_path, node_factory):
     """Finished series leave the spool after --retain-hours (their state stays); an instance
     arriving later reopens the series, whose new SR covers what is still on disk."""
     files = ns.write_series(tmp_path / "scan", 4, "retain", patient=60)
-    node = node_factory(extra=["--retain-hours", "0", "--quiet", "0.5"], forward=False)
+    node = node_factory(extra=["--retain-hours", "0", "--eostudy-timeout", "0.5"], forward=False)
     node.start()
     assert ns.storescu(node.port, files[:3]).returncode == 0
     ns.wait_until(lambda: any(e["event"] == "spool_freed" for e in node.events()), 30,

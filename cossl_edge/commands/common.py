@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from contextlib import contextmanager
+from enum import Enum, StrEnum
 
 import typer
 
@@ -28,3 +30,28 @@ def user_errors():
     except KeyboardInterrupt:
         typer.secho("interrupted", err=True)
         sys.exit(130)
+
+
+def choices(name: str, values: Iterable[str]) -> type[StrEnum]:
+    """A closed set of option values as a str-valued Enum: ``--help`` lists them, shell
+    completion offers them, and a value outside them fails while the command line is parsed
+    (click's message naming the valid ones, exit code 2), before any file is read."""
+    return StrEnum(name, {v: v for v in values})
+
+
+def plain(value):
+    """A choice's value as the plain ``str`` the library code takes (None stays None)."""
+    return value.value if isinstance(value, Enum) else value
+
+
+def warn(message: str) -> None:
+    typer.secho(f"warning: {message}", fg=typer.colors.YELLOW, err=True)
+
+
+def renamed(new_value, old_value, default, old: str, new: str):
+    """A renamed option's value: the new option's, else (with a warning) the hidden old
+    name's, else the default."""
+    if old_value is None:
+        return new_value
+    warn(f"{old} is deprecated and will be removed; use {new}")
+    return old_value if new_value == default else new_value

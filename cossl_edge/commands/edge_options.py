@@ -6,11 +6,15 @@ from pathlib import Path
 
 import typer
 
+from cossl_edge.commands.common import warn
+
 MODEL = typer.Argument(..., help="Encoder ONNX file written by cossl-edge export.")
 CONTRACT = typer.Option(None, "--contract", help="PreprocessContract JSON file, for a model "
                         "exported without the contract metadata (overrides the model's own).")
-THREADS = typer.Option(0, "--threads", min=0, help="onnxruntime intra-op threads "
-                       "(0: onnxruntime's choice, all cores).")
+THREADS = typer.Option(0, "--threads", min=0, help="onnxruntime intra-op threads. Default "
+                       "0: onnxruntime's choice, every core — a batch job over a folder runs "
+                       "fastest so; give fewer to leave cores to other work (`cossl-edge "
+                       "bench` shows the best count on this device; serve defaults to 1).")
 SPIN = typer.Option(True, "--spin/--no-spin", help="Let idle worker threads spin-wait; "
                     "--no-spin saves power on battery devices at some latency cost.")
 BATCH = typer.Option(16, "--batch-size", min=1, help="Images per onnxruntime call "
@@ -63,3 +67,16 @@ def count_skipped(items) -> tuple[dict[str, int], list[str]]:
     for s in items:
         counts[s.reason] = counts.get(s.reason, 0) + 1
     return counts, [file_token(s.path) for s in items[:5]]
+
+
+def warn_default_salt() -> None:
+    """One warning when the ids are salted with the public default salt: anyone can then
+    recompute the id of a file whose path (or DICOM UID) they can guess."""
+    import os
+
+    from cossl_edge.privacy import DEFAULT_SALT_ENV
+
+    if not os.environ.get(DEFAULT_SALT_ENV):
+        warn(f"the ids are salted with the public default salt, so anyone who can guess a "
+             f"file's path can recompute its id; set {DEFAULT_SALT_ENV} to a secret of your "
+             "site (the same for every run whose ids you compare) before sharing them")

@@ -56,6 +56,7 @@ def embed(
     resumed = f" ({report.resumed} done by an earlier run)" if report.resumed else ""
     typer.echo(f"embedded {report.embedded} samples{resumed} → {out} "
                f"(+ {out.stem}.ids.csv); skipped {sum(counts.values())}")
+    opt.warn_default_salt()
 
 
 def register(app: typer.Typer) -> None:

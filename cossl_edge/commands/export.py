@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from cossl_edge.commands.common import user_errors
+from cossl_edge.commands.common import choices, plain, user_errors
 from cossl_edge.progress import ProgressBars
 
+# export/quantize.py checks the target; it loads onnxruntime's quantizer (and onnx), which
+# the CLI does not load at start, so the list is written here (tests/test_cli_choices.py
+# compares it).
+TARGETS = ("auto", "x86-vnni", "x86", "arm")
+Target = choices("Target", TARGETS)
 TARGET_HELP = ("CPU the int8 file is tuned for: x86-vnni (U8 activations, S8 weights), x86 "
                "without VNNI (U8/S8 with reduce_range), arm (S8/S8), or auto (read this CPU).")
 
@@ -27,7 +33,7 @@ def export(
                                             "training data folder recorded in config.json)."),
     calibration_count: int = typer.Option(256, "--calibration-count", min=1, help="How many "
                                           "calibration images to draw (a fixed random pick)."),
-    target: str = typer.Option("auto", "--target", help=TARGET_HELP),
+    target: Target = typer.Option(Target("auto"), "--target", help=TARGET_HELP),
     opset: int = typer.Option(17, "--opset", help="ONNX opset of the exported files."),
     local_map: bool = typer.Option(False, "--local-map", help="Add a second output, "
                                    "local_map: the feature map before pooling (N×D×h×w)."),
@@ -41,7 +47,7 @@ def export(
     console = Console(stderr=True)
     with user_errors(), ProgressBars(console) as progress:
         report = export_run(run_dir, out, int8=int8, calibration=calibration,
-                            calibration_count=calibration_count, target=target, opset=opset,
+                            calibration_count=calibration_count, target=plain(target), opset=opset,
                             local_map=local_map, measure_latency=latency, progress=progress)
     stdout = Console()
     for table in report_tables(report):
@@ -49,8 +55,14 @@ def export(
     for warning in report.get("warnings", []):
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     folder = out if out is not None else run_dir
-    stdout.print(f"wrote {', '.join(f['file'] for f in report['files'].values())} and "
-                 f"{report['report_file']} to {folder}")
+    files = [f["file"] for f in report["files"].values()]
+    # plain echo, not Rich: a path or a command must not be wrapped or restyled
+    typer.echo(f"wrote {', '.join(files)} and {report['report_file']} to {folder}")
+    shipped = report["files"].get("int8") or report["files"].get("fp32")
+    model = folder / (shipped["file"] if shipped else files[0])
+    typer.echo(f"next: cossl-edge fewshot eval {shlex.quote(str(model))} LABELED_DIR   "
+               "(LABELED_DIR: labelled images, one subfolder per class; fewshot fit then "
+               "builds a classifier)")
 
 
 def register(app: typer.Typer) -> None:

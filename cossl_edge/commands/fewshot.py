@@ -9,27 +9,31 @@ from pathlib import Path
 import typer
 
 from cossl_edge.commands import edge_options as opt
-from cossl_edge.commands.common import user_errors
+from cossl_edge.commands.common import choices, plain, user_errors
+from cossl_edge.fewshot import KINDS
+from cossl_edge.local_fewshot import SCORINGS
 from cossl_edge.progress import progress_bar
 
 app = typer.Typer(help="Few-shot classification: fit on a few labelled images, predict, or "
                   "evaluate with N-way K-shot episodes.", no_args_is_help=True)
 
-KIND = typer.Option("auto", "--classifier", help="auto: chooses from the support set "
-                    "itself, leaving one image out, between proto and anomaly (when the "
-                    "model has an anomaly map and the task is normal against one finding), "
-                    "and says which; proto: CL2N nearest prototype (SimpleShot); logreg: L2 "
-                    "logistic regression (numpy); knn: cosine kNN; anomaly: one threshold on "
-                    "the model's anomaly map (its departure from the unlabeled training "
-                    "images), with heatmaps; local: every local vector scored "
+Classifier = choices("Classifier", ("auto", *KINDS))
+Scoring = choices("Scoring", ("auto", *SCORINGS))
+KIND = typer.Option(Classifier("auto"), "--classifier", help="auto: chooses from the "
+                    "support set itself, leaving one image out, between proto and anomaly "
+                    "(when the model has an anomaly map and the task is normal against one "
+                    "finding), and says which; proto: CL2N nearest prototype (SimpleShot); "
+                    "logreg: L2 logistic regression (numpy); knn: cosine kNN; anomaly: one "
+                    "threshold on the model's anomaly map (its departure from the unlabeled "
+                    "training images), with heatmaps; local: every local vector scored "
                     "(--local-scoring), with heatmaps, for a model exported with --local-map.")
 NORMAL = typer.Option(None, "--normal-class", help="anomaly, auto and local: the class "
                       "without a finding (by default the one class named normal, "
                       "no_finding, negative, functional, good or ok).")
-SCORING = typer.Option("auto", "--local-scoring", help="local: prototype (each local "
-                       "vector against the class prototypes of the pooled embeddings), "
-                       "memory (nearest normal support vector, PatchCore-style), hybrid "
-                       "(the sum of both, each standardised on the normal support), or "
+SCORING = typer.Option(Scoring("auto"), "--local-scoring", help="local: prototype (each "
+                       "local vector against the class prototypes of the pooled "
+                       "embeddings), memory (nearest normal support vector, PatchCore-style), "
+                       "hybrid (the sum of both, each standardised on the normal support), or "
                        "auto: hybrid for a GeM- or max-pooled model (pretrain --findings "
                        "local), memory for a mean-pooled one.")
 
@@ -92,7 +96,7 @@ def fit(
     support_dir: Path = typer.Argument(..., help="Labelled images: one subfolder per class "
                                        "(or any layout with --labels)."),
     out: Path = typer.Option(..., "--out", help="Classifier JSON file to write."),
-    classifier: str = KIND,
+    classifier: Classifier = KIND,
     labels: Path | None = opt.LABELS,
     abstain: float = typer.Option(0.0, "--abstain", min=0.0, max=1.0, help="Default abstain "
                                   "threshold: predictions below this probability are "
@@ -101,7 +105,7 @@ def fit(
                             "(scikit-learn's C); local: of its calibration."),
     k: int = typer.Option(5, "--k", min=1, help="knn: neighbours that vote."),
     normal_class: str | None = NORMAL,
-    local_scoring: str = SCORING,
+    local_scoring: Scoring = SCORING,
     batch_size: int = opt.BATCH,
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
@@ -114,6 +118,7 @@ def fit(
     local maps, as the classifier reads them (auto: chooses and says which)."""
     from cossl_edge.fewshot import FewShotClassifier
 
+    classifier, local_scoring = plain(classifier), plain(local_scoring)
     with user_errors():
         sampling = opt.sampling(dicom_stride, video_every, video_fps)
         encoder = opt.open_encoder(model, contract, threads, spin)
@@ -156,14 +161,17 @@ def _choose(encoder, readings: dict, labels: list[str], normal_class: str | None
 def predict(
     classifier_file: Path = typer.Argument(..., help="Classifier JSON from fewshot fit."),
     data_dir: Path = typer.Argument(..., help="Folder or file of images to classify."),
-    out: Path = typer.Option(..., "--out", help="CSV to write: id, label, probability, top_k."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: id, label, probability, "
+                             "top_k. The ids are salted hashes of the files (no paths): "
+                             "--id-map links them back."),
     model: Path | None = typer.Option(None, "--model", help="Encoder ONNX file (default: the "
                                       "one recorded at fit); it must be that same model."),
     abstain: float | None = typer.Option(None, "--abstain", min=0.0, max=1.0, help="Abstain "
                                          "threshold (default: the classifier's)."),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Classes listed per image."),
-    id_map: Path | None = typer.Option(None, "--id-map", help="Also write a CSV id,path. It "
-                                       "holds raw paths: keep it local."),
+    id_map: Path | None = typer.Option(None, "--id-map", help="Also write a CSV id,path "
+                                       "that links each id of OUT back to its file. It "
+                                       "holds raw paths: keep it local, never share it."),
     heatmaps: Path | None = typer.Option(None, "--heatmaps", help="local: also write one PNG "
                                          "per image into this folder, ID.png (the ids of "
                                          "the CSV): the image in grey, red where a finding "
@@ -210,6 +218,12 @@ def predict(
     unknown = sum(p.label == "unknown" for p in preds)
     also = f", heatmaps → {heatmaps}" if heatmaps is not None else ""
     typer.echo(f"{len(preds)} predictions ({unknown} unknown) → {out}{also}")
+    if id_map is not None:
+        typer.echo(f"id → file: {id_map} (it holds raw paths: keep it local)")
+    else:
+        typer.echo("the ids are salted hashes of the files; --id-map PATH also writes a "
+                   "CSV id,path that links them back (keep it local)")
+    opt.warn_default_salt()
 
 
 def _predict_local(encoder, clf, samples, top_k: int, abstain: float | None,
@@ -258,9 +272,9 @@ def evaluate(
                                     "(default: all classes)."),
     queries: int = typer.Option(15, "--queries", min=1, help="Query images per class and "
                                 "episode (fewer when a class has fewer left)."),
-    classifier: str = KIND,
+    classifier: Classifier = KIND,
     normal_class: str | None = NORMAL,
-    local_scoring: str = SCORING,
+    local_scoring: Scoring = SCORING,
     seed: int = typer.Option(0, "--seed", help="Seed of the episode draws."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     init_model: Path | None = typer.Option(
@@ -285,6 +299,7 @@ def evaluate(
     from cossl_edge.episodes import evaluate_episodes
     from cossl_edge.evaluation.features import FLOOR_SIDE
 
+    classifier, local_scoring = plain(classifier), plain(local_scoring)
     with user_errors():
         shot_list = _parse_shots(shots)
         sampling = opt.sampling(dicom_stride, video_every, video_fps)

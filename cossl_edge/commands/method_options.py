@@ -12,7 +12,13 @@ from enum import Enum
 
 import typer
 
+from cossl_edge.commands.common import choices, plain
+
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+# Method settings with a closed set of values, offered as choices. They are checked in
+# training/methods.py (torch), so the lists are written here; tests/test_cli_choices.py
+# compares them with the checks.
+CHOICES = {"local_target": ("g2", "g1", "online")}
 
 
 def _field_type(annotation: str) -> tuple[type, bool]:
@@ -52,6 +58,9 @@ def _parameters() -> list[inspect.Parameter]:
         else:
             default = opt.default
             kind, optional = (type(default), False) if default is not None else (str, True)
+        if name in CHOICES:
+            kind = choices("".join(w.title() for w in name.split("_")), CHOICES[name])
+            default = kind(default) if default is not None else None
         flag = "--" + name.replace("_", "-")
         decls = (f"{flag}/--no-{flag[2:]}",) if kind is bool else (flag,)
         applies = "all methods" if len(methods) == len(names) else ", ".join(methods)
@@ -88,6 +97,7 @@ def method_fields(method: str, settings: dict, explicit: set[str]) -> dict:
         flags = ", ".join("--" + n.replace("_", "-") for n in stray)
         raise ValueError(f"{flags}: not a setting of {method} (its settings: "
                          f"{', '.join('--' + n.replace('_', '-') for n in sorted(own))})")
+    settings = {n: plain(v) for n, v in settings.items()}
     out = {n: v for n, v in settings.items() if n in config_fields}
     out["method_options"] = {n: v for n, v in settings.items()
                              if n not in config_fields and n in own}

@@ -5,14 +5,46 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-from cossl_edge.commands.common import user_errors
+from cossl_edge.commands.common import choices, plain, user_errors
 from cossl_edge.commands.method_options import method_fields, with_method_options
+from cossl_edge.contract import DICOM_WINDOWS, RESIZE_MODES
+from cossl_edge.evaluation.features import POOLS
+from cossl_edge.images import IMAGE_SUFFIXES
+from cossl_edge.training.config import ARCHS, FINDINGS
+from cossl_edge.training.view_settings import PRESETS
+
+# The closed sets of values, from the code that checks them (training.config and
+# view_settings are torch-free, and the method options read them at start anyway). The
+# stems, optimizers and initial weights are checked in torch modules (backbones, optim,
+# efficientnet): their lists are written here, and tests/test_cli_choices.py compares them.
+STEMS = ("auto", "small", "strided", "standard")
+OPTIMIZERS = ("adamw", "lars")
+INITS = ("imagenet", "random")
+Arch = choices("Arch", ARCHS)
+Init = choices("Init", INITS)
+Pool = choices("Pool", POOLS)
+Findings = choices("Findings", FINDINGS)
+Optimizer = choices("Optimizer", OPTIMIZERS)
+Preset = choices("Preset", ("auto", *PRESETS))
+Stem = choices("Stem", STEMS)
+Window = choices("Window", DICOM_WINDOWS)
+Resize = choices("Resize", RESIZE_MODES)
+Channels = choices("Channels", ("1", "3"))
+
+
+def image_formats() -> str:
+    """The image suffixes the reader takes, for the help: PNG/JPEG/BMP/…"""
+    names = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF", ".webp": "WebP"}
+    first = ["PNG", "JPEG", "TIFF"]
+    found = {names.get(s, s[1:].upper()) for s in IMAGE_SUFFIXES}
+    return "/".join([n for n in first if n in found] + sorted(found - set(first)))
 
 
 def parse_auto(option: str, text: str, high: float, what: str) -> float | None:
@@ -43,37 +75,41 @@ def parse_duration(text: str) -> float:
 def register(app: typer.Typer) -> None:
     def pretrain(
         ctx: typer.Context,
-        data_dir: Path = typer.Argument(..., help="Folder of unlabeled images (PNG/JPEG/TIFF, "
-                                        "searched recursively), DICOM files, or video files."),
+        data_dir: Path = typer.Argument(..., help=f"Folder of unlabeled images "
+                                        f"({image_formats()}, searched recursively), DICOM "
+                                        "files, or video files."),
         out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o",
                                  help="Run directory: config, metrics, checkpoints, encoder."),
-        arch: str = typer.Option("auto", help="Backbone: auto (efficientnet-lite0 from "
-                                 "ImageNet weights at 224 px for images of 200 px or more, "
-                                 "when the weights are installed; resnet10 otherwise), "
-                                 "resnet10 (more steps per CPU minute), resnet18 or "
-                                 "efficientnet-lite0."),
-        init: str = typer.Option("imagenet", help="efficientnet-lite0: imagenet (the "
-                                 "ImageNet weights; the blocks up to stride 16 stay frozen) "
-                                 "or random."),
+        arch: Arch = typer.Option(Arch("auto"), help="Backbone: auto (efficientnet-lite0 "
+                                  "from ImageNet weights at 224 px for images of 200 px or "
+                                  "more, when the weights are installed; resnet10 "
+                                  "otherwise), resnet10 (more steps per CPU minute), "
+                                  "resnet18 or efficientnet-lite0."),
+        init: Init = typer.Option(Init("imagenet"), help="efficientnet-lite0: imagenet (the "
+                                  "ImageNet weights; the blocks up to stride 16 stay frozen) "
+                                  "or random."),
         width: float = typer.Option(0.25, help="Width multiplier of the ResNet (1.0 = 64..512 "
                                     "channels). Smaller trains faster on a CPU."),
-        pool: str = typer.Option("mean", help="Global pooling of the last feature map into "
-                                 "the embedding in training: mean, gem (generalised mean, "
-                                 "p = 3: follows the strongest positions, for small local "
-                                 "findings) or max."),
-        embed_pool: str | None = typer.Option(None, help="Pooling of the exported embedding "
-                                              "(mean, gem, max) (default: as --pool)."),
-        findings: str = typer.Option("global", help="What decides the labels you will "
-                                     "classify: global (the whole image: the default "
-                                     "recipe) or local (a small finding — a crack, a nodule, "
-                                     "a fracture line — on a textured background: "
-                                     "native-resolution patch views up to 256 px images, "
-                                     "texture scrambling, no blur, GeM pooling; "
-                                     "docs/recipe.md). Options you give explicitly win."),
+        pool: Pool = typer.Option(Pool("mean"), help="Global pooling of the last feature map "
+                                  "into the embedding in training: mean, gem (generalised "
+                                  "mean, p = 3: follows the strongest positions, for small "
+                                  "local findings) or max."),
+        embed_pool: Pool | None = typer.Option(None, help="Pooling of the exported "
+                                               "embedding (mean, gem, max) (default: as "
+                                               "--pool)."),
+        findings: Findings = typer.Option(Findings("global"), help="What decides the labels "
+                                          "you will classify: global (the whole image: the "
+                                          "default recipe) or local (a small finding — a "
+                                          "crack, a nodule, a fracture line — on a textured "
+                                          "background: native-resolution patch views up to "
+                                          "256 px images, texture scrambling, no blur, GeM "
+                                          "pooling; docs/recipe.md). Options you give "
+                                          "explicitly win."),
         image_size: str = typer.Option("auto", help="Side of the square input in pixels, or "
                                        "auto: 32, 64 or 128, nearest to the images' median "
                                        "short side (larger images → 128)."),
-        channels: int = typer.Option(1, help="Input channels: 1 (grayscale) or 3 (RGB)."),
+        channels: Channels = typer.Option(Channels("1"), help="Input channels: 1 (grayscale) "
+                                          "or 3 (RGB)."),
         epochs: int | None = typer.Option(None, help="Number of passes over the data. "
                                           "Give this or --time-budget."),
         time_budget: str | None = typer.Option(None, help="Train for a wall-clock budget "
@@ -81,7 +117,7 @@ def register(app: typer.Typer) -> None:
                                                "schedules follow the elapsed time."),
         batch_size: int = typer.Option(128, help="Images per step (per process)."),
         lr: float = typer.Option(2e-3, help="Peak learning rate after warmup."),
-        optimizer: str = typer.Option("adamw", help="adamw or lars."),
+        optimizer: Optimizer = typer.Option(Optimizer("adamw"), help="adamw or lars."),
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
         scramble_texture: float = typer.Option(0.0, min=0.0, max=1.0, help="Probability of "
                                                "replacing a view's large-scale shading and "
@@ -109,18 +145,19 @@ def register(app: typer.Typer) -> None:
                                    "±ROTATE degrees (0: none), or auto: 15 for one-channel "
                                    "images (a patient lies askew, a hand slants), 0 for "
                                    "colour."),
-        preset: str = typer.Option("auto", help="View pipeline: camera, medical, or auto "
-                                   "(medical for DICOM, camera otherwise)."),
-        stem: str = typer.Option("auto", help="small (3×3 stride 1, no max-pool), strided "
-                                 "(3×3 stride 2, no max-pool), standard (7×7 stride 2, "
-                                 "max-pool), or auto: small ≤ 48 px, strided ≤ 96 px, "
-                                 "standard above."),
-        window: str = typer.Option("header", help="DICOM intensity window: header (the "
-                                   "file's WindowCenter/Width, percentiles when absent), auto "
-                                   "(0.5–99.5th percentiles), or a CT preset: lung, "
-                                   "mediastinum, brain, bone, abdomen."),
-        resize: str = typer.Option("resize", help="How images become square: resize "
-                                   "(stretch), pad (keep aspect, pad), center-crop."),
+        preset: Preset = typer.Option(Preset("auto"), help="View pipeline: camera, medical, "
+                                      "or auto (medical for DICOM, camera otherwise)."),
+        stem: Stem = typer.Option(Stem("auto"), help="small (3×3 stride 1, no max-pool), "
+                                  "strided (3×3 stride 2, no max-pool), standard (7×7 stride "
+                                  "2, max-pool), or auto: small ≤ 48 px, strided ≤ 96 px, "
+                                  "standard above."),
+        window: Window = typer.Option(Window("header"), help="DICOM intensity window: header "
+                                      "(the file's WindowCenter/Width, percentiles when "
+                                      "absent), auto (0.5–99.5th percentiles), or a CT "
+                                      "preset: lung, mediastinum, brain, bone, abdomen."),
+        resize: Resize = typer.Option(Resize("resize"), help="How images become square: "
+                                      "resize (stretch), pad (keep aspect, pad), "
+                                      "center-crop."),
         dicom_stride: int = typer.Option(1, help="Use every k-th slice of DICOM volumes and "
                                          "multi-frame objects."),
         video_every: int = typer.Option(1, help="Use every k-th frame of video files."),
@@ -170,29 +207,33 @@ def register(app: typer.Typer) -> None:
         if nproc > 1 and "WORLD_SIZE" not in os.environ:
             launch_torchrun(nproc, ctx)
         with user_errors():
+            # the values the parser cannot check, before torch loads and any file is read
+            auto_size = image_size.strip().lower() == "auto"
+            if not auto_size and not image_size.strip().isdigit():
+                raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
+            hflip_p = parse_auto("--hflip", hflip, 1.0, "a probability between 0 and 1")
+            rotate_deg = parse_auto("--rotate", rotate, 180.0,
+                                    "an angle between 0 and 180 degrees")
+            budget = parse_duration(time_budget) if time_budget else None
+
             from cossl_edge.contract import PreprocessContract
             from cossl_edge.training.config import PretrainConfig
             from cossl_edge.training.loop import pretrain as run
 
-            auto_size = image_size.strip().lower() == "auto"
-            if not auto_size and not image_size.strip().isdigit():
-                raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
             method = method_settings.pop("method").value
             config = PretrainConfig(
-                method=method, arch=arch, init=init, width=width, stem=stem, pool=pool,
-                embed_pool=embed_pool, optimizer=optimizer, lr=lr, batch_size=batch_size,
-                accumulate=accumulate, epochs=epochs,
-                time_budget=parse_duration(time_budget) if time_budget else None, bf16=bf16,
-                seed=seed, findings=findings, preset=preset, min_scale=min_scale,
-                view_size=view_size,
+                method=method, arch=plain(arch), init=plain(init), width=width,
+                stem=plain(stem), pool=plain(pool), embed_pool=plain(embed_pool),
+                optimizer=plain(optimizer), lr=lr, batch_size=batch_size,
+                accumulate=accumulate, epochs=epochs, time_budget=budget, bf16=bf16,
+                seed=seed, findings=plain(findings), preset=plain(preset),
+                min_scale=min_scale, view_size=view_size,
                 texture=scramble_texture, jitter=jitter,
-                workers=workers,
-                hflip=parse_auto("--hflip", hflip, 1.0, "a probability between 0 and 1"),
-                rotate=parse_auto("--rotate", rotate, 180.0, "an angle between 0 and 180 degrees"),
+                workers=workers, hflip=hflip_p, rotate=rotate_deg,
                 solarize=solarize, blur=blur,
-                contract=PreprocessContract(channels=channels,
+                contract=PreprocessContract(channels=int(plain(channels)),
                                             size=64 if auto_size else int(image_size),
-                                            resize=resize, window=window),
+                                            resize=plain(resize), window=plain(window)),
                 dicom_stride=dicom_stride, video_every=video_every, video_fps=video_fps,
                 device=device, monitor=str(monitor) if monitor else None,
                 **method_fields(method, method_settings, explicit_fields(ctx)),
@@ -204,9 +245,69 @@ def register(app: typer.Typer) -> None:
                           max_steps=max_steps, sync_bn=sync_bn, auto_size=auto_size)
             if int(os.environ.get("RANK", "0")) != 0:
                 return  # one summary, from rank 0
-            typer.echo(json.dumps(summary, indent=2))
+            print_summary(summary, out, resume_command(ctx))
 
     app.command(no_args_is_help=True)(with_method_options(pretrain))
+
+
+def summary_lines(summary: dict, out: Path, resume_cmd: str) -> list[str]:
+    """What a run did and what to run next: steps, wall time, the precision and model that
+    auto chose (config.json), where the encoder and the run directory are."""
+    from cossl_edge import rundir
+
+    try:
+        facts = json.loads((out / rundir.CONFIG).read_text())
+    except (OSError, ValueError):
+        facts = {}
+    size = (facts.get("contract") or {}).get("size")
+    chosen = [facts["arch"] + (f" at {size} px" if size else "")] if "arch" in facts else []
+    if facts.get("bf16_resolved") is not None:
+        chosen.append("bf16" if facts["bf16_resolved"] else "fp32")
+    epochs = summary["epochs"]
+    span = f" ({epochs} epoch{'s' * (epochs != 1)})" if epochs else ""
+    skipped = f" ({summary['skipped']} files skipped)" if summary.get("skipped") else ""
+    done = "stopped" if summary.get("stopped") else "pretrained"
+    lines = [f"{done}: {summary['steps']} steps{span} in {_wall(summary['elapsed_s'])} on "
+             f"{summary['images']} images{skipped}" + (f"; {', '.join(chosen)}" if chosen
+                                                         else "")]
+    encoder = out / rundir.ENCODER
+    if encoder.is_file() and not summary.get("stopped"):
+        lines.append(f"encoder: {encoder}")
+    lines.append(f"run directory: {out} (config.json, metrics.jsonl, checkpoints/)")
+    if summary.get("stopped"):
+        lines.append(f"next: continue it with  {resume_cmd}")
+    else:
+        lines.append(f"next: cossl-edge export {shlex.quote(str(out))}   (the ONNX and int8 "
+                     "files the edge commands run)")
+    return lines
+
+
+def print_summary(summary: dict, out: Path, resume_cmd: str) -> None:
+    for line in summary_lines(summary, out, resume_cmd):
+        typer.echo(line)
+
+
+def _wall(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(round(seconds), 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else \
+        f"{minutes} min {sec:02d} s"
+
+
+def resume_command(ctx: typer.Context) -> str:
+    """The command that continues this run: the options given, and --resume."""
+    args = relaunch_args(ctx, given_only=True, keep_nproc=True)
+    # folders of images may be named after a patient: placeholders, not their paths
+    args[0] = "DATA_DIR"
+    if "--monitor" in args:
+        args[args.index("--monitor") + 1] = "LABELLED_DIR"
+    workers = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # a torchrun worker: --nproc N
+    if workers > 1 and "--nproc" not in args:
+        args += ["--nproc", str(workers)]
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["cossl-edge", "pretrain", *args])
 
 
 # CLI option → configuration field, where the names differ
@@ -219,12 +320,17 @@ def explicit_fields(ctx: typer.Context) -> set[str]:
             if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"}
 
 
-def relaunch_args(ctx: typer.Context) -> list[str]:
-    """The command line of this call, rebuilt from its parsed values, without --nproc."""
+def relaunch_args(ctx: typer.Context, given_only: bool = False,
+                  keep_nproc: bool = False) -> list[str]:
+    """The command line of this call, rebuilt from its parsed values, without --nproc;
+    ``given_only``: the arguments and the options given on the command line only."""
     args: list[str] = []
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
-        if param.name == "nproc" or value is None:
+        if (param.name == "nproc" and not keep_nproc) or value is None:
+            continue
+        if given_only and param.param_type_name != "argument" and getattr(
+                ctx.get_parameter_source(param.name), "name", None) != "COMMANDLINE":
             continue
         value = value.value if isinstance(value, Enum) else value
         if param.param_type_name == "argument":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cossl_edge.commands.common import fail, user_errors
+from cossl_edge.commands.common import fail, renamed, user_errors
 
 
 def report(
@@ -24,10 +24,13 @@ def report(
     model: Path | None = typer.Option(None, "--model", help="ONNX encoder to embed with "
                                       "(default: RUN_DIR/encoder.onnx, else encoder.int8.onnx)."),
     title: str | None = typer.Option(None, "--title", help="Page title."),
-    heatmaps: Path | None = typer.Option(None, "--heatmaps", help="Folder of a local few-shot "
-                                         "classifier's heatmaps (fewshot predict --heatmaps) "
-                                         "to show a few of (default: RUN_DIR/heatmaps when "
-                                         "there is one)."),
+    heatmaps_from: Path | None = typer.Option(None, "--heatmaps-from", help="Folder to read "
+                                              "a local few-shot classifier's heatmaps from "
+                                              "(the one fewshot predict --heatmaps wrote), to "
+                                              "show a few of (default: RUN_DIR/heatmaps when "
+                                              "there is one)."),
+    heatmaps: Path | None = typer.Option(None, "--heatmaps", hidden=True,
+                                         help="Deprecated name of --heatmaps-from."),
 ) -> None:
     """Write one HTML page with the run's curves, embedding map, neighbours, few-shot
     accuracy and fp32/int8 figures; sections without data say what would fill them."""
@@ -38,9 +41,10 @@ def report(
     except ImportError:
         fail("the report draws with matplotlib, which is not installed: "
              "pip install matplotlib (or 'cossl-edge[train]')")
+    heatmaps_from = renamed(heatmaps_from, heatmaps, None, "--heatmaps", "--heatmaps-from")
     with user_errors():
         path = write_report(run_dir, out, data=data, labels_csv=labels, model=model,
-                            title=title, heatmaps=heatmaps)
+                            title=title, heatmaps=heatmaps_from)
     typer.echo(f"wrote {path}")
 
 

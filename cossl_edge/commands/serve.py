@@ -7,9 +7,13 @@ from pathlib import Path
 
 import typer
 
-from cossl_edge.commands.common import fail, user_errors
+from cossl_edge.commands.common import choices, fail, plain, renamed, user_errors, warn
+from cossl_edge.node.config import AGGREGATIONS
 
 NODE_HINT = "pip install 'cossl-edge[node]'"
+Aggregate = choices("Aggregate", AGGREGATIONS)
+EOSTUDY_DEFAULT = 10.0
+HEATMAP_COUNT_DEFAULT = 4
 
 
 def serve(
@@ -17,18 +21,24 @@ def serve(
     port: int = typer.Option(11112, "--port", help="TCP port to listen on."),
     ae_title: str = typer.Option("COSSL", "--ae-title", help="This node's AE title (the "
                                  "called AE title must match it)."),
-    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on (0.0.0.0: "
+                             "every interface; 127.0.0.1: this machine only)."),
     state_dir: Path = typer.Option(Path("cossl-node"), "--state-dir", help="Spool, "
                                    "quarantine, reports, state.sqlite and node.jsonl; a "
                                    "restart with the same folder resumes."),
     allow: list[str] = typer.Option([], "--allow", help="Calling AE title accepted "
                                     "(repeat; default: any)."),
-    quiet: float = typer.Option(10.0, "--quiet", min=0.0, help="Seconds without a new "
-                                "instance after which a series is complete."),
+    eostudy_timeout: float = typer.Option(EOSTUDY_DEFAULT, "--eostudy-timeout", min=0.0,
+                                          help="Seconds without a new instance after which "
+                                          "a series is complete (as dcmtk storescp's "
+                                          "--eostudy-timeout)."),
+    quiet: float | None = typer.Option(None, "--quiet", min=0.0, hidden=True,
+                                       help="Deprecated name of --eostudy-timeout."),
     rules: Path | None = typer.Option(None, "--rules", help="Selection rules (JSON; see "
                                       "docs/node.md) (default: every image)."),
-    aggregate: str = typer.Option("max", "--aggregate", help="Series result: max (its most "
-                                  "abnormal image) or mean (mean probabilities)."),
+    aggregate: Aggregate = typer.Option(Aggregate("max"), "--aggregate", help="Series "
+                                        "result: max (its most abnormal image) or mean (mean "
+                                        "probabilities)."),
     abstain: float | None = typer.Option(None, "--abstain", min=0.0, max=1.0, help="Abstain "
                                          "threshold (default: the classifier's)."),
     normal_class: str | None = typer.Option(None, "--normal-class", help="The class without "
@@ -48,16 +58,28 @@ def serve(
                                        "instances when the spool holds this much."),
     retain_hours: float = typer.Option(24.0, "--retain-hours", min=0.0, help="Keep a "
                                        "finished series' files in the spool this long."),
-    threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads."),
-    heatmaps: int = typer.Option(4, "--heatmaps", min=0, help="With a local classifier "
-                                 "(fewshot fit --classifier local): at most this many heatmap "
-                                 "Secondary Captures per series, the images most likely to "
-                                 "hold a finding; 0 for none."),
+    threads: int = typer.Option(1, "--threads", min=0, help="onnxruntime threads. Default "
+                                "1: the node classifies one series at a time in the "
+                                "background, beside the scanner's or PACS's own services, "
+                                "and a series of a few images does not need more; 0: "
+                                "onnxruntime's choice, every core (embed and fewshot's "
+                                "default, for batch jobs)."),
+    heatmap_count: int = typer.Option(HEATMAP_COUNT_DEFAULT, "--heatmap-count", min=0,
+                                      help="With a local classifier (fewshot fit "
+                                      "--classifier local): at most this many heatmap "
+                                      "Secondary Captures per series, the images most likely "
+                                      "to hold a finding; 0 for none."),
+    heatmaps: int | None = typer.Option(None, "--heatmaps", min=0, hidden=True,
+                                        help="Deprecated name of --heatmap-count."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the log lines."),
 ) -> None:
     """Receive DICOM images (C-STORE, C-ECHO), classify complete series, write and forward
     a Comprehensive SR per series (and, with a local classifier, heatmap Secondary
     Captures). Stop with Ctrl-C or SIGTERM; a restart resumes."""
+    eostudy_timeout = renamed(eostudy_timeout, quiet, EOSTUDY_DEFAULT, "--quiet",
+                              "--eostudy-timeout")
+    heatmap_count = renamed(heatmap_count, heatmaps, HEATMAP_COUNT_DEFAULT, "--heatmaps",
+                            "--heatmap-count")
     with user_errors():
         try:
             from cossl_edge.node.server import Node
@@ -67,18 +89,52 @@ def serve(
 
         cfg = NodeConfig(
             state_dir=state_dir, port=port, ae_title=ae_title, host=host,
-            allowed_aes=tuple(allow), quiet_seconds=quiet, rules_file=rules,
-            aggregate=aggregate, abstain=abstain, normal_class=normal_class,
+            allowed_aes=tuple(allow), quiet_seconds=eostudy_timeout, rules_file=rules,
+            aggregate=plain(aggregate), abstain=abstain, normal_class=normal_class,
             destination=Destination.parse(forward) if forward else None,
             retry_base_seconds=retry_base, retry_max_seconds=retry_max,
             max_send_attempts=max_attempts, max_instance_bytes=int(max_instance_mb * 2**20),
             max_spool_bytes=int(max_spool_gb * 2**30), retain_seconds=retain_hours * 3600,
-            threads=threads, heatmaps=heatmaps)
+            threads=threads, heatmaps=heatmap_count)
+        check_inputs(classifier_file, model, rules)  # before the node makes any folder
+        for line in exposure_warnings(host, allow):
+            warn(line)
         node = Node(cfg, classifier_file, model, echo_log=verbose)
         typer.echo(f"cossl-edge node {ae_title} listening on {host}:{port}; state in "
                    f"{state_dir}" + (f"; SRs to {cfg.destination}" if forward else ""),
                    err=True)
         node.serve_forever()
+
+
+def check_inputs(classifier_file: Path, model: Path | None, rules: Path | None) -> None:
+    """The files the node reads, read once before it creates its state folder, so that a
+    wrong path leaves nothing behind: the classifier, the model it records (or --model),
+    the rules."""
+    from cossl_edge.fewshot import FewShotClassifier
+    from cossl_edge.node.rules import Rules
+
+    clf = FewShotClassifier.load(classifier_file)
+    if model is None and not clf.model_path:
+        raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
+    model_path = Path(model or clf.model_path)
+    if not model_path.is_file():
+        given = "--model" if model is not None else f"the model {classifier_file} records"
+        raise FileNotFoundError(f"{model_path}: no such file ({given}); pass --model "
+                                "MODEL.onnx, the encoder the classifier was fitted on")
+    Rules.load(rules)
+
+
+def exposure_warnings(host: str, allow: list[str]) -> list[str]:
+    """Who can reach the node and send it images, when that is anyone."""
+    out = []
+    if host in ("0.0.0.0", "::", ""):
+        out.append(f"listening on every network interface ({host or 'all'}): any machine "
+                   "that can reach this port can send images; --host 127.0.0.1 (or this "
+                   "machine's address on the scanner network) limits that")
+    if not allow:
+        out.append("accepting any calling AE title; --allow AE_TITLE (repeat) accepts only "
+                   "those senders")
+    return out
 
 
 def register(app: typer.Typer) -> None:
