@@ -84,7 +84,7 @@ class NodeConfig:
         if not 0 < self.port < 65536:
             raise ValueError(f"--port {self.port}: must be 1 to 65535")
         if self.quiet_seconds < 0:
-            raise ValueError("--quiet must be ≥ 0 seconds")
+            raise ValueError("--eostudy-timeout must be ≥ 0 seconds")
 
     @property
     def spool(self) -> Path:
