@@ -18,3 +18,4 @@ KEY_FINGERPRINT = "cossl_edge.data_fingerprint"  # sha256 of the training data i
 KEY_CENTERING = "cossl_edge.centering"  # JSON list: mean embedding of calibration images
 KEY_EMBED_DIM = "cossl_edge.embedding_dim"
 KEY_PRECISION = "cossl_edge.precision"  # "fp32" | "int8"
+KEY_INT8_TARGET = "cossl_edge.int8_target"  # int8 files: the CPU kind it was tuned for

@@ -152,6 +152,7 @@ def _finish_int8(run: LoadedRun, images: np.ndarray, work: Path, fp32_emb: np.nd
         agree["anomaly_map"] = verify.map_agreement(*maps)
     report["int8_agreement"] = agree
     _stamp(run, path, embeddings, "int8", report)
+    onnx_export.write_metadata(path, {mm.KEY_INT8_TARGET: report["int8"]["target"]})
 
 
 def _stamp(run: LoadedRun, path: Path, embeddings: np.ndarray, precision: str,

@@ -10,7 +10,6 @@ every call and was several times slower than fp32 here.
 from __future__ import annotations
 
 import logging
-import platform
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from cossl_edge import model_metadata as mm
+from cossl_edge.cpu_kind import cpu_kind
 from cossl_edge.export.errors import ExportError
 
 TARGETS = ("auto", "x86-vnni", "x86", "arm")
@@ -36,27 +36,13 @@ TARGET_TYPES = {
 
 
 def resolve_target(target: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
-    """``auto`` → the target of this CPU (VNNI flags from /proc/cpuinfo, else the machine)."""
+    """``auto`` → the target of this CPU (VNNI flags from /proc/cpuinfo, else the machine;
+    :func:`cossl_edge.cpu_kind.cpu_kind`, which the edge commands use to compare)."""
     if target not in TARGETS:
         raise ExportError(f"--target must be one of {', '.join(TARGETS)}, got {target!r}")
     if target != "auto":
         return target
-    machine = platform.machine().lower()
-    if machine in ("aarch64", "arm64") or machine.startswith("arm"):
-        return "arm"
-    flags = _cpu_flags(cpuinfo)
-    return "x86-vnni" if flags & {"avx512_vnni", "avx_vnni"} else "x86"
-
-
-def _cpu_flags(cpuinfo: Path) -> set[str]:
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.partition(":")[2].split())
-    return set()
+    return cpu_kind(cpuinfo)
 
 
 def ancestors(graph, outputs) -> set[str]:

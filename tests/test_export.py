@@ -214,3 +214,36 @@ def test_cli_prints_report_and_fails_cleanly(tmp_path, data):
     result = CliRunner().invoke(app, ["export", str(run), "--no-latency"])
     assert result.exit_code == 2
     assert "encoder.pt: not found" in result.output
+
+
+def test_int8_file_records_its_target_and_embed_warns_on_another_cpu(exported, data, tmp_path):
+    """The int8 file says which CPU kind its int8 was tuned for; embed and bench on another
+    kind of CPU say so once (here: the file's record rewritten to the kind this CPU is not)."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from cossl_edge import model_metadata as mm
+    from cossl_edge.cli import app
+    from cossl_edge.cpu_kind import cpu_kind
+    from cossl_edge.encoder import Encoder
+    from cossl_edge.export.onnx_export import write_metadata
+
+    run, report = exported
+    assert Encoder(run / "encoder.int8.onnx").metadata[mm.KEY_INT8_TARGET] == \
+        report["int8"]["target"]
+    assert mm.KEY_INT8_TARGET not in Encoder(run / "encoder.onnx").metadata
+    other = "arm" if cpu_kind() != "arm" else "x86"
+    model = tmp_path / "m.int8.onnx"
+    shutil.copy(run / "encoder.int8.onnx", model)
+    write_metadata(model, {mm.KEY_INT8_TARGET: other})
+    runner = CliRunner()
+    res = runner.invoke(app, ["embed", str(model), str(data), "--out", str(tmp_path / "e.npz")])
+    assert res.exit_code == 0, res.output
+    assert f"tuned for {other}" in res.output and res.output.count("tuned for") == 1
+    res = runner.invoke(app, ["bench", str(model), "--batch-sizes", "1", "--threads", "1",
+                              "--seconds", "0.05"])
+    assert res.exit_code == 0 and f"tuned for {other}" in res.output, res.output
+    write_metadata(model, {mm.KEY_INT8_TARGET: cpu_kind()})
+    res = runner.invoke(app, ["embed", str(model), str(data), "--out", str(tmp_path / "f.npz")])
+    assert res.exit_code == 0 and "tuned for" not in res.output

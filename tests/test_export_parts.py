@@ -8,10 +8,18 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from cossl_edge import cpu_kind
 from cossl_edge.export import ExportError, onnx_export, quantize
 from cossl_edge.export.export_report import recommend_int8, report_tables
 from cossl_edge.export.verify import agreement
 from cossl_edge.training.backbones import ResNetEncoder
+
+
+def test_an_int8_model_tuned_for_another_cpu_kind_is_said():
+    assert cpu_kind.target_warning("m.onnx", "x86-vnni", here="x86-vnni") is None
+    assert cpu_kind.target_warning("m.onnx", None, here="arm") is None  # fp32, or no record
+    line = cpu_kind.target_warning("m.onnx", "x86-vnni", here="arm")
+    assert "tuned for x86-vnni" in line and "--target arm" in line
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -20,14 +28,14 @@ from cossl_edge.training.backbones import ResNetEncoder
     ("fpu sse avx2 avx512f", "x86"),
 ])
 def test_auto_target_reads_cpu_flags(tmp_path, monkeypatch, flags, expected):
-    monkeypatch.setattr(quantize.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu_kind.platform, "machine", lambda: "x86_64")
     info = tmp_path / "cpuinfo"
     info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     assert quantize.resolve_target("auto", info) == expected
 
 
 def test_target_on_arm_and_bad_target(monkeypatch):
-    monkeypatch.setattr(quantize.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(cpu_kind.platform, "machine", lambda: "aarch64")
     assert quantize.resolve_target("auto") == "arm"
     assert quantize.resolve_target("x86") == "x86"
     with pytest.raises(ExportError, match="--target must be one of"):

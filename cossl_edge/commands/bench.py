@@ -34,6 +34,8 @@ def bench(
         rows = []
         for t in counts:
             encoder = opt.open_encoder(model, contract, t, spin)
+            if t == counts[0]:
+                opt.warn_int8_target(encoder)
             for b in sizes:
                 rows.append({"threads": t, "batch_size": b, **time_batch(encoder, b, seconds)})
         result = {"model": model.name, "spin": spin, "rows": rows, **recommend(rows)}

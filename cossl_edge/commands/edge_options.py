@@ -45,6 +45,16 @@ def open_encoder(model: Path, contract: Path | None, threads: int, spin: bool):
     return Encoder(model, contract=contract, threads=threads, spinning=spin)
 
 
+def warn_int8_target(encoder) -> None:
+    """One warning when an int8 model was tuned (export --target) for another kind of CPU."""
+    from cossl_edge import model_metadata as mm
+    from cossl_edge.cpu_kind import target_warning
+
+    line = target_warning(encoder.path.name, encoder.metadata.get(mm.KEY_INT8_TARGET))
+    if line:
+        typer.secho(f"warning: {line}", fg=typer.colors.YELLOW, err=True)
+
+
 def report_skipped(skipped: dict[str, int], tokens: list[str]) -> None:
     """One warning per reason, with a few file tokens (never raw paths)."""
     ranked = sorted(skipped.items(), key=lambda kv: -kv[1])

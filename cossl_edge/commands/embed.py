@@ -42,6 +42,7 @@ def embed(
         i, n = parse_shard(shard)
         sampling = opt.sampling(dicom_stride, video_every, video_fps)
         encoder = opt.open_encoder(model, contract, threads, spin)
+        opt.warn_int8_target(encoder)
         found = discover(data_dir, sampling, progress=True)
         samples = shard_samples(found.samples, i, n)
         root = data_dir if data_dir.is_dir() else data_dir.parent
