@@ -37,11 +37,13 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 # The DICOM node tests (tests/test_node.py) start a real PACS (Orthanc) and scanner (dcmtk's
-# storescu/echoscu) on loopback; installed here when missing, like chromium.
+# storescu/echoscu) on loopback; tests/test_dciodvfy.py checks every object the project
+# writes with dicom3tools' dciodvfy. Installed here when missing, like chromium.
 node-tools:
-	@command -v Orthanc >/dev/null && command -v storescu >/dev/null || \
+	@command -v Orthanc >/dev/null && command -v storescu >/dev/null && \
+		command -v dciodvfy >/dev/null || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -qq orthanc dcmtk >/dev/null)
+		apt-get install -y -qq orthanc dcmtk dicom3tools >/dev/null)
 
 # What users install: the wheel (pip wheel, no build isolation: the full venv's setuptools,
 # so it builds offline). setuptools' own build/lib and build/bdist.* are removed first, so a

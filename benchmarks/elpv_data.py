@@ -12,7 +12,9 @@ evaluation's and are never read) as DICOM DX files:
 
 The split is fixed by a hash of the file name. Files are 12-bit (the 8-bit PNG × 16 + 8),
 MONOCHROME2, with a header window over the stored range as DX "for presentation" objects
-carry (``--no-window``: none, so that each image is windowed alone); one in four RLE
+carry (``--no-window``: none, as DX "for processing" objects, so that each image is windowed
+alone); the DX modules complete (``dciodvfy`` finds no error: tests/test_dciodvfy.py,
+with synthetic pixels); one in four RLE
 Lossless, one in four Implicit VR, one in five without extension.
 """
 
@@ -29,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 DEV_LIST = ROOT.parent / "shared" / "data" / "elpv-dev-cells.txt"
 EVAL_CELLS = 600
-DX = "1.2.840.10008.5.1.4.1.1.1.1"
+DX = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
+DX_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.1.1"
 
 
 def dev_cells(dev_list: Path = DEV_LIST) -> list[str]:
@@ -72,16 +75,32 @@ def write_dx(pixels: np.ndarray, path: Path, index: int, window: bool = True) ->
 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = DX
-    ds.SOPClassUID = DX
+    sop_class = DX if window else DX_FOR_PROCESSING
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.SOPClassUID = sop_class
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(
         entropy_srcs=["elpv", path.name])
     ds.StudyInstanceUID = generate_uid(entropy_srcs=["elpv-study", str(index // 60)])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=["elpv-series", str(index // 60)])
-    ds.Modality, ds.PresentationIntentType = "DX", "FOR PRESENTATION"
+    # a window makes it "for presentation"; without one it is raw data "for processing"
+    ds.Modality = "DX"
+    ds.PresentationIntentType = "FOR PRESENTATION" if window else "FOR PROCESSING"
     ds.PatientName, ds.PatientID = f"Module^{index // 60:03d}", f"EL{index // 60:05d}"
-    ds.InstanceNumber = index % 60 + 1
+    for keyword in ("PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "StudyID",
+                    "AccessionNumber", "ReferringPhysicianName", "DetectorType",
+                    "PositionerType"):
+        setattr(ds, keyword, None)  # type 2: unknown, present and empty
+    ds.AnatomicRegionSequence, ds.AcquisitionContextSequence = [], []  # type 2
+    ds.Manufacturer = "cossl-edge elpv_data"
+    ds.SeriesNumber, ds.InstanceNumber = 1, index % 60 + 1
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.ImageLaterality = "U"  # (so no series Laterality)
+    ds.PatientOrientation = ["L", "F"]  # nominal: a module, not a patient, is imaged
+    ds.ImagerPixelSpacing = [1, 1]  # nominal: the dataset gives no pixel size
+    ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LIN", 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.BurnedInAnnotation = "NO"
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
@@ -91,6 +110,7 @@ def write_dx(pixels: np.ndarray, path: Path, index: int, window: bool = True) ->
     implicit = index % 4 == 1
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else \
         ExplicitVRLittleEndian
+    ds.LossyImageCompression = "00"  # RLE is lossless too
     if index % 4 == 3:
         ds.compress(RLELossless)
     ds.save_as(path, enforce_file_format=True)

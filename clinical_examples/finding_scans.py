@@ -194,6 +194,8 @@ def write_scan(path: Path, img: np.ndarray, index: int, seed: int) -> Path:
     stored = np.round(img * 4095).astype(np.uint16)
     _set_pixels(ds, stored, "MONOCHROME2", 12)
     ds.WindowCenter, ds.WindowWidth = 2048, 4096
+    ds.PatientOrientation = None  # type 2C: a scan of no patient axis
+    ds.BurnedInAnnotation = "NO"
     return _save(ds, path)
 
 

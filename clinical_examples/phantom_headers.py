@@ -73,10 +73,13 @@ def _dataset(sop_class: UID, modality: str, patient: FakePatient, study: str, se
     ds.StudyDate = ds.SeriesDate = "20240315"
     ds.StudyTime = "101500"
     ds.AccessionNumber = f"ACC{_stable(study) % 10**8:08d}"
+    ds.StudyID = None  # type 2: known to the scanner only; empty, not made up
     ds.InstitutionName = "Phantom General Hospital"
     ds.ReferringPhysicianName = "Placeholder^Doctor"
     ds.Manufacturer = "cossl-edge phantoms"
     ds.BodyPartExamined = "CHEST"
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1  # one series per study
+    # no Laterality: the chest is not a paired part (type 2C, absent then)
     return ds
 
 

@@ -96,6 +96,11 @@ def write_ct_series(folder: Path | Callable[[str], Path], patient: FakePatient,
         ds.ImagePositionPatient = [0.0, 0.0, -5.0 * i]
         ds.SliceThickness, ds.PixelSpacing = 5.0, [3.5, 3.5]
         ds.InstanceNumber = n - i
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.FrameOfReferenceUID = _uid(series_key, "frame-of-reference")
+        ds.PositionReferenceIndicator = None  # type 2
+        ds.PatientPosition = "HFS"
+        ds.AcquisitionNumber = 1
         ds.KVP = 120
         ds.SeriesDescription = "CHEST AXIAL 5MM"
         out.append((_save(ds, folder_of(finding) / f"IM{n - i:04d}.dcm"), finding))
@@ -120,11 +125,38 @@ def write_radiograph(path: Path, patient: FakePatient, finding: str, seed: int, 
     ds.WindowCenter = round(float(center), 1)
     ds.WindowWidth = round(float(hi - lo) * rng.uniform(0.9, 1.1), 1)
     ds.ViewPosition = "PA"
-    ds.ImagerPixelSpacing = [0.35 * 3, 0.35 * 3]
+    ds.ImagerPixelSpacing = [1.05, 1.05]  # 0.35 mm detector pixels binned by 3
     ds.SeriesDescription = "CHEST PA"
+    ds.PatientOrientation = ["L", "F"]  # PA: the patient's left to the right, feet down
     if modality == "DX":
-        ds.PresentationIntentType = "FOR PRESENTATION"
+        dx_image_modules(ds, photometric)
     return _save(ds, path)
+
+
+def dx_image_modules(ds, photometric: str) -> None:
+    """What the DX IOD asks of a "for presentation" image beyond the pixels and window:
+    DX Image, DX Anatomy Imaged, DX Detector, DX Positioning and Acquisition Context."""
+    ds.PresentationIntentType = "FOR PRESENTATION"
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
+    ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LIN", 1
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+    ds.PresentationLUTShape = "INVERSE" if photometric == "MONOCHROME1" else "IDENTITY"
+    ds.LossyImageCompression = "00"
+    ds.BurnedInAnnotation = "NO"
+    ds.ImageLaterality = "U"  # unpaired: the chest
+    ds.AnatomicRegionSequence = [_code("43799004", "SCT", "Chest")]
+    ds.ViewCodeSequence = [_code("399348003", "SCT", "postero-anterior")]  # ViewPosition PA
+    ds.DetectorType = None  # type 2
+    ds.PositionerType = None  # type 2
+    ds.AcquisitionContextSequence = []  # type 2
+
+
+def _code(value: str, scheme: str, meaning: str):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
+    return item
 
 
 

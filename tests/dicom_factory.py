@@ -51,7 +51,34 @@ def base_dataset(sop_class: UID, modality: str, key: str, series: str = "s") -> 
     ds.PatientBirthDate = "19700101"
     ds.StudyInstanceUID = _uid(series, "study")
     ds.SeriesInstanceUID = _uid(series, "series")
+    for keyword in TYPE2:
+        setattr(ds, keyword, None)  # type 2: present, empty (nothing made up)
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    ds.Manufacturer = "cossl-edge tests"
     return ds
+
+
+# Type 2 (and 2C) attributes of the patient, study, series and image modules that the valid
+# objects carry empty, so that dciodvfy finds them complete (tests/test_dciodvfy.py).
+TYPE2 = ("PatientSex", "StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID",
+         "AccessionNumber", "Laterality")
+
+
+def _plane(ds: Dataset, series: str, z: float = 0.0) -> None:
+    """Image Plane and Frame of Reference (CT, MR): axial, 1 mm pixels."""
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0, 0, z]
+    ds.PixelSpacing = [1, 1]
+    ds.SliceThickness = None
+    ds.FrameOfReferenceUID = _uid(series, "frame-of-reference")
+    ds.PositionReferenceIndicator = None
+    ds.PatientPosition = "HFS"
+
+
+def _ct(ds: Dataset, series: str, z: float = 0.0) -> None:
+    _plane(ds, series, z)
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.AcquisitionNumber = ds.KVP = None
 
 
 def set_pixels(ds: Dataset, arr: np.ndarray, photometric: str = "MONOCHROME2") -> Dataset:
@@ -105,8 +132,7 @@ def ct_series(folder: Path, n: int = 4, rows: int = 16, cols: int = 16,
         set_pixels(ds, stored)
         ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = slope, intercept, "HU"
         ds.WindowCenter, ds.WindowWidth = window
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0, 0, 5.0 * i]
+        _ct(ds, series, 5.0 * i)
         ds.InstanceNumber = (n - i) if shuffle_names else i + 1
         name = f"slice{(n - i) if shuffle_names else i:03d}{suffix}"
         paths.append(write(ds, folder / name))
@@ -119,6 +145,11 @@ def mr_image(path: Path, rows: int = 16, cols: int = 16, window: bool = False) -
     arr = (np.arange(rows * cols).reshape(rows, cols) * 4000 // (rows * cols)).astype(np.uint16)
     set_pixels(ds, arr)
     ds.BitsStored, ds.HighBit = 12, 11
+    _plane(ds, "mr")
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "OTHER"]
+    ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "SE", "NONE", "2D"
+    ds.RepetitionTime, ds.EchoTime, ds.EchoTrainLength = 500, 20, 1
+    ds.ScanOptions = None
     if window:
         ds.WindowCenter, ds.WindowWidth = 2000, 2000
     return write(ds, path)
@@ -130,6 +161,7 @@ def cr_monochrome1(path: Path, rows: int = 16, cols: int = 16) -> Path:
     arr = np.tile(np.linspace(0, 1023, cols).astype(np.uint16), (rows, 1))
     set_pixels(ds, arr, "MONOCHROME1")
     ds.BitsStored, ds.HighBit = 10, 9
+    ds.BodyPartExamined = ds.ViewPosition = ds.PatientOrientation = None
     ds.WindowCenter, ds.WindowWidth = 512, 1024
     return write(ds, path)
 
@@ -142,6 +174,11 @@ def multiframe(path: Path, frames: int = 5, rows: int = 12, cols: int = 12) -> P
     arr[:, 0, 0] = 0  # a dark pixel so percentile windows have a range
     set_pixels(ds, arr)
     ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction = 500, 1000, "LINEAR_EXACT"
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
+    ds.PresentationLUTShape = "IDENTITY"
+    ds.FrameTime, ds.FrameIncrementPointer = 100, 0x00181063  # (0018,1063) Frame Time
+    ds.ConversionType, ds.BurnedInAnnotation = "WSD", "NO"
+    ds.PatientOrientation = None
     return write(ds, path)
 
 
@@ -152,6 +189,7 @@ def us_rgb(path: Path, rows: int = 16, cols: int = 20) -> Path:
     arr[..., 0] = np.linspace(0, 255, cols).astype(np.uint8)
     arr[..., 1], arr[..., 2] = 128, 255
     set_pixels(ds, arr, "RGB")
+    ds.ImageType = ds.PatientOrientation = None
     return write(ds, path)
 
 
@@ -161,6 +199,7 @@ def rle_ct(path: Path, rows: int = 16, cols: int = 16) -> Path:
     stored = np.round(ct_hu(1, rows, cols)[0] + 1024).astype(np.uint16)
     set_pixels(ds, stored)
     ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
+    _ct(ds, "rle")
     ds.compress(RLELossless)
     return write(ds, path)
 

@@ -154,6 +154,7 @@ def test_enhanced_functional_groups_rescale_and_window(tmp_path):
     p = multiframe(tmp_path / "mf.dcm", frames=2)
     ds = pydicom.dcmread(p)
     del ds.WindowCenter, ds.WindowWidth, ds.VOILUTFunction
+    del ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType  # the frames' own, below
     transform = Dataset()
     transform.RescaleSlope, transform.RescaleIntercept, transform.RescaleType = 2, -100, "HU"
     shared = Dataset()

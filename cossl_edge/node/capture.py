@@ -119,6 +119,14 @@ def build_sc(source: Dataset, rgb: np.ndarray, label: str, p_finding: float,
                                 "it, red where P(finding) of a position is high")[:1024]
     sc.ImageComments = f"{label[:40]}; P(finding) {p_finding:.3f}"
     sc.BurnedInAnnotation = "NO"
+    # General Series: the source's body part and laterality; Laterality (type 2C) empty
+    # when neither says (unknown), absent for a body part without sides
+    if source.get("BodyPartExamined"):
+        sc.BodyPartExamined = source.BodyPartExamined
+    if source.get("Laterality"):
+        sc.Laterality = source.Laterality
+    elif not source.get("BodyPartExamined"):
+        sc.Laterality = None
     sc.ConversionType = "WSD"  # workstation: a derived picture, not a digitised film
     return sc
 

@@ -124,10 +124,20 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
     evidence = [_with_type2(ds) for ds in headers.values()]
     evidence += [_reference(sc) for uid, sc in illustrations.items()
                  if any(r.sop_uid == uid for r in notable)]
-    return hd.sr.ComprehensiveSR(
+    doc = hd.sr.ComprehensiveSR(
         evidence=evidence, content=report, series_instance_uid=sr_series,
         series_number=SR_SERIES_NUMBER, sop_instance_uid=sr_uid, instance_number=revision + 1,
         manufacturer="cossl-edge", is_complete=True, is_final=False, is_verified=False)
+    doc.CodingSchemeIdentificationSequence = [_private_scheme()]  # SOP Common: what 99COSSL is
+    return doc
+
+
+def _private_scheme() -> Dataset:
+    item = Dataset()
+    item.CodingSchemeDesignator = SCHEME
+    item.CodingSchemeName = "cossl-edge classifier classes and counts"
+    item.CodingSchemeResponsibleOrganization = "cossl-edge"
+    return item
 
 
 # Attributes highdicom copies from the evidence into the SR (type 2: may be empty, not absent).

@@ -1,0 +1,155 @@
+"""Every DICOM object the project writes passes dicom3tools' ``dciodvfy`` (the IOD checker:
+modules, attribute types, VR and VM, value sets): the node's Comprehensive SR and heatmap
+Secondary Captures, the phantoms (CT, CR, DX MONOCHROME1/2), the finding scans (SC), the ELPV
+DX writer (synthetic pixels; explicit, implicit and RLE) and tests/dicom_factory.py's valid
+objects. A line with "Error" fails the test; warnings are printed (``pytest -s``).
+
+Nothing is skipped when dciodvfy is missing: ``make node-tools`` installs dicom3tools.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import dicom_factory as fac  # noqa: E402
+
+IDENTITY = {"model_sha256": "ab" * 32, "model_version": "test", "classifier_sha256": "cd" * 32,
+            "classifier_kind": "local", "aggregate": "max", "abstain_threshold": 0.0,
+            "classes": ["bright", "normal"], "normal_class": "normal"}
+
+
+def dciodvfy(path: Path) -> tuple[list[str], list[str]]:
+    """(error lines, warning lines) of ``dciodvfy path``."""
+    tool = shutil.which("dciodvfy")
+    assert tool, "dciodvfy not found: `make node-tools` installs it (apt-get install dicom3tools)"
+    r = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
+    lines = (r.stdout + r.stderr).splitlines()
+    errors = [ln for ln in lines if "Error" in ln]
+    warnings = [ln for ln in lines if "Warning" in ln]
+    return errors, warnings
+
+
+def assert_valid(paths: list[Path]) -> None:
+    report = {}
+    for p in paths:
+        errors, warnings = dciodvfy(p)
+        if warnings:
+            print(f"\n{p.name}: {len(warnings)} warning(s)\n  " + "\n  ".join(warnings))
+        if errors:
+            report[p.name] = errors
+    assert not report, "\n".join(f"{name}:\n  " + "\n  ".join(e) for name, e in report.items())
+
+
+# -- the node -----------------------------------------------------------------------------
+def _node_objects(folder: Path, sources: list[Path]) -> list[Path]:
+    """The SR and SCs the node writes for ``sources`` (each image called ``bright``)."""
+    pytest.importorskip("highdicom")
+    from cossl_edge.node import capture
+    from cossl_edge.node import structured_report as sr
+    from cossl_edge.node.classify import ImageResult, SeriesResult
+
+    headers = {str(h.SOPInstanceUID): h for h in map(sr.read_header_dataset, sources)}
+    series_uid = str(next(iter(headers.values())).SeriesInstanceUID)
+    per_image = [ImageResult(uid, "bright", 0.8, [0.8, 0.2], heatmap=[[0.1, 0.9]])
+                 for uid in headers]
+    result = SeriesResult("bright", 0.8, {"bright": 0.8, "normal": 0.2}, "max",
+                          per_image[0].sop_uid, len(per_image), 0, 0, per_image)
+    folder.mkdir(parents=True, exist_ok=True)
+    out, pictures = [], {}
+    rng = np.random.default_rng(0)
+    for uid, ds in headers.items():
+        rgb = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        sc = capture.build_sc(ds, rgb, "bright", 0.8, IDENTITY, series_uid)
+        pictures[uid] = sc
+        out.append(folder / f"sc-{len(out)}.dcm")
+        out[-1].write_bytes(sr.encode(sc))
+    doc = sr.build_sr(headers, result, IDENTITY, series_uid, 0, "COSSL", pictures)
+    out.append(folder / "sr.dcm")
+    out[-1].write_bytes(sr.encode(doc))
+    return out
+
+
+def test_node_sr_and_sc_from_phantom_ct(tmp_path):
+    from node_data import write_blob_series
+
+    files, _ = write_blob_series(tmp_path / "src", ["bright", "normal", "bright"], "dciod")
+    assert_valid(_node_objects(tmp_path / "out", files))
+
+
+def test_node_sr_and_sc_from_sparse_sources(tmp_path):
+    """Sources with only the identity a scanner must send (no dates, no physician, no
+    study id, no orientation): what the node adds is still complete."""
+    files = fac.ct_series(tmp_path / "ct", n=2) + [fac.cr_monochrome1(tmp_path / "cr.dcm")]
+    assert_valid(_node_objects(tmp_path / "out-ct", files[:2]))
+    assert_valid(_node_objects(tmp_path / "out-cr", files[2:]))
+
+
+def test_node_sc_adds_no_patient_data(tmp_path):
+    """Type 2 patient attributes the source lacked are present and empty in the SC."""
+    from cossl_edge.node import structured_report as sr
+
+    src = fac.base_dataset(fac.CT_STORAGE, "CT", "bare", "bare")
+    del src.PatientName, src.PatientID, src.PatientBirthDate
+    fac.set_pixels(src, np.zeros((8, 8), np.uint16))
+    path = fac.write(src, tmp_path / "bare.dcm")
+    out = _node_objects(tmp_path / "out", [path])
+    for p in out:
+        ds = pydicom.dcmread(p)
+        for keyword in ("PatientName", "PatientID", "PatientBirthDate"):
+            assert keyword in ds and not ds[keyword].value, (p.name, keyword)
+    assert sr.read_header_dataset(out[-1]).Modality == "SR"
+    assert_valid(out)
+
+
+# -- phantoms and finding scans --------------------------------------------------------------
+def test_phantom_ct_and_radiographs(tmp_path):
+    from clinical_examples import phantoms as ph
+
+    patient = ph.fake_patient(3, 0)
+    files = [p for p, _ in ph.write_ct_series(tmp_path / "ct", patient,
+                                              ["no_finding", "nodule"], 0, "ctk")]
+    for modality, photometric in (("CR", "MONOCHROME1"), ("CR", "MONOCHROME2"),
+                                  ("DX", "MONOCHROME1"), ("DX", "MONOCHROME2")):
+        files.append(ph.write_radiograph(tmp_path / f"{modality}-{photometric}.dcm", patient,
+                                         "effusion", 0, f"r-{modality}-{photometric}",
+                                         modality, photometric))
+    assert_valid(files)
+
+
+def test_finding_scans(tmp_path):
+    from clinical_examples import finding_scans as fs
+
+    img, _ = fs.finding_scan(np.random.default_rng(0), grade=2, size=64)
+    assert_valid([fs.write_scan(tmp_path / f"scan{i}.dcm", img, i, 0) for i in range(2)])
+
+
+def test_elpv_dx_writer(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import elpv_data
+
+    rng = np.random.default_rng(0)
+    files = []
+    for index in range(4):  # explicit, implicit, explicit, RLE
+        for window in (True, False):
+            path = tmp_path / f"cell{index}-{window}.dcm"
+            elpv_data.write_dx(rng.integers(0, 256, (30, 30)).astype(np.uint8), path, index,
+                               window)
+            files.append(path)
+    assert_valid(files)
+
+
+# -- tests/dicom_factory.py (its valid objects; bad inputs are written elsewhere) -------------
+def test_dicom_factory_valid_objects(tmp_path):
+    made = fac.mixed_folder(tmp_path)
+    made.pop("sr")  # a bare Basic Text SR: an object that is not an image, on purpose
+    assert_valid([p for paths in made.values() for p in paths])
