@@ -76,8 +76,9 @@ def uids(files: list[Path]) -> list[str]:
 class Orthanc:
     """An Orthanc with a temporary configuration on free ports; REST helpers."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, extra_config: dict | None = None) -> None:
         self.folder = folder
+        self.extra_config = dict(extra_config or {})  # e.g. DICOM TLS (test_node_tls.py)
         self.dicom_port, self.http_port = free_port(), free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -91,7 +92,7 @@ class Orthanc:
             "AuthenticationEnabled": False, "DicomServerEnabled": True, "DicomAet": PACS_AE,
             "DicomPort": self.dicom_port, "DicomCheckCalledAet": False,
             "ConcurrentJobs": 1, "HttpThreadsCount": 4, "StableAge": 1,
-            "SaveJobs": False, "StorageCompression": False,
+            "SaveJobs": False, "StorageCompression": False, **self.extra_config,
         }
         cfg = self.folder / "orthanc.json"
         cfg.write_text(json.dumps(config))
@@ -177,10 +178,12 @@ class NodeProcess:
     """``cossl-edge serve`` in a subprocess (so that it can be killed with SIGKILL)."""
 
     def __init__(self, classifier: Path, state_dir: Path, port: int | None = None,
-                 forward: str | None = None, extra: list[str] | None = None) -> None:
+                 forward: str | None = None, extra: list[str] | None = None,
+                 client_tls: list[str] | None = None) -> None:
         self.classifier, self.state_dir = classifier, state_dir
         self.port = port or free_port()
         self.forward, self.extra = forward, list(extra or [])
+        self.client_tls = client_tls  # dcmtk's TLS options to reach a node serving TLS
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -195,7 +198,8 @@ class NodeProcess:
         self.err = (self.state_dir / f"stderr-{self.starts}.txt").open("wb")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         self.proc = subprocess.Popen(cmd, stdout=self.err, stderr=subprocess.STDOUT, env=env)
-        wait_until(lambda: self.proc.poll() is not None or echo(self.port), timeout,
+        wait_until(lambda: self.proc.poll() is not None
+                   or echo(self.port, tls=self.client_tls), timeout,
                    "the node to answer C-ECHO")
         assert self.proc.poll() is None, self.stderr()
         return self
@@ -234,17 +238,20 @@ class NodeProcess:
 
 
 # -- dcmtk, the scanner -----------------------------------------------------------------------
-def echo(port: int, calling: str = SCANNER_AE, called: str = NODE_AE) -> bool:
+def echo(port: int, calling: str = SCANNER_AE, called: str = NODE_AE,
+         tls: list[str] | None = None) -> bool:
     r = subprocess.run([require("echoscu"), "-aet", calling, "-aec", called, "-to", "5",
-                        "127.0.0.1", str(port)], capture_output=True, timeout=20)
+                        *(tls or []), "127.0.0.1", str(port)], capture_output=True,
+                       timeout=20)
     return r.returncode == 0
 
 
 def storescu(port: int, files: list[Path], calling: str = SCANNER_AE, called: str = NODE_AE,
-             timeout: float = 120.0, background: bool = False):
-    """dcmtk's storescu with -v: each file's acknowledgement is in its output."""
+             timeout: float = 120.0, background: bool = False, tls: list[str] | None = None):
+    """dcmtk's storescu with -v: each file's acknowledgement is in its output. ``tls``:
+    its TLS options (``+tls KEY CERT +cf CA``, ``+tla +cf CA``)."""
     cmd = [require("storescu"), "-v", "-aet", calling, "-aec", called, "-to", "20",
-           "-nh", "127.0.0.1", str(port), *map(str, files)]
+           *(tls or []), "-nh", "127.0.0.1", str(port), *map(str, files)]
     if background:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)

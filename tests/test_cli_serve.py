@@ -98,7 +98,8 @@ def test_no_warning_when_limited(site, started):
     res = runner.invoke(app, ["serve", site["classifier"], "--host", "127.0.0.1",
                               "--allow", "CT_SCANNER"], env=ENV)
     assert res.exit_code == 0, res.output
-    assert "warning" not in res.output
+    warnings = [ln for ln in res.output.splitlines() if ln.startswith("warning")]
+    assert len(warnings) == 1 and "plain DICOM (no TLS)" in warnings[0], res.output
     assert started["cfg"].allowed_aes == ("CT_SCANNER",)
 
 

@@ -71,6 +71,24 @@ def serve(
                                       "to hold a finding; 0 for none."),
     heatmaps: int | None = typer.Option(None, "--heatmaps", min=0, hidden=True,
                                         help="Deprecated name of --heatmap-count."),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="DICOM over TLS: this "
+                                         "node's certificate (PEM); with --tls-key."),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="The private key of "
+                                        "--tls-cert (PEM, unencrypted)."),
+    tls_ca: Path | None = typer.Option(None, "--tls-ca", help="Require a client certificate "
+                                       "signed by this CA (PEM); others are refused at the "
+                                       "TLS handshake."),
+    forward_tls_ca: Path | None = typer.Option(None, "--forward-tls-ca", help="--forward "
+                                               "over TLS, the PACS's certificate verified "
+                                               "against this CA (PEM)."),
+    forward_tls_cert: Path | None = typer.Option(None, "--forward-tls-cert", help="--forward "
+                                                 "over TLS with this client certificate "
+                                                 "(PEM); with --forward-tls-key."),
+    forward_tls_key: Path | None = typer.Option(None, "--forward-tls-key", help="The "
+                                                "private key of --forward-tls-cert (PEM)."),
+    forward_tls: bool = typer.Option(False, "--forward-tls", help="--forward over TLS, the "
+                                     "PACS's certificate verified against the system's trust "
+                                     "store (implied by the --forward-tls-* options)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the log lines."),
 ) -> None:
     """Receive DICOM images (C-STORE, C-ECHO), classify complete series, write and forward
@@ -86,7 +104,17 @@ def serve(
         except ImportError as e:
             fail(f"the DICOM node needs its extra ({e.name} missing): {NODE_HINT}")
         from cossl_edge.node.config import Destination, NodeConfig
+        from cossl_edge.node.tls import TlsFiles, client_context, server_context
 
+        tls = forward_files = None
+        if tls_cert or tls_key or tls_ca:
+            tls = TlsFiles(tls_cert, tls_key, tls_ca)
+            server_context(tls)  # read now: a wrong file stops here, with its name
+        if forward_tls or forward_tls_ca or forward_tls_cert or forward_tls_key:
+            if not forward:
+                raise ValueError("--forward-tls* options need --forward")
+            forward_files = TlsFiles(forward_tls_cert, forward_tls_key, forward_tls_ca)
+            client_context(forward_files)
         cfg = NodeConfig(
             state_dir=state_dir, port=port, ae_title=ae_title, host=host,
             allowed_aes=tuple(allow), quiet_seconds=eostudy_timeout, rules_file=rules,
@@ -95,14 +123,18 @@ def serve(
             retry_base_seconds=retry_base, retry_max_seconds=retry_max,
             max_send_attempts=max_attempts, max_instance_bytes=int(max_instance_mb * 2**20),
             max_spool_bytes=int(max_spool_gb * 2**30), retain_seconds=retain_hours * 3600,
-            threads=threads, heatmaps=heatmap_count)
+            threads=threads, heatmaps=heatmap_count, tls=tls, forward_tls=forward_files)
         check_inputs(classifier_file, model, rules)  # before the node makes any folder
-        for line in exposure_warnings(host, allow):
+        for line in exposure_warnings(host, allow) + plain_warnings(tls, forward,
+                                                                   forward_files):
             warn(line)
         node = Node(cfg, classifier_file, model, echo_log=verbose)
-        typer.echo(f"cossl-edge node {ae_title} listening on {host}:{port}; state in "
-                   f"{state_dir}" + (f"; SRs to {cfg.destination}" if forward else ""),
-                   err=True)
+        mode = ("DICOM over TLS, client certificates required" if tls and tls.ca else
+                "DICOM over TLS" if tls else "plain DICOM")
+        typer.echo(f"cossl-edge node {ae_title} listening on {host}:{port} ({mode}); state "
+                   f"in {state_dir}" + (f"; SRs to {cfg.destination}"
+                                        f"{' over TLS' if forward_files else ''}"
+                                        if forward else ""), err=True)
         node.serve_forever()
 
 
@@ -134,6 +166,22 @@ def exposure_warnings(host: str, allow: list[str]) -> list[str]:
     if not allow:
         out.append("accepting any calling AE title; --allow AE_TITLE (repeat) accepts only "
                    "those senders")
+    return out
+
+
+def plain_warnings(tls, forward: str | None, forward_tls) -> list[str]:
+    """What travels unencrypted: images arriving, reports leaving."""
+    out = []
+    if tls is None:
+        out.append("plain DICOM (no TLS): images arrive unencrypted and any client that "
+                   "reaches the port may associate; --tls-cert/--tls-key (and --tls-ca to "
+                   "require client certificates) turn TLS on")
+    elif tls.ca is None:
+        out.append("TLS without --tls-ca: connections are encrypted but clients are not "
+                   "authenticated by certificate")
+    if forward and forward_tls is None:
+        out.append(f"--forward {forward} over plain DICOM: reports leave unencrypted; "
+                   "--forward-tls-ca CA.pem (or --forward-tls) sends them over TLS")
     return out
 
 

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cossl_edge.node.tls import TlsFiles
+
 AGGREGATIONS = ("max", "mean")
 _AE_TITLE = re.compile(r"^[\x20-\x7e]{1,16}$")
 
@@ -47,6 +49,9 @@ class NodeConfig:
         it is finished (SR sent, reported without destination, not selected, or failed).
     heatmaps: with a classifier of kind ``local``, at most this many heatmap Secondary
         Captures per series (images called a finding, the most likely first); 0: none.
+    tls: the SCP's certificate and key, and the CA its clients' certificates must chain to
+        (None: plain DICOM). forward_tls: TLS to the destination (its CA; this node's client
+        certificate and key), None: plain DICOM (:mod:`~cossl_edge.node.tls`).
     """
 
     state_dir: Path
@@ -67,6 +72,8 @@ class NodeConfig:
     max_spool_bytes: int = 50 << 30
     retain_seconds: float = 24 * 3600.0
     heatmaps: int = 4
+    tls: TlsFiles | None = None
+    forward_tls: TlsFiles | None = None
     threads: int = 1
     batch_size: int = 32
     poll_seconds: float = 0.1

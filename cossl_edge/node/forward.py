@@ -8,6 +8,7 @@ was not acknowledged by the destination is sent again after a restart.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from pynetdicom.sop_class import ComprehensiveSRStorage
 from cossl_edge.node.config import Destination, NodeConfig
 from cossl_edge.node.eventlog import EventLog
 from cossl_edge.node.state import State
+from cossl_edge.node.tls import client_context
 from cossl_edge.node.transport import no_delay
 
 
@@ -32,16 +34,18 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return min(cap, base * 2 ** max(attempts - 1, 0))
 
 
-def send_file(path: Path, dest: Destination, calling_ae: str, timeout: float = 10.0) -> None:
+def send_file(path: Path, dest: Destination, calling_ae: str, timeout: float = 10.0,
+              tls: ssl.SSLContext | None = None) -> None:
     """Send one SR file; raises :class:`SendError` unless the destination answers Success."""
-    send_files([path], dest, calling_ae, timeout)
+    send_files([path], dest, calling_ae, timeout, tls)
 
 
 def send_files(paths: list[Path], dest: Destination, calling_ae: str,
-               timeout: float = 10.0) -> None:
+               timeout: float = 10.0, tls: ssl.SSLContext | None = None) -> None:
     """Send these files in order on one association (a series' heatmap SCs, then its SR, so
     that what the SR references is there when it arrives); raises :class:`SendError` at the
-    first one the destination does not answer with Success."""
+    first one the destination does not answer with Success. ``tls``: a client context
+    (:func:`cossl_edge.node.tls.client_context`), the destination's host name checked."""
     datasets = [pydicom.dcmread(p) for p in paths]
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
@@ -49,10 +53,11 @@ def send_files(paths: list[Path], dest: Destination, calling_ae: str,
     for sop_class in dict.fromkeys([ComprehensiveSRStorage,
                                     *(str(ds.SOPClassUID) for ds in datasets)]):
         ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title)
+    assoc = ae.associate(dest.host, dest.port, ae_title=dest.ae_title,
+                         tls_args=(tls, dest.host) if tls is not None else None)
     if not assoc.is_established:
-        raise SendError(f"association with {dest} not established (rejected, aborted or "
-                        "unreachable)")
+        raise SendError(f"association with {dest} not established (rejected, aborted, "
+                        "unreachable" + (" or TLS handshake failed)" if tls else ")"))
     sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
     if sock is not None:
         no_delay(sock)  # each C-STORE goes out at once, not after the previous one's ACK
@@ -76,6 +81,7 @@ class Sender:
     def __init__(self, config: NodeConfig, state: State, log: EventLog,
                  stop_event: threading.Event) -> None:
         self.cfg, self.state, self.log, self.stop_event = config, state, log, stop_event
+        self.tls = client_context(config.forward_tls) if config.forward_tls else None
 
     def run(self) -> None:
         dest = self.cfg.destination
@@ -94,7 +100,7 @@ class Sender:
         try:
             pictures = [Path(p) for p in json.loads(row.get("sc_paths") or "[]")]
             send_files([*pictures, Path(row["sr_path"])], self.cfg.destination,
-                       self.cfg.ae_title)
+                       self.cfg.ae_title, tls=self.tls)
         except (SendError, OSError, RuntimeError) as e:
             attempts = row["attempts"] + 1
             final = attempts >= self.cfg.max_send_attempts

@@ -4,11 +4,14 @@ Bytes as sent → checks (SOP class, size bounds, a parseable image data set mat
 request) → an fsync'd file renamed into the spool → the instance committed to the state
 database → only then Success. A refused object gets a DIMSE failure status with an error
 comment and is quarantined with its reason. Which calling AE titles may associate (the
-allow-list) is pynetdicom's check, set up here.
+allow-list) is pynetdicom's check, set up here; with TLS (:mod:`~cossl_edge.node.tls`), a
+connection whose handshake fails (no or an untrusted client certificate, plain DICOM) is
+closed before any DICOM byte is read (``tls_refused`` in the log).
 """
 
 from __future__ import annotations
 
+import ssl
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +28,7 @@ from cossl_edge.node.config import NodeConfig
 from cossl_edge.node.eventlog import EventLog
 from cossl_edge.node.spool import Spool, fsync_file, publish, write_temp
 from cossl_edge.node.state import Instance, State
+from cossl_edge.node.tls import server_context
 from cossl_edge.node.transport import start_server
 
 # DIMSE statuses of a C-STORE (PS3.4 B.2.3, PS3.7 C)
@@ -91,11 +95,21 @@ class StoreSCP:
             ae.add_supported_context(cx.abstract_syntax, TRANSFER_SYNTAXES)
         handlers = [(evt.EVT_C_STORE, self.on_store), (evt.EVT_C_ECHO, lambda e: SUCCESS),
                     (evt.EVT_REJECTED, self.on_rejected), (evt.EVT_ACCEPTED, self.on_accepted)]
-        return start_server(ae, (self.cfg.host, self.cfg.port), handlers)
+        context = server_context(self.cfg.tls) if self.cfg.tls is not None else None
+        return start_server(ae, (self.cfg.host, self.cfg.port), handlers, context,
+                            self.on_tls_refused)
+
+    def on_tls_refused(self, address, reason: str) -> None:
+        """A connection closed at its TLS handshake: no association, nothing read."""
+        peer = address[0] if isinstance(address, tuple) else str(address)
+        self.log("tls_refused", peer=peer, reason=reason)
 
     # -- association events --------------------------------------------------------------
     def on_accepted(self, event) -> None:
-        self.log("association", calling_ae=_calling(event), peer=event.assoc.requestor.address)
+        sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+        tls = sock.version() if isinstance(sock, ssl.SSLSocket) else None
+        self.log("association", calling_ae=_calling(event), peer=event.assoc.requestor.address,
+                 tls=tls)
 
     def on_rejected(self, event) -> None:
         calling = _calling(event)

@@ -7,6 +7,7 @@ that delay per instance: about 20 instances/s on one association whatever the re
 does. Re-arming ``TCP_QUICKACK`` after every read removes the wait on the node's side, and
 ``TCP_NODELAY`` does the same for what the node sends (responses, forwarded reports).
 Where the platform has no ``TCP_QUICKACK`` (it is Linux's), the connection is left as is.
+A TLS connection (:mod:`~cossl_edge.node.tls`) is acknowledged the same way.
 
 ``benchmarks/node_throughput.py`` measures one association with and without it.
 """
@@ -14,10 +15,13 @@ Where the platform has no ``TCP_QUICKACK`` (it is Linux's), the connection is le
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from datetime import datetime
 
 from pynetdicom.transport import ThreadedAssociationServer
+
+from cossl_edge.node.tls import HANDSHAKE_TIMEOUT, why
 
 QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
@@ -53,25 +57,62 @@ def low_latency(sock: socket.socket) -> socket.socket:
     return fast
 
 
+class QuickAckSSLSocket(ssl.SSLSocket):
+    """A TLS connection whose every read of the underlying socket is acknowledged at once."""
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        data = super().recv(buflen, flags)
+        if data and QUICKACK is not None:
+            try:
+                self.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+            except OSError:
+                pass
+        return data
+
+
 class LowLatencyServer(ThreadedAssociationServer):
     """pynetdicom's threaded association server, its accepted connections made
-    :func:`low_latency`."""
+    :func:`low_latency`. With TLS, the handshake runs on the connection's own thread (not
+    on the accepting one, which a slow or hostile client would hold up), bounded in time;
+    a failed one is reported to ``on_tls_refused(address, reason)`` and the connection
+    closed before any DICOM byte is read."""
+
+    on_tls_refused = None
 
     def get_request(self):
         client, address = self.socket.accept()
         if QUICKACK is not None and client.family in (socket.AF_INET, socket.AF_INET6):
             client = low_latency(client)
         if self.ssl_context:
-            client = self.ssl_context.wrap_socket(client, server_side=True)
+            client = self.ssl_context.wrap_socket(client, server_side=True,
+                                                  do_handshake_on_connect=False)
         return client, address
 
+    def process_request_thread(self, request, client_address) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            timeout = request.gettimeout()
+            try:
+                request.settimeout(HANDSHAKE_TIMEOUT)
+                request.do_handshake()
+                request.settimeout(timeout)
+            except (OSError, ValueError) as e:  # ssl.SSLError, a reset, a timeout
+                if self.on_tls_refused is not None:
+                    self.on_tls_refused(client_address, why(e))
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
 
-def start_server(ae, address: tuple[str, int], evt_handlers: list):
+
+def start_server(ae, address: tuple[str, int], evt_handlers: list,
+                 ssl_context: ssl.SSLContext | None = None, on_tls_refused=None):
     """``ae.start_server(address, block=False, evt_handlers=...)`` with
-    :class:`LowLatencyServer`: the server runs on a daemon thread; returns it (stop it
-    with its ``shutdown()``)."""
+    :class:`LowLatencyServer` (and TLS when ``ssl_context`` is given): the server runs on a
+    daemon thread; returns it (stop it with its ``shutdown()``)."""
+    if ssl_context is not None and QUICKACK is not None:
+        ssl_context.sslsocket_class = QuickAckSSLSocket
     server = ae.make_server(address, evt_handlers=evt_handlers,
-                            server_class=LowLatencyServer)
+                            server_class=LowLatencyServer, ssl_context=ssl_context)
+    server.on_tls_refused = on_tls_refused
     stamp = datetime.now().strftime("%Y%m%d%H%M%S")
     thread = threading.Thread(target=server.serve_forever, name=f"cossl-scp@{stamp}",
                               daemon=True)
