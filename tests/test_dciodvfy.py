@@ -1,6 +1,6 @@
 """Every DICOM object the project writes passes dicom3tools' ``dciodvfy`` (the IOD checker:
-modules, attribute types, VR and VM, value sets): the node's Comprehensive SR and heatmap
-Secondary Captures, the phantoms (CT, CR, DX MONOCHROME1/2), the finding scans (SC), the ELPV
+modules, attribute types, VR and VM, value sets): the node's Comprehensive SR, heatmap
+Secondary Captures, Parametric Maps and Segmentations, the phantoms (CT, CR, DX MONOCHROME1/2), the finding scans (SC), the ELPV
 DX writer (synthetic pixels; explicit, implicit and RLE) and tests/dicom_factory.py's valid
 objects. A line with "Error" fails the test; warnings are printed (``pytest -s``).
 
@@ -52,9 +52,11 @@ def assert_valid(paths: list[Path]) -> None:
 
 # -- the node -----------------------------------------------------------------------------
 def _node_objects(folder: Path, sources: list[Path]) -> list[Path]:
-    """The SR and SCs the node writes for ``sources`` (each image called ``bright``)."""
+    """The SR, SCs, Parametric Maps and Segmentations the node writes for ``sources`` (each
+    image called ``bright``; a Parametric Map where the source has a frame of reference)."""
     pytest.importorskip("highdicom")
     from cossl_edge.node import capture
+    from cossl_edge.node import overlays as ov
     from cossl_edge.node import structured_report as sr
     from cossl_edge.node.classify import ImageResult, SeriesResult
 
@@ -73,7 +75,18 @@ def _node_objects(folder: Path, sources: list[Path]) -> list[Path]:
         pictures[uid] = sc
         out.append(folder / f"sc-{len(out)}.dcm")
         out[-1].write_bytes(sr.encode(sc))
-    doc = sr.build_sr(headers, result, IDENTITY, series_uid, 0, "COSSL", pictures)
+    maps = {}
+    for uid, ds in headers.items():
+        prob = ov.resample(rng.random((4, 4)), int(ds.Rows), int(ds.Columns), "pad")
+        for build, arr in ((ov.build_pmap, prob), (ov.build_seg, prob > ov.THRESHOLD)):
+            try:
+                obj = build(ds, arr, "bright", 0.8, IDENTITY, series_uid)
+            except ov.OverlayUnavailable:  # no frame of reference: no Parametric Map
+                continue
+            maps.setdefault(uid, []).append(obj)
+            out.append(folder / f"{obj.Modality.lower()}-{len(out)}.dcm")
+            out[-1].write_bytes(sr.encode(obj))
+    doc = sr.build_sr(headers, result, IDENTITY, series_uid, 0, "COSSL", pictures, maps)
     out.append(folder / "sr.dcm")
     out[-1].write_bytes(sr.encode(doc))
     return out
@@ -84,6 +97,28 @@ def test_node_sr_and_sc_from_phantom_ct(tmp_path):
 
     files, _ = write_blob_series(tmp_path / "src", ["bright", "normal", "bright"], "dciod")
     assert_valid(_node_objects(tmp_path / "out", files))
+
+
+def test_node_parametric_map_and_seg(tmp_path):
+    """The overlays on sources with a frame of reference (phantom CT: Parametric Map and
+    SEG) and without (DX, CR: SEG only), and the SR that references them."""
+    from clinical_examples import phantoms as ph
+
+    patient = ph.fake_patient(4, 0)
+    ct = [p for p, _ in ph.write_ct_series(tmp_path / "ct", patient,
+                                           ["nodule", "no_finding"], 0, "pmk")]
+    out = _node_objects(tmp_path / "out-ct", ct)
+    kinds = [pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID for p in out]
+    assert kinds.count("1.2.840.10008.5.1.4.1.1.30") == 2  # a Parametric Map per image
+    assert kinds.count("1.2.840.10008.5.1.4.1.1.66.4") == 2  # and a SEG
+    assert_valid(out)
+    dx = ph.write_radiograph(tmp_path / "dx.dcm", patient, "effusion", 0, "pm-dx", "DX",
+                             "MONOCHROME2")
+    out = _node_objects(tmp_path / "out-dx", [dx])
+    kinds = [pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID for p in out]
+    assert "1.2.840.10008.5.1.4.1.1.30" not in kinds  # the PM IOD requires a FoR
+    assert kinds.count("1.2.840.10008.5.1.4.1.1.66.4") == 1
+    assert_valid(out)
 
 
 def test_node_sr_and_sc_from_sparse_sources(tmp_path):

@@ -69,6 +69,14 @@ def serve(
                                       "--classifier local): at most this many heatmap "
                                       "Secondary Captures per series, the images most likely "
                                       "to hold a finding; 0 for none."),
+    send: str = typer.Option("sr,pmap,seg,sc", "--send", help="The objects written and "
+                             "sent per series, comma-separated: sr (the Comprehensive SR, "
+                             "always), and with a classifier that gives heatmaps pmap (a "
+                             "Parametric Map of P(finding) per image called a finding), seg "
+                             "(a BINARY Segmentation of it above the calibrated threshold), "
+                             "sc (heatmap Secondary Captures, for viewers that show nothing "
+                             "else; at most --heatmap-count). E.g. --send sr,sc: SR and "
+                             "pictures only."),
     heatmaps: int | None = typer.Option(None, "--heatmaps", min=0, hidden=True,
                                         help="Deprecated name of --heatmap-count."),
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="DICOM over TLS: this "
@@ -92,8 +100,8 @@ def serve(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Also print the log lines."),
 ) -> None:
     """Receive DICOM images (C-STORE, C-ECHO), classify complete series, write and forward
-    a Comprehensive SR per series (and, with a local classifier, heatmap Secondary
-    Captures). Stop with Ctrl-C or SIGTERM; a restart resumes."""
+    a Comprehensive SR per series (and, with a classifier that gives heatmaps, Parametric
+    Maps, Segmentations and heatmap Secondary Captures: --send). Stop with Ctrl-C or SIGTERM; a restart resumes."""
     eostudy_timeout = renamed(eostudy_timeout, quiet, EOSTUDY_DEFAULT, "--quiet",
                               "--eostudy-timeout")
     heatmap_count = renamed(heatmap_count, heatmaps, HEATMAP_COUNT_DEFAULT, "--heatmaps",
@@ -103,7 +111,7 @@ def serve(
             from cossl_edge.node.server import Node
         except ImportError as e:
             fail(f"the DICOM node needs its extra ({e.name} missing): {NODE_HINT}")
-        from cossl_edge.node.config import Destination, NodeConfig
+        from cossl_edge.node.config import Destination, NodeConfig, parse_send
         from cossl_edge.node.tls import TlsFiles, client_context, server_context
 
         tls = forward_files = None
@@ -123,7 +131,8 @@ def serve(
             retry_base_seconds=retry_base, retry_max_seconds=retry_max,
             max_send_attempts=max_attempts, max_instance_bytes=int(max_instance_mb * 2**20),
             max_spool_bytes=int(max_spool_gb * 2**30), retain_seconds=retain_hours * 3600,
-            threads=threads, heatmaps=heatmap_count, tls=tls, forward_tls=forward_files)
+            threads=threads, heatmaps=heatmap_count, send=parse_send(send), tls=tls,
+            forward_tls=forward_files)
         check_inputs(classifier_file, model, rules)  # before the node makes any folder
         for line in exposure_warnings(host, allow) + plain_warnings(tls, forward,
                                                                    forward_files):

@@ -150,6 +150,16 @@ class SeriesClassifier:
         return overlay(image, finding_probability(self.clf.params["calibration"],
                                                   np.asarray(heatmap, np.float64)))
 
+    def finding_map(self, heatmap, rows: int, cols: int) -> np.ndarray:
+        """rows×cols float32: the calibrated P(finding) of each heatmap position (the scale
+        the pictures colour by), bilinear onto the source's pixels through the contract's
+        crop, padding or stretch (:func:`cossl_edge.node.overlays.resample`)."""
+        from cossl_edge.local_scores import finding_probability
+        from cossl_edge.node.overlays import resample
+
+        p = finding_probability(self.clf.params["calibration"], np.asarray(heatmap, np.float64))
+        return resample(p, rows, cols, self.encoder.contract.resize)
+
     def combine(self, results: list[ImageResult]) -> SeriesResult | None:
         read = [r for r in results if r.probabilities is not None]
         if not read:

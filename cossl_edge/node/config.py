@@ -9,6 +9,19 @@ from pathlib import Path
 from cossl_edge.node.tls import TlsFiles
 
 AGGREGATIONS = ("max", "mean")
+SENDABLE = ("sr", "pmap", "seg", "sc")  # what --send names; the SR always goes
+SEND_DEFAULT = ("sr", "pmap", "seg", "sc")
+
+
+def parse_send(text: str) -> tuple[str, ...]:
+    """``sr,pmap,seg,sc`` → the objects written and sent, in SENDABLE's order; the SR is the
+    result and is always among them."""
+    names = [t.strip().lower() for t in text.split(",") if t.strip()]
+    bad = [n for n in names if n not in SENDABLE]
+    if bad or not names:
+        raise ValueError(f"--send {text!r}: a comma-separated list of {', '.join(SENDABLE)}"
+                         " (e.g. sr,pmap,seg)")
+    return tuple(n for n in SENDABLE if n in names or n == "sr")
 _AE_TITLE = re.compile(r"^[\x20-\x7e]{1,16}$")
 
 
@@ -49,6 +62,10 @@ class NodeConfig:
         it is finished (SR sent, reported without destination, not selected, or failed).
     heatmaps: with a classifier of kind ``local``, at most this many heatmap Secondary
         Captures per series (images called a finding, the most likely first); 0: none.
+    send: the objects written and sent per series (:data:`SENDABLE`): ``sr`` always;
+        with a classifier that gives heatmaps ``pmap`` (a Parametric Map of P(finding)) and
+        ``seg`` (a BINARY Segmentation) per image called a finding, ``sc`` (heatmap
+        Secondary Captures, at most ``heatmaps``).
     tls: the SCP's certificate and key, and the CA its clients' certificates must chain to
         (None: plain DICOM). forward_tls: TLS to the destination (its CA; this node's client
         certificate and key), None: plain DICOM (:mod:`~cossl_edge.node.tls`).
@@ -72,6 +89,7 @@ class NodeConfig:
     max_spool_bytes: int = 50 << 30
     retain_seconds: float = 24 * 3600.0
     heatmaps: int = 4
+    send: tuple[str, ...] = SEND_DEFAULT
     tls: TlsFiles | None = None
     forward_tls: TlsFiles | None = None
     threads: int = 1
@@ -88,6 +106,9 @@ class NodeConfig:
         if self.aggregate not in AGGREGATIONS:
             raise ValueError(f"--aggregate must be one of {AGGREGATIONS}, got "
                              f"{self.aggregate!r}")
+        unknown = set(self.send) - set(SENDABLE)
+        if unknown or "sr" not in self.send:
+            raise ValueError(f"send: {sorted(unknown)} unknown, or sr missing")
         if not 0 < self.port < 65536:
             raise ValueError(f"--port {self.port}: must be 1 to 65535")
         if self.quiet_seconds < 0:

@@ -72,6 +72,7 @@ class Node:
             self._threads.append(t)
         self.log("start", ae_title=self.cfg.ae_title, port=self.cfg.port,
                  allowed_aes=list(self.cfg.allowed_aes), quiet_s=self.cfg.quiet_seconds,
+                 send=list(self.cfg.send),
                  destination=str(self.cfg.destination) if self.cfg.destination else None,
                  rules=[r.name for r in self.rules.rules], **self.classifier.identity,
                  pending=self.state.counts())

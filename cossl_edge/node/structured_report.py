@@ -10,7 +10,10 @@ abstentions, at most MAX_IMAGE_GROUPS; these are the series group's source image
 The algorithm identification names the classifier kind and carries the model's
 sha256 and version and the classifier file's sha256. With a local classifier, the group of an
 image drawn as a heatmap Secondary Capture (:mod:`cossl_edge.node.capture`) references it
-(IMAGE item "Illustration of ROI", DCM 121200) and the SC is in the evidence. UIDs are
+(IMAGE item "Illustration of ROI", DCM 121200) and the SC is in the evidence; an image with
+a Segmentation (:mod:`cossl_edge.node.overlays`) gets a TID 1410 group whose region is the
+SEG's segment (Referenced Segmentation Frame), its Parametric Map an "Illustration of ROI"
+item too, both in the evidence. UIDs are
 derived from the source series and its revision, so an SR rebuilt after a crash is the same
 object (the PACS keeps one).
 """
@@ -29,6 +32,7 @@ from pydicom.uid import generate_uid
 
 from cossl_edge import __version__
 from cossl_edge.node.classify import SeriesResult
+from cossl_edge.node.overlays import SEGMENTATION
 
 SCHEME = "99COSSL"  # private coding scheme: the classifier's own class names
 SR_SERIES_NUMBER = 990
@@ -60,6 +64,27 @@ def _finding_group(tracking: str, uid: str, label: str, probability: float,
     )
 
 
+def _segment_group(tracking: str, label: str, probability: float,
+                   algorithm: hd.sr.AlgorithmIdentification, source: Dataset,
+                   seg: Dataset) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """TID 1410 for an image with a Segmentation: its Referenced Segmentation Frame (segment
+    1 of the SEG, with the source image), the finding and its probability."""
+    region = hd.sr.ReferencedSegmentationFrame(
+        seg.SOPClassUID, seg.SOPInstanceUID, 1, 1,
+        hd.sr.SourceImageForSegmentation(source.SOPClassUID, source.SOPInstanceUID))
+    # a SEG is referenced by its segment: Referenced Frame Number and Referenced Segment
+    # Number exclude each other in an IMAGE item (the SEG has one frame here)
+    del region[0].ReferencedSOPSequence[0].ReferencedFrameNumber
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking, identifier="image"),
+        referenced_segment=region,
+        algorithm_id=algorithm,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(codes.DCM.Finding,
+                                                             _concept(label))],
+        measurements=[hd.sr.Measurement(codes.DCM.Probability, float(probability),
+                                        codes.UCUM.NoUnits)])
+
+
 def _notable(classified: list, result: SeriesResult, identity: dict,
              illustrated: Collection[str] = ()) -> list:
     """The images that get their own group: the key image, the images with a heatmap SC,
@@ -81,10 +106,13 @@ def _count(name: str, value: int) -> hd.sr.Measurement:
 
 def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
              series_uid: str, revision: int, ae_title: str,
-             illustrations: dict[str, Dataset] | None = None) -> Dataset:
+             illustrations: dict[str, Dataset] | None = None,
+             overlays: dict[str, list[Dataset]] | None = None) -> Dataset:
     """The SR of one series. ``headers``: SOP instance UID → its dataset without pixels;
-    ``illustrations``: SOP instance UID of a source image → its heatmap SC."""
+    ``illustrations``: SOP instance UID of a source image → its heatmap SC; ``overlays``:
+    → its Parametric Map and Segmentation (:mod:`cossl_edge.node.overlays`)."""
     illustrations = illustrations or {}
+    overlays = overlays or {}
     sr_series, sr_uid = sr_uids(series_uid, revision)
     params = {k: str(identity[k]) for k in ("model_sha256", "model_version",
                                              "classifier_sha256", "classifier_kind",
@@ -95,7 +123,7 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
         version=f"{__version__} model {identity['model_sha256'][:16]}",
         parameters=[f"{k}={v}" for k, v in params.items()])
     classified = [r for r in result.per_image if r.probabilities is not None]
-    notable = _notable(classified, result, identity, illustrations)
+    notable = _notable(classified, result, identity, {*illustrations, *overlays})
     groups = [_finding_group(
         "series", generate_uid(entropy_srcs=[series_uid, str(revision), "group"]),
         result.label, result.probability, algorithm,
@@ -104,13 +132,21 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
          _count("Images unreadable", result.unreadable),
          _count("Images abstained", result.abstained_images)])]
     for r in notable:
-        groups.append(_finding_group(
-            "image", generate_uid(entropy_srcs=[r.sop_uid, str(revision), "group"]),
-            r.label, r.probability, algorithm, [headers[r.sop_uid]]))
-        if r.sop_uid in illustrations:  # TID 1501 is extensible: the heatmap, as in TID 1410
-            sc = illustrations[r.sop_uid]
+        tracking = generate_uid(entropy_srcs=[r.sop_uid, str(revision), "group"])
+        extra = overlays.get(r.sop_uid, [])
+        seg = next((o for o in extra if o.SOPClassUID == SEGMENTATION), None)
+        if seg is not None:  # TID 1410: the region is the SEG's segment on this image
+            groups.append(_segment_group(tracking, r.label, r.probability, algorithm,
+                                         headers[r.sop_uid], seg))
+        else:
+            groups.append(_finding_group("image", tracking, r.label, r.probability,
+                                         algorithm, [headers[r.sop_uid]]))
+        # the pictures (SC) and the map (Parametric Map): IMAGE items "Illustration of ROI"
+        # (TID 1410 and 1501 are extensible; the concept TID 1410 uses for a picture)
+        pictures = [illustrations[r.sop_uid]] if r.sop_uid in illustrations else []
+        for obj in pictures + [o for o in extra if o.SOPClassUID != SEGMENTATION]:
             groups[-1][0].ContentSequence.append(hd.sr.ImageContentItem(
-                codes.DCM.IllustrationOfROI, sc.SOPClassUID, sc.SOPInstanceUID,
+                codes.DCM.IllustrationOfROI, obj.SOPClassUID, obj.SOPInstanceUID,
                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -122,8 +158,10 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
         procedure_reported=codes.SCT.ImagingProcedure,
         imaging_measurements=groups)
     evidence = [_with_type2(ds) for ds in headers.values()]
-    evidence += [_reference(sc) for uid, sc in illustrations.items()
-                 if any(r.sop_uid == uid for r in notable)]
+    shown = {r.sop_uid for r in notable}
+    evidence += [_reference(sc) for uid, sc in illustrations.items() if uid in shown]
+    evidence += [_reference(o) for uid, objs in overlays.items() if uid in shown
+                 for o in objs]
     doc = hd.sr.ComprehensiveSR(
         evidence=evidence, content=report, series_instance_uid=sr_series,
         series_number=SR_SERIES_NUMBER, sop_instance_uid=sr_uid, instance_number=revision + 1,

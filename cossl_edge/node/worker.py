@@ -19,7 +19,7 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from cossl_edge.dicom.header import pydicom_quiet
-from cossl_edge.node import capture
+from cossl_edge.node import capture, overlays
 from cossl_edge.node import structured_report as sr
 from cossl_edge.node.classify import ImageResult, SeriesClassifier
 from cossl_edge.node.config import NodeConfig
@@ -74,13 +74,33 @@ class Worker:
             result = self.classifier.combine([ImageResult("1.2.3.4.5", "x", p[0], p)])
             sr.encode(sr.build_sr({"1.2.3.4.5": ds}, result, self.classifier.identity,
                                   "1.2.3.4.6", 0, self.cfg.ae_title))
-            if self.classifier.has_heatmaps and self.cfg.heatmaps > 0:
+            if self.classifier.has_heatmaps and {"pmap", "seg"} & set(self.cfg.send):
+                self._warm_overlays()
+            if self.classifier.has_heatmaps and self.cfg.heatmaps > 0 and \
+                    "sc" in self.cfg.send:
                 import numpy as np
 
                 sr.encode(capture.build_sc(sr._with_type2(ds), np.zeros((8, 8, 3), np.uint8),
                                            "x", 0.5, self.classifier.identity, "1.2.3.4.6"))
         except Exception as e:  # noqa: BLE001 - only a warm-up
             self.log("warm_up_failed", error=type(e).__name__)
+
+    def _warm_overlays(self) -> None:
+        """highdicom's first Parametric Map and Segmentation (~0.3 s): on a made-up CT."""
+        import numpy as np
+
+        ds = Dataset()
+        ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.7"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.3.4", "1.2.3.4.6"
+        ds.FrameOfReferenceUID, ds.Modality = "1.2.3.4.8", "CT"
+        ds.Rows = ds.Columns = 8
+        ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [0, 0, 0]
+        p = np.zeros((8, 8), np.float32)
+        identity = self.classifier.identity
+        sr.encode(overlays.build_pmap(ds, p, "x", 0.5, identity, "1.2.3.4.6"))
+        sr.encode(overlays.build_seg(ds, p > 0.5, "x", 0.5, identity, "1.2.3.4.6"))
 
     def step(self) -> bool:
         """One pass: complete quiet series, finish and report them, then classify up to one
@@ -181,16 +201,23 @@ class Worker:
             result.key_image = None
         pictures = self._heatmaps(series_uid, result, headers,
                                   {i.sop_uid: i for i in insts})
+        maps = self._overlays(series_uid, result, headers)
         doc = sr.build_sr(headers, result, self.classifier.identity, series_uid, revision,
-                          self.cfg.ae_title, {uid: ds for uid, (ds, _) in pictures.items()})
+                          self.cfg.ae_title, {uid: ds for uid, (ds, _) in pictures.items()},
+                          {uid: [ds for ds, _ in objs] for uid, objs in maps.items()})
         path = self.cfg.reports / f"{sid}-r{revision}.dcm"
         write_atomic(path, sr.encode(doc), self.cfg.reports / ".tmp")
         summary = result.summary()
         if self.state.set_report(series_uid, revision, summary, str(path),
                                  str(doc.SOPInstanceUID), self.cfg.destination is not None,
-                                 [str(p) for _, p in pictures.values()]):
+                                 [str(p) for objs in maps.values() for _, p in objs]
+                                 + [str(p) for _, p in pictures.values()]):
             self.log("report", series=sid, revision=revision, **summary, files_gone=gone,
                      heatmaps=len(pictures),
+                     pmaps=sum(ds.SOPClassUID == overlays.PARAMETRIC_MAP
+                               for objs in maps.values() for ds, _ in objs),
+                     segs=sum(ds.SOPClassUID == overlays.SEGMENTATION
+                              for objs in maps.values() for ds, _ in objs),
                      model_sha256=self.classifier.identity["model_sha256"],
                      s=round(time.time() - t0, 3))
 
@@ -199,7 +226,7 @@ class Worker:
         """Kind ``local``: the heatmap SCs of the images called a finding (the most likely
         first, at most ``cfg.heatmaps``), written under reports/ → {source SOP UID: (SC,
         file)}. An image that cannot be drawn is left out (logged, no patient data)."""
-        if not self.classifier.has_heatmaps:
+        if not self.classifier.has_heatmaps or "sc" not in self.cfg.send:
             return {}
         clf = self.classifier
         chosen = capture.choose([r for r in result.per_image if r.sop_uid in headers],
@@ -219,4 +246,48 @@ class Worker:
             path = self.cfg.reports / f"{self.log.id(series_uid)}-heatmap-{iid}.dcm"
             write_atomic(path, sr.encode(ds), self.cfg.reports / ".tmp")
             out[r.sop_uid] = (ds, path)
+        return out
+
+    def _overlays(self, series_uid: str, result, headers: dict
+                  ) -> dict[str, list[tuple[Dataset, Path]]]:
+        """Classifiers that give heatmaps: per image called a finding (every one, the most
+        likely first), its Parametric Map and Segmentation as ``cfg.send`` asks, written
+        under reports/ → {source SOP UID: [(object, file)]}. A source that cannot carry one
+        (no frame of reference, multi-frame) or an object that fails is left out (logged,
+        no patient data); the SR goes anyway."""
+        kinds = [k for k in overlays.KINDS if k in self.cfg.send]
+        if not self.classifier.has_heatmaps or not kinds:
+            return {}
+        clf = self.classifier
+        chosen = capture.choose([r for r in result.per_image if r.sop_uid in headers],
+                                clf.normal, list(clf.clf.classes), len(headers))
+        sid = self.log.id(series_uid)
+        out: dict[str, list[tuple[Dataset, Path]]] = {}
+        for r, p_finding in chosen:
+            src, iid = headers[r.sop_uid], self.log.id(r.sop_uid)
+            try:
+                prob = clf.finding_map(r.heatmap, int(src.Rows), int(src.Columns))
+            except Exception as e:  # noqa: BLE001 - an overlay is extra
+                self.log("overlay_failed", series=sid, instance=iid, kind="map",
+                         error=type(e).__name__)
+                continue
+            for kind in kinds:
+                try:
+                    if kind == "pmap":
+                        ds = overlays.build_pmap(src, prob, r.label, p_finding,
+                                                 clf.identity, series_uid)
+                    else:
+                        ds = overlays.build_seg(src, prob > overlays.THRESHOLD, r.label,
+                                                p_finding, clf.identity, series_uid)
+                except overlays.OverlayUnavailable as e:
+                    self.log("overlay_skipped", series=sid, instance=iid, kind=kind,
+                             reason=str(e))
+                    continue
+                except Exception as e:  # noqa: BLE001 - an overlay is extra
+                    self.log("overlay_failed", series=sid, instance=iid, kind=kind,
+                             error=type(e).__name__)
+                    continue
+                path = self.cfg.reports / f"{sid}-{kind}-{iid}.dcm"
+                write_atomic(path, sr.encode(ds), self.cfg.reports / ".tmp")
+                out.setdefault(r.sop_uid, []).append((ds, path))
         return out
