@@ -1,8 +1,9 @@
 """Every DICOM object the project writes passes dicom3tools' ``dciodvfy`` (the IOD checker:
 modules, attribute types, VR and VM, value sets): the node's Comprehensive SR, heatmap
-Secondary Captures, Parametric Maps and Segmentations, the phantoms (CT, CR, DX MONOCHROME1/2), the finding scans (SC), the ELPV
-DX writer (synthetic pixels; explicit, implicit and RLE) and tests/dicom_factory.py's valid
-objects. A line with "Error" fails the test; warnings are printed (``pytest -s``).
+Secondary Captures, Parametric Maps and Segmentations, the phantoms (CT, CR, DX
+MONOCHROME1/2), the finding scans (SC), the ELPV DX writer (synthetic pixels; explicit,
+implicit and RLE) and tests/dicom_factory.py's valid objects. A line with "Error" fails the
+test; warnings are printed (``pytest -s``).
 
 Nothing is skipped when dciodvfy is missing: ``make node-tools`` installs dicom3tools.
 """

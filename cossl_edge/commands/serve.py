@@ -101,7 +101,8 @@ def serve(
 ) -> None:
     """Receive DICOM images (C-STORE, C-ECHO), classify complete series, write and forward
     a Comprehensive SR per series (and, with a classifier that gives heatmaps, Parametric
-    Maps, Segmentations and heatmap Secondary Captures: --send). Stop with Ctrl-C or SIGTERM; a restart resumes."""
+    Maps, Segmentations and heatmap Secondary Captures: --send). Stop with Ctrl-C or
+    SIGTERM; a restart resumes."""
     eostudy_timeout = renamed(eostudy_timeout, quiet, EOSTUDY_DEFAULT, "--quiet",
                               "--eostudy-timeout")
     heatmap_count = renamed(heatmap_count, heatmaps, HEATMAP_COUNT_DEFAULT, "--heatmaps",
