@@ -142,7 +142,8 @@ def test_local_classifier_heatmaps_as_secondary_captures(tmp_path, local_classif
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
     node = ns.NodeProcess(local_classifier, tmp_path / "node",
                           forward=f"{ns.PACS_AE}@127.0.0.1:{ns.free_port()}",  # nobody there
-                          extra=["--eostudy-timeout", "0.5", "--heatmap-count", "4"])
+                          extra=["--eostudy-timeout", "0.5", "--heatmap-count", "4",
+                                 "--send", "sc"])  # SR and SCs: the behaviour before maps
     try:
         node.start()
         assert ns.storescu(node.port, files).returncode == 0
@@ -250,3 +251,149 @@ def test_four_concurrent_associations(tmp_path, pacs, node_factory):
                                 " WHERE state='classified'").fetchone()) == (4 * per, 1)
     print(f"4 associations × {per}: received in {received_s:.1f} s "
           f"({4 * per / received_s:.0f} instances/s)")
+
+
+def _with_geometry(files: list[Path]) -> None:
+    """The blob CT images with the geometry a scanner gives (frame of reference, pixel
+    spacing, slice thickness), which the Parametric Map and the SEG take over."""
+    frame = pydicom.uid.generate_uid(entropy_srcs=[str(files[0]), "for"])
+    for f in files:
+        ds = pydicom.dcmread(f)
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = frame, ""
+        ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 2.0
+        ds.save_as(f, enforce_file_format=True)
+
+
+def test_local_classifier_parametric_map_and_seg(tmp_path, local_classifier, pacs):
+    """The default --send: per image called a finding, a Parametric Map of P(finding) and a
+    BINARY SEG, each in its own new series of the study on the source's geometry, and the
+    SR referencing them; read back from Orthanc with highdicom. The map's maximum lies on
+    the bright disk; the SEG covers it."""
+    import highdicom as hd
+
+    from cossl_edge.node.overlays import PARAMETRIC_MAP, SEGMENTATION, THRESHOLD
+
+    kinds = ["bright", "normal", "bright", "bright"]
+    files, centres = ns.write_blob_series(tmp_path / "scan", kinds, "pmap", patient=72)
+    _with_geometry(files)
+    source = {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID): (f, c)
+              for f, c in zip(files, centres, strict=True)}
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    node = ns.NodeProcess(local_classifier, tmp_path / "node",
+                          forward=f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}",
+                          extra=["--eostudy-timeout", "0.5"])
+    try:
+        node.start()
+        assert ns.storescu(node.port, files).returncode == 0
+        sr = sr_for(pacs, str(first.SeriesInstanceUID))
+        ns.wait_until(lambda: any(e["event"] == "sent" for e in node.events()), 20, "sent")
+    finally:
+        node.stop()
+    with node.db() as db:
+        called = {r[0] for r in db.execute("SELECT sop_uid FROM instances WHERE label=?",
+                                           ("bright",))}
+    assert len(called) >= 2
+
+    def of_study(sop_class):
+        return pacs.datasets(lambda t: t.get("SOPClassUID") == sop_class
+                             and t.get("StudyInstanceUID") == first.StudyInstanceUID)
+
+    pmaps, segs = of_study(PARAMETRIC_MAP), of_study(SEGMENTATION)
+    assert len(pmaps) == len(segs) == len(called)
+    for objs in (pmaps, segs):
+        assert len({o.SeriesInstanceUID for o in objs}) == 1
+        assert objs[0].SeriesInstanceUID != first.SeriesInstanceUID
+    for pm_ds in pmaps:
+        pm = hd.pm.ParametricMap.from_dataset(pm_ds)
+        ref = str(pm.SourceImageSequence[0].ReferencedSOPInstanceUID) \
+            if "SourceImageSequence" in pm else \
+            str(pm.SharedFunctionalGroupsSequence[0].DerivationImageSequence[0]
+                .SourceImageSequence[0].ReferencedSOPInstanceUID)
+        assert ref in called
+        path, centre = source[ref]
+        src = pydicom.dcmread(path, stop_before_pixels=True)
+        assert pm.StudyInstanceUID == src.StudyInstanceUID
+        assert pm.FrameOfReferenceUID == src.FrameOfReferenceUID
+        assert [float(v) for v in pm.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+                .PixelSpacing] == [0.7, 0.7]
+        values = pm.pixel_array.astype(float)
+        assert values.shape == (src.Rows, src.Columns)
+        assert 0.0 <= values.min() and values.max() <= 1.0
+        rwvm = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+        assert rwvm.MeasurementUnitsCodeSequence[0].CodeValue == "1"
+        # the maximum lies on the known disk (radius ~5 px at 64 px, centre ≥ 12 px from
+        # the edge; a heatmap cell of this model is 8 px of the source: within 1.5 cells).
+        # Leaving out the outer cell: the fixed convolution's zero padding lights corners
+        cell = src.Rows // 8
+        inner = np.full_like(values, -1.0)
+        inner[cell:-cell, cell:-cell] = values[cell:-cell, cell:-cell]
+        my, mx = np.unravel_index(int(np.argmax(inner)), values.shape)
+        assert (my - centre[0]) ** 2 + (mx - centre[1]) ** 2 <= 12 ** 2, ((my, mx), centre)
+        yy, xx = np.mgrid[:src.Rows, :src.Columns]
+        near = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 8 ** 2
+        assert values[near].mean() > values[~near].mean() + 0.1
+    for seg_ds in segs:
+        seg = hd.seg.Segmentation.from_dataset(seg_ds)
+        assert seg.SegmentationType == "BINARY"
+        refs = [str(s.ReferencedSOPInstanceUID) for s in seg.ReferencedSeriesSequence[0]
+                .ReferencedInstanceSequence]
+        assert len(refs) == 1 and refs[0] in called
+        path, centre = source[refs[0]]
+        src = pydicom.dcmread(path, stop_before_pixels=True)
+        assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
+        mask = seg.pixel_array.reshape(src.Rows, src.Columns)
+        # the thresholded coarse map: on the disk's neighbourhood far more than elsewhere
+        yy, xx = np.mgrid[:src.Rows, :src.Columns]
+        near = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 12 ** 2
+        assert mask[near].any() and 0 < mask.mean() < 0.5
+        assert mask[near].mean() > 2 * mask[~near].mean()
+        assert seg.SegmentSequence[0].SegmentLabel.endswith(f"P>{THRESHOLD:g}")
+    # the SR: each SEG as the region of its image's TID 1410 group, each map an
+    # illustration; all in the evidence
+    evidence = set(ns.referenced_instances(sr))
+    assert {str(o.SOPInstanceUID) for o in pmaps + segs} <= evidence
+    assert {str(o.SOPInstanceUID) for o in pmaps} <= set(ns.illustrations(sr))
+    seg_refs = []
+
+    def walk(items):
+        for it in items:
+            if it.get("ValueType") == "IMAGE" and \
+                    it.ConceptNameCodeSequence[0].CodeValue == "121214":
+                seg_refs.append(str(it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
+            walk(it.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    assert sorted(seg_refs) == sorted(str(s.SOPInstanceUID) for s in segs)
+    report = [e for e in node.events() if e["event"] == "report"]
+    assert report[0]["pmaps"] == report[0]["segs"] == len(called)
+
+
+def test_send_choices(tmp_path, local_classifier, pacs):
+    """--send sr,pmap: the map and no SEG, no SC; a bad list stops serve with one line."""
+    from cossl_edge.node.config import parse_send
+    from cossl_edge.node.overlays import PARAMETRIC_MAP, SEGMENTATION
+
+    assert parse_send("sc") == ("sr", "sc")  # the SR always: `sc` is the SR and pictures
+    assert parse_send("SEG, sr") == ("sr", "seg")
+    with pytest.raises(ValueError):
+        parse_send("sr,png")
+    files, _ = ns.write_blob_series(tmp_path / "scan", ["bright", "bright"], "choice",
+                                    patient=73)
+    _with_geometry(files)
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    node = ns.NodeProcess(local_classifier, tmp_path / "node",
+                          forward=f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}",
+                          extra=["--eostudy-timeout", "0.5", "--send", "sr,pmap"])
+    try:
+        node.start()
+        assert ns.storescu(node.port, files).returncode == 0
+        sr_for(pacs, str(first.SeriesInstanceUID))
+    finally:
+        node.stop()
+    classes = [pacs.get(f"/instances/{i}/simplified-tags").get("SOPClassUID")
+               for i in pacs.instances()]
+    study = [c for c, i in zip(classes, pacs.instances(), strict=True)
+             if pacs.get(f"/instances/{i}/simplified-tags").get("StudyInstanceUID")
+             == first.StudyInstanceUID]
+    assert study.count(PARAMETRIC_MAP) >= 1
+    assert SEGMENTATION not in study and "1.2.840.10008.5.1.4.1.1.7" not in study
