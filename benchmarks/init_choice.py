@@ -154,6 +154,28 @@ def auto_pick(data: Path) -> str:
     return resolve_arch(PretrainConfig(), side, True, weights_available()).arch
 
 
+def table(results: dict) -> str:
+    """A markdown table: per data set and task, each recipe's seeds and the floors."""
+    rows = ["| data set, task | scratch | ImageNet, adapted | ImageNet, before adaptation "
+            "| raw pixels | `--arch auto` picks |", "|---|---|---|---|---|---|"]
+    runs, floors = results.get("runs", {}), results.get("floors", {})
+    for ds, tasks in TASKS.items():
+        for task in tasks:
+            def cell(prefix: str, where: dict, task: str = task) -> str:
+                vals = [(k.rsplit("/s", 1)[1], v[task]) for k, v in sorted(where.items())
+                        if k.startswith(prefix) and task in v]
+                if not vals:
+                    return "–"
+                mean = sum(v for _, v in vals) / len(vals)
+                return f"{mean:.1f} ({', '.join(f'{v:.1f}' for _, v in vals)})"
+            pick = results.get("auto_pick", {}).get(ds, "?")
+            rows.append(f"| {ds}, {task} | {cell(f'{ds}/scratch', runs)} | "
+                        f"{cell(f'{ds}/imagenet', runs)} | "
+                        f"{cell(f'{ds}/imagenet-untrained', floors)} | "
+                        f"{cell(f'{ds}/raw-pixels', floors)} | {pick} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--budget", default="10m")
@@ -163,7 +185,12 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="RECIPE=OPTIONS",
                     help='extra options for a recipe, e.g. imagenet="--image-size 112"')
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "init_choice")
+    ap.add_argument("--table", action="store_true", help="Print the results as a markdown "
+                    "table and stop.")
     args = ap.parse_args()
+    if args.table:
+        print(table(json.loads(RESULTS.read_text())))
+        return
     extra = dict(v.partition("=")[::2] for v in args.set)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     for ds in args.datasets:
