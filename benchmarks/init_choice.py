@@ -151,7 +151,7 @@ def auto_pick(data: Path) -> str:
     from cossl_edge.training.efficientnet import weights_available
 
     side = native_side(discover(data).samples)
-    return resolve_arch(PretrainConfig(), side, True, weights_available()).arch
+    return resolve_arch(PretrainConfig(arch="auto"), side, True, weights_available()).arch
 
 
 def table(results: dict) -> str:
