@@ -257,6 +257,8 @@ def test_arch_auto_takes_the_pretrained_network_for_large_scans_only():
     assert big.arch == "efficientnet-lite0" and big.contract.size == 224
     assert big.contract.mean == pytest.approx((127 / 255,))
     assert resolve_arch(cfg, 28, True, weights=True).arch == "resnet10"
+    asked = resolve_arch(PretrainConfig(arch="efficientnet-lite0"), 28, True, weights=True)
+    assert asked.arch == "efficientnet-lite0" and asked.contract.size == 112
     assert resolve_arch(cfg, 300, True, weights=False).arch == "resnet10"
     local = PretrainConfig(arch="auto", findings="local")
     assert resolve_arch(local, 300, True, weights=True).arch == "resnet10"

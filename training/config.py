@@ -34,6 +34,9 @@ LOCAL_MAX_SIZE = 256
 ARCHS = ("auto", "resnet10", "resnet18", "efficientnet-lite0")
 PRETRAINED_MIN_SIDE = 200  # --arch auto: images at least this large start from ImageNet
 PRETRAINED_SIZE = 224  # ... at the input size of its weights
+# --arch efficientnet-lite0 on smaller images, --image-size auto: 112 px (digits: ImageNet
+# features 71.9% 5-shot at 112 against 68.0% at 224; MNIST-5k equal; a step costs a quarter)
+PRETRAINED_SMALL_SIZE = 112
 
 
 def resolve_arch(config: PretrainConfig, side: int | None, auto_size: bool,
@@ -61,7 +64,8 @@ def resolve_arch(config: PretrainConfig, side: int | None, auto_size: bool,
         contract = replace(config.contract, mean=(IMAGENET_MEAN,) * c,
                            std=(IMAGENET_STD,) * c)
         if auto_size and side is not None:
-            contract = replace(contract, size=PRETRAINED_SIZE)
+            contract = replace(contract, size=PRETRAINED_SIZE if side >= PRETRAINED_MIN_SIDE
+                               else PRETRAINED_SMALL_SIZE)
         config = replace(config, contract=contract)
     return config
 FINDINGS = ("global", "local")
