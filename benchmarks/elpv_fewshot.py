@@ -24,10 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +33,9 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.cli_runs import pretrained_int8, read_model, steps_of  # noqa: E402
 from benchmarks.elpv_data import main as write_data  # noqa: E402
 from cossl_edge.episodes import evaluate_episodes  # noqa: E402
-from cossl_edge.evaluation.features import downsampled_pixels  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 EPISODES, QUERIES, SHOTS = 500, 15, (5, 10)
@@ -56,17 +53,6 @@ def episodes(x, labels, kind: str, seed: int, centering=None) -> dict:
         if "chosen" in r:
             out[f"{k}shot_chosen"] = r["chosen"]
     return out
-
-
-def read_model(model: Path, refs) -> tuple[dict, np.ndarray, list[int], object]:
-    """(readings of the labelled cells, raw pixels, indices kept, the encoder) through the
-    model file."""
-    from cossl_edge.encoder import Encoder
-
-    enc = Encoder(model)
-    names = ["embedding"] + (["anomaly_map"] if enc.has_anomaly_map else [])
-    images, kept, _ = load_many(refs, enc.contract)
-    return enc.read_prepared(images, names), downsampled_pixels(images), kept, enc
 
 
 def imagenet_features(refs) -> tuple[np.ndarray, list[int]]:
@@ -147,22 +133,11 @@ def main() -> None:
     for name, options in variants.items():
         for seed in args.seeds:
             run = args.work / "runs" / f"{name}-{args.budget}-s{seed}"
-            if not (run / "encoder.pt").exists():
-                cmd = [sys.executable, "-m", "cossl_edge", "pretrain", str(data / "unlabeled"),
-                       "--out", str(run), "--time-budget", args.budget, "--seed", str(seed),
-                       "--quiet", *shlex.split(options)]
-                print("$ cossl-edge " + shlex.join(cmd[3:]), flush=True)
-                t0 = time.perf_counter()
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
-            if not (run / "encoder.int8.onnx").exists():
-                subprocess.run([sys.executable, "-m", "cossl_edge", "export", str(run),
-                                "--no-latency"], check=True, stdout=subprocess.DEVNULL)
-            readings, raw, kept, enc = read_model(run / "encoder.int8.onnx", refs)
+            model = pretrained_int8(data / "unlabeled", run, args.budget, seed, options)
+            readings, raw, kept, enc = read_model(model, refs)
             y = [labels[i] for i in kept]
             config = json.loads((run / "config.json").read_text())
-            steps = max((json.loads(line).get("step", 0) for line in
-                         (run / "metrics.jsonl").read_text().splitlines()), default=0)
+            steps = steps_of(run)
             report = json.loads((run / "export-report.json").read_text())
             rec = {"variant": name, "options": options, "seed": seed, "budget": args.budget,
                    "steps": steps, "arch": config.get("arch"), "size": enc.contract.size,

@@ -27,10 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +37,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from cli_runs import pretrained_int8, read_model, steps_of  # noqa: E402
+
 from cossl_edge.episodes import evaluate_episodes  # noqa: E402
-from cossl_edge.evaluation.features import downsampled_pixels  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 EPISODES, QUERIES = 400, 15
@@ -102,15 +100,6 @@ def scores(readings: dict, labels: list[str], tasks: dict, seed: int, centering)
         if "chosen" in r:
             out[f"{task}_chosen"] = r["chosen"]
     return out
-
-
-def read(model: Path, refs) -> tuple[dict, np.ndarray, list[int], object]:
-    from cossl_edge.encoder import Encoder
-
-    enc = Encoder(model)
-    names = ["embedding"] + (["anomaly_map"] if enc.has_anomaly_map else [])
-    images, kept, _ = load_many(refs, enc.contract)
-    return enc.read_prepared(images, names), downsampled_pixels(images), kept, enc
 
 
 def untrained_imagenet(run: Path, data: Path, size: int) -> Path:
@@ -201,21 +190,10 @@ def main() -> None:
                 options = f"{RECIPES[recipe]} {extra.get(recipe, '')}".strip()
                 tag = extra.get(recipe, "").replace(" ", "").replace("--", "_") or ""
                 run = args.work / ds / f"{recipe}{tag}-{args.budget}-s{seed}"
-                if not (run / "encoder.pt").exists():
-                    cmd = [sys.executable, "-m", "cossl_edge", "pretrain",
-                           str(data / "unlabeled"), "--out", str(run), "--time-budget",
-                           args.budget, "--seed", str(seed), "--quiet", *shlex.split(options)]
-                    print("$ cossl-edge " + shlex.join(cmd[3:]), flush=True)
-                    t0 = time.perf_counter()
-                    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                    print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
-                if not (run / "encoder.int8.onnx").exists():
-                    subprocess.run([sys.executable, "-m", "cossl_edge", "export", str(run),
-                                    "--no-latency"], check=True, stdout=subprocess.DEVNULL)
-                readings, raw, kept, enc = read(run / "encoder.int8.onnx", refs)
+                model = pretrained_int8(data / "unlabeled", run, args.budget, seed, options)
+                readings, raw, kept, enc = read_model(model, refs)
                 y = [labels[i] for i in kept]
-                steps = max((json.loads(line).get("step", 0) for line in
-                             (run / "metrics.jsonl").read_text().splitlines()), default=0)
+                steps = steps_of(run)
                 rec = {"dataset": ds, "recipe": recipe, "options": options, "seed": seed,
                        "budget": args.budget, "steps": steps, "size": enc.contract.size,
                        "load_average": os.getloadavg()[0],
@@ -225,7 +203,7 @@ def main() -> None:
                 if recipe == "imagenet":  # the same network before adaptation, same size
                     model = untrained_imagenet(args.work / ds / f"untrained-{enc.contract.size}",
                                                data / "unlabeled", enc.contract.size)
-                    r0, _, kept0, enc0 = read(model, refs)
+                    r0, _, kept0, enc0 = read_model(model, refs)
                     results.setdefault("floors", {})[
                         f"{ds}/imagenet-untrained-{enc.contract.size}/s{seed}"] = scores(
                         {"embedding": r0["embedding"]}, [labels[i] for i in kept0],
