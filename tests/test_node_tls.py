@@ -127,7 +127,9 @@ def test_tls_node_stores_trusted_clients_only_and_forwards_over_tls(tmp_path, cl
         assert sr.Modality == "SR"
         assoc = [e for e in node.events() if e["event"] == "association"]
         assert assoc and all(e["tls"] and e["tls"].startswith("TLSv1.") for e in assoc)
-        assert any(e["event"] == "sent" for e in node.events())
+        # the PACS may hold the SR a moment before the node logs its answer
+        ns.wait_until(lambda: any(e["event"] == "sent" for e in node.events()), 10,
+                      "the sent line")
     finally:
         node.stop()
         pacs.stop()
