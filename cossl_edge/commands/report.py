@@ -40,7 +40,7 @@ def report(
         import matplotlib  # noqa: F401
     except ImportError:
         fail("the report draws with matplotlib, which is not installed: "
-             "pip install matplotlib (or 'cossl-edge[train]')")
+             "pip install 'cossl-edge[report]'")
     heatmaps_from = renamed(heatmaps_from, heatmaps, None, "--heatmaps", "--heatmaps-from")
     with user_errors():
         path = write_report(run_dir, out, data=data, labels_csv=labels, model=model,

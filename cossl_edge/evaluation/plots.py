@@ -15,8 +15,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError as e:
-        raise ValueError("--plots needs matplotlib: pip install matplotlib "
-                         "(or the cossl-edge[train] extra)") from e
+        raise ValueError("--plots needs matplotlib: pip install 'cossl-edge[report]'") from e
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
