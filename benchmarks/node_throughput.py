@@ -64,7 +64,7 @@ def run_setting(work: Path, classifier: Path, pacs, associations: int, per: int,
                               patient=100 + 10 * associations + k) for k in range(associations)]
     node = ns.NodeProcess(classifier, work / f"node-{associations}",
                           forward=f"{ns.PACS_AE}@127.0.0.1:{pacs.dicom_port}",
-                          extra=["--quiet", str(quiet)])
+                          extra=["--eostudy-timeout", str(quiet)])
     node.start()
     try:
         t0 = time.time()
