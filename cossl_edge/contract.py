@@ -165,15 +165,17 @@ def resize_image(img: np.ndarray, size: int, mode: str) -> np.ndarray:
     if mode == "pad" and h != w:
         scale = size / max(h, w)
         nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-        inner = _resize_hw(img, nh, nw)
+        inner = resize_hw(img, nh, nw)
         out = np.zeros((size, size, img.shape[2]), np.float32)
         top, left = (size - nh) // 2, (size - nw) // 2
         out[top : top + nh, left : left + nw] = inner
         return out
-    return _resize_hw(img, size, size)
+    return resize_hw(img, size, size)
 
 
-def _resize_hw(img: np.ndarray, nh: int, nw: int) -> np.ndarray:
+def resize_hw(img: np.ndarray, nh: int, nw: int) -> np.ndarray:
+    """An H×W×C float image bilinearly resized to nh × nw (Pillow, per channel), as the
+    contract resizes: training, the edge and the node's pictures share it."""
     if img.shape[:2] == (nh, nw):
         return np.ascontiguousarray(img, dtype=np.float32)
     chans = [

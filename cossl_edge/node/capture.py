@@ -57,7 +57,7 @@ def choose(per_image: list, normal: str | None, classes: list[str], k: int) -> l
 def display(image: np.ndarray, size: int, mode: str) -> np.ndarray:
     """The model's view of ``image`` (H×W[×C] in [0, 1]: its crop, padding or stretch) at the
     source's resolution, longest side at most MAX_SIDE and at least ``size``."""
-    from cossl_edge.contract import _resize_hw, resize_image, to_channels
+    from cossl_edge.contract import resize_hw, resize_image, to_channels
 
     img = to_channels(np.asarray(image, np.float32), 1)
     h, w = img.shape[:2]
@@ -65,7 +65,7 @@ def display(image: np.ndarray, size: int, mode: str) -> np.ndarray:
     if mode in ("center-crop", "pad"):
         return resize_image(img, side, mode)
     scale = side / max(h, w)  # "resize" stretches to a square: keep the source's aspect
-    return _resize_hw(img, max(1, round(h * scale)), max(1, round(w * scale)))
+    return resize_hw(img, max(1, round(h * scale)), max(1, round(w * scale)))
 
 
 def patient_orientation(ds: Dataset) -> tuple[str, str] | None:
