@@ -21,6 +21,11 @@ import typer
 SUPPORT_PER_CLASS = 5
 
 
+def phantom_folders(out: Path) -> dict[str, Path]:
+    """Where :func:`write_phantoms` puts each part of the data."""
+    return {name: out / name for name in ("unlabeled", "labeled", "support")}
+
+
 def write_phantoms(out: Path, unlabeled: int, labelled_per_class: int, seed: int = 0,
                    progress=None) -> dict[str, Path]:
     """``unlabeled/`` (flat), ``labeled/<finding>/`` and ``support/<finding>/`` (the first
@@ -31,7 +36,7 @@ def write_phantoms(out: Path, unlabeled: int, labelled_per_class: int, seed: int
     from cossl_edge.phantom_pixels import FINDINGS, radiograph
 
     rng = np.random.default_rng(seed)
-    folders = {name: out / name for name in ("unlabeled", "labeled", "support")}
+    folders = phantom_folders(out)
     jobs = [("unlabeled", FINDINGS[i % len(FINDINGS)], i) for i in range(unlabeled)]
     jobs += [("labeled", f, j) for j in range(labelled_per_class) for f in FINDINGS]
     for kind, finding, i in jobs:
@@ -93,9 +98,9 @@ def demo(
         typer.echo(f"writing {total} chest-radiograph phantoms (no finding, nodule, effusion) "
                    f"into {data}")
         with progress_bar("phantoms", total) as advance:
-            folders = write_phantoms(data, unlabeled, labelled, progress=advance)
+            write_phantoms(data, unlabeled, labelled, progress=advance)
         (data / "done").write_text("ok\n")
-    folders = {name: data / name for name in ("unlabeled", "labeled", "support")}
+    folders = phantom_folders(data)
     log: list[tuple[str, float]] = []
     train = ["--max-steps", "3", "--batch-size", "16"] if tiny else \
         ["--time-budget", f"{round(minutes * 60)}s"]
