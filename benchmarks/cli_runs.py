@@ -49,3 +49,42 @@ def read_model(model: Path, refs) -> tuple[dict, np.ndarray, list[int], object]:
     names = ["embedding"] + (["anomaly_map"] if enc.has_anomaly_map else [])
     images, kept, _ = load_many(refs, enc.contract)
     return enc.read_prepared(images, names), downsampled_pixels(images), kept, enc
+
+
+def untrained_run(run: Path, unlabeled: Path, init: str, size: int, seed: int = 0,
+                  normal_model: bool = False) -> Path:
+    """An EfficientNet-Lite0 run directory with no training step (``init``: its ImageNet
+    weights, or random ones drawn from ``seed``), exported as a run would be; with
+    ``normal_model``, its own normal model of ``unlabeled`` first (all the images; else 256
+    for calibration). The int8 file; nothing is redone when it exists."""
+    import torch
+
+    from cossl_edge import rundir
+    from cossl_edge.contract import PreprocessContract
+    from cossl_edge.export import export_run
+    from cossl_edge.sources import discover
+    from cossl_edge.training import normal_stats
+    from cossl_edge.training.backbones import build_encoder
+    from cossl_edge.training.config import PretrainConfig
+    from cossl_edge.training.efficientnet import IMAGENET_MEAN, IMAGENET_STD
+
+    model = run / "encoder.int8.onnx"
+    if model.exists():
+        return model
+    run.mkdir(parents=True, exist_ok=True)
+    contract = PreprocessContract(channels=1, size=size, mean=(IMAGENET_MEAN,),
+                                  std=(IMAGENET_STD,))
+    cfg = PretrainConfig(arch="efficientnet-lite0", init=init, contract=contract, seed=seed)
+    torch.manual_seed(seed)
+    enc = build_encoder(cfg).eval()
+    cfg.save(run / rundir.CONFIG)
+    torch.save(enc.state_dict(), run / rundir.ENCODER)
+    (run / rundir.FINGERPRINT).write_text(f"{init}-untrained\n")
+    samples = discover(unlabeled).samples
+    images, _, _ = load_many(samples if normal_model else samples[:256], contract)
+    np.save(run / rundir.CALIBRATION, images[:256].astype(np.float16), allow_pickle=False)
+    if normal_model:
+        stats = normal_stats.compute(enc, images, contract, torch.device("cpu"), seed)
+        normal_stats.save(stats, run / rundir.NORMAL_MODEL)
+    export_run(run, measure_latency=False)
+    return model

@@ -33,7 +33,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.cli_runs import pretrained_int8, read_model, steps_of  # noqa: E402
+from benchmarks.cli_runs import (  # noqa: E402
+    pretrained_int8,
+    read_model,
+    steps_of,
+    untrained_run,
+)
 from benchmarks.elpv_data import main as write_data  # noqa: E402
 from cossl_edge.episodes import evaluate_episodes  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
@@ -74,41 +79,6 @@ def imagenet_features(refs) -> tuple[np.ndarray, list[int]]:
         x = np.concatenate([enc(torch.from_numpy(contract.normalize(images[i:i + 32]))).numpy()
                             for i in range(0, len(images), 32)])
     return x, kept
-
-
-def random_init_run(run: Path, data: Path, seed: int) -> Path:
-    """A random-init EfficientNet-Lite0 run directory with its own normal model, exported."""
-    import torch
-
-    from cossl_edge import rundir
-    from cossl_edge.contract import PreprocessContract
-    from cossl_edge.export import export_run
-    from cossl_edge.sources import discover
-    from cossl_edge.training import normal_stats
-    from cossl_edge.training.config import PretrainConfig
-    from cossl_edge.training.efficientnet import IMAGENET_MEAN, IMAGENET_STD
-
-    model = run / "encoder.int8.onnx"
-    if model.exists():
-        return model
-    run.mkdir(parents=True, exist_ok=True)
-    contract = PreprocessContract(channels=1, size=224, mean=(IMAGENET_MEAN,),
-                                  std=(IMAGENET_STD,))
-    cfg = PretrainConfig(arch="efficientnet-lite0", init="random", contract=contract,
-                         seed=seed)
-    torch.manual_seed(seed)
-    from cossl_edge.training.backbones import build_encoder
-
-    enc = build_encoder(cfg).eval()
-    cfg.save(run / rundir.CONFIG)
-    torch.save(enc.state_dict(), run / rundir.ENCODER)
-    (run / rundir.FINGERPRINT).write_text("random-init\n")
-    images, _, _ = load_many(discover(data).samples, contract)
-    np.save(run / rundir.CALIBRATION, images[:256].astype(np.float16), allow_pickle=False)
-    normal_stats.save(normal_stats.compute(enc, images, contract, torch.device("cpu"), seed),
-                      run / rundir.NORMAL_MODEL)
-    export_run(run, measure_latency=False)
-    return model
 
 
 def main() -> None:
@@ -159,8 +129,8 @@ def main() -> None:
         for seed in args.seeds:
             base = results.setdefault("baselines", {}).setdefault(f"s{seed}", {})
             base["imagenet_lite0_224_proto"] = episodes(x, y, "proto", seed)
-            model = random_init_run(args.work / "runs" / f"random-init-s{seed}",
-                                    data / "unlabeled", seed)
+            model = untrained_run(args.work / "runs" / f"random-init-s{seed}",
+                                  data / "unlabeled", "random", 224, seed, normal_model=True)
             readings, _, kept_r, enc = read_model(model, refs)
             y_r = [labels[i] for i in kept_r]
             base["random_init_lite0_auto"] = episodes(readings, y_r, "auto", seed,

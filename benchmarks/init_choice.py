@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from cli_runs import pretrained_int8, read_model, steps_of  # noqa: E402
+from cli_runs import pretrained_int8, read_model, steps_of, untrained_run  # noqa: E402
 
 from cossl_edge.episodes import evaluate_episodes  # noqa: E402
-from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
+from cossl_edge.sources import labelled_samples  # noqa: E402
 
 EPISODES, QUERIES = 400, 15
 RESULTS = ROOT / "benchmarks" / "results" / "init_choice.json"
@@ -100,36 +100,6 @@ def scores(readings: dict, labels: list[str], tasks: dict, seed: int, centering)
         if "chosen" in r:
             out[f"{task}_chosen"] = r["chosen"]
     return out
-
-
-def untrained_imagenet(run: Path, data: Path, size: int) -> Path:
-    """The ImageNet EfficientNet-Lite0 with no training step, exported as a run would be
-    (its pooled features: what the adaptation starts from)."""
-    import torch
-
-    from cossl_edge import rundir
-    from cossl_edge.contract import PreprocessContract
-    from cossl_edge.export import export_run
-    from cossl_edge.sources import discover
-    from cossl_edge.training.backbones import build_encoder
-    from cossl_edge.training.config import PretrainConfig
-    from cossl_edge.training.efficientnet import IMAGENET_MEAN, IMAGENET_STD
-
-    model = run / "encoder.int8.onnx"
-    if model.exists():
-        return model
-    run.mkdir(parents=True, exist_ok=True)
-    contract = PreprocessContract(channels=1, size=size, mean=(IMAGENET_MEAN,),
-                                  std=(IMAGENET_STD,))
-    cfg = PretrainConfig(arch="efficientnet-lite0", init="imagenet", contract=contract)
-    enc = build_encoder(cfg).eval()
-    cfg.save(run / rundir.CONFIG)
-    torch.save(enc.state_dict(), run / rundir.ENCODER)
-    (run / rundir.FINGERPRINT).write_text("imagenet-untrained\n")
-    images, _, _ = load_many(discover(data).samples[:256], contract)
-    np.save(run / rundir.CALIBRATION, images.astype(np.float16), allow_pickle=False)
-    export_run(run, measure_latency=False)
-    return model
 
 
 def auto_pick(data: Path) -> str:
@@ -201,8 +171,8 @@ def main() -> None:
                 results.setdefault("runs", {})[f"{ds}/{recipe}{tag}/{args.budget}/s{seed}"] = rec
                 print(json.dumps(rec), flush=True)
                 if recipe == "imagenet":  # the same network before adaptation, same size
-                    model = untrained_imagenet(args.work / ds / f"untrained-{enc.contract.size}",
-                                               data / "unlabeled", enc.contract.size)
+                    model = untrained_run(args.work / ds / f"untrained-{enc.contract.size}",
+                                          data / "unlabeled", "imagenet", enc.contract.size)
                     r0, _, kept0, enc0 = read_model(model, refs)
                     results.setdefault("floors", {})[
                         f"{ds}/imagenet-untrained-{enc.contract.size}/s{seed}"] = scores(
