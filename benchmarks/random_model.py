@@ -7,9 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def exported_random_model(run: Path, calibration: Path, **config) -> Path:
+def exported_random_model(run: Path, calibration: Path, local_map: bool = False,
+                          **config) -> Path:
     """Write the run into ``run`` (``config``: ``PretrainConfig`` fields; none: the default
-    recipe), export it calibrated on 64 images of ``calibration`` → the int8 model file."""
+    recipe), export it calibrated on 64 images of ``calibration`` (with its local map:
+    ``export --local-map``) → the int8 model file."""
     import torch
 
     from cossl_edge.export import export_run
@@ -21,5 +23,6 @@ def exported_random_model(run: Path, calibration: Path, **config) -> Path:
     cfg.save(run / "config.json")
     torch.manual_seed(0)
     torch.save(build_encoder(cfg).state_dict(), run / "encoder.pt")
-    export_run(run, calibration=calibration, calibration_count=64, measure_latency=False)
+    export_run(run, calibration=calibration, calibration_count=64, measure_latency=False,
+               local_map=local_map)
     return run / "encoder.int8.onnx"

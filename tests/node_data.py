@@ -79,16 +79,24 @@ def blob_image(kind: str, rng, size: int = 64) -> tuple[np.ndarray, tuple[int, i
     return img.astype(np.float32), (cy, cx)
 
 
+def blob_radius(size: int) -> float:
+    """The radius (px) of :func:`blob_image`'s bright disk at ``size`` px."""
+    return (6 * (size / 32) ** 2) ** 0.5
+
+
 def write_blob_series(folder: Path, kinds: list[str], key: str, patient: int = 70,
-                      seed: int = 0) -> tuple[list[Path], list[tuple[int, int] | None]]:
-    """A CT series of blob images (stored 0–1000, window 500/1000: read back in [0, 1]) with
-    the phantoms' full patient and study module; (files, disk centres)."""
+                      seed: int = 0, size: int = 64, geometry: bool = False
+                      ) -> tuple[list[Path], list[tuple[int, int] | None]]:
+    """A CT series of blob images (``size`` px, stored 0–1000, window 500/1000: read back in
+    [0, 1]) with the phantoms' full patient and study module; (files, disk centres).
+    ``geometry``: with what a scanner gives and a Parametric Map and a SEG take over (frame
+    of reference, pixel spacing 0.7 mm, slice thickness 2 mm)."""
     from dicom_factory import CT_STORAGE
 
     rng = np.random.default_rng(seed)
     files, centres = [], []
     for i, kind in enumerate(kinds):
-        img, centre = blob_image(kind, rng)
+        img, centre = blob_image(kind, rng, size)
         ds = ph._dataset(CT_STORAGE, "CT", ph.fake_patient(patient, seed), f"{key}-study",
                          f"{key}-series", f"{key}-{i}")
         ph._set_pixels(ds, np.round(img * 1000).astype(np.uint16), "MONOCHROME2", 12)
@@ -97,15 +105,20 @@ def write_blob_series(folder: Path, kinds: list[str], key: str, patient: int = 7
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [0, 0, 2.0 * i]
         ds.InstanceNumber = i + 1
+        if geometry:
+            ds.FrameOfReferenceUID = ph._uid(f"{key}-series", "frame-of-reference")
+            ds.PositionReferenceIndicator = ""
+            ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 2.0
         files.append(ph._save(ds, folder / f"{key}_{i:03d}.dcm"))
         centres.append(centre)
     return files, centres
 
 
-def make_local_classifier(folder: Path, size: int = 32) -> Path:
+def make_local_classifier(folder: Path, size: int = 32, model: Path | None = None) -> Path:
     """A local few-shot classifier (kind ``local``, normal vs bright) on a fixed convolution
-    exported with its local map (tests/make_edge_fixtures.py ``build_local_model``), fitted
-    on blob images read through the node's own path: under a second, no training."""
+    exported with its local map (tests/make_edge_fixtures.py ``build_local_model``), or on
+    ``model`` (exported with ``--local-map``), fitted on blob images read through the node's
+    own path: under a second, no training."""
     from make_edge_fixtures import build_local_model
 
     from cossl_edge.contract import PreprocessContract
@@ -114,9 +127,11 @@ def make_local_classifier(folder: Path, size: int = 32) -> Path:
     from cossl_edge.fewshot import FewShotClassifier
 
     folder.mkdir(parents=True, exist_ok=True)
-    contract = PreprocessContract(channels=1, size=size)
-    model = build_local_model(folder / "local.onnx", contract)
+    if model is None:
+        model = build_local_model(folder / "local.onnx",
+                                  PreprocessContract(channels=1, size=size))
     encoder = Encoder(model, threads=1)
+    contract = encoder.contract
     kinds = ["normal"] * 5 + ["bright"] * 5
     files, _ = write_blob_series(folder / "support", kinds, "local-support", patient=91, seed=3)
     x = np.stack([contract.prepare(read_frame(p, None, contract.window)) for p in files])

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +27,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 # re-exported: the tests and the benchmark use them as node_support.<name>
 from node_data import (  # noqa: E402, F401
     blob_image,
+    blob_radius,
     make_classifier,
     make_local_classifier,
     write_blob_series,
@@ -134,6 +136,21 @@ class Orthanc:
         """Every SR instance stored, as pydicom datasets (downloaded whole)."""
         return self.datasets(lambda tags: tags.get("Modality") == "SR")
 
+    def sop_classes(self, study_uid: str, frames: bool = False) -> Counter:
+        """SOP Class UID → how many instances of that class Orthanc holds in this study, or
+        with ``frames`` how many frames (Number of Frames; 1 where absent). From its index:
+        no file is read."""
+        counts: Counter = Counter()
+        for study in self.get("/studies?expand"):
+            if study["MainDicomTags"].get("StudyInstanceUID") != study_uid:
+                continue
+            for inst in self.get(f"/studies/{study['ID']}/instances"):
+                sop_class = self.get(f"/instances/{inst['ID']}/metadata/SopClassUid",
+                                     raw=True).decode()
+                n = int(inst["MainDicomTags"].get("NumberOfFrames") or 1) if frames else 1
+                counts[sop_class] += n
+        return counts
+
     def datasets(self, keep) -> list:
         """The instances whose simplified tags ``keep`` accepts, as pydicom datasets."""
         import io
@@ -235,6 +252,43 @@ class NodeProcess:
         con = sqlite3.connect(self.state_dir / "state.sqlite", timeout=10)
         con.row_factory = sqlite3.Row
         return con
+
+
+# -- certificates for DICOM over TLS (the ``openssl`` command) --------------------------------
+CERT_EXTENSIONS = """basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = DNS:localhost, IP:127.0.0.1
+"""
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    r = subprocess.run([require("openssl"), *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """(certificate, key) of a self-signed CA ``name``, valid two days."""
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+             f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)
+    return folder / f"{name}.pem", folder / f"{name}.key"
+
+
+def make_cert(folder: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
+    """(certificate, key) of ``name`` signed by ``ca``, valid for localhost and 127.0.0.1,
+    as a server and as a client."""
+    (folder / "ext.cnf").write_text(CERT_EXTENSIONS)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout",
+             f"{name}.key", "-out", f"{name}.csr", cwd=folder)
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", str(ca[0]), "-CAkey", str(ca[1]),
+             "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", f"{name}.pem",
+             cwd=folder)
+    return folder / f"{name}.pem", folder / f"{name}.key"
 
 
 # -- dcmtk, the scanner -----------------------------------------------------------------------

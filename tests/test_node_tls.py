@@ -1,8 +1,9 @@
 """The node over TLS (``serve --tls-cert --tls-key --tls-ca``, ``--forward-tls-*``) against
 real components on loopback: dcmtk's storescu/echoscu with ``+tls``/``+tla`` as the scanner,
 an Orthanc that speaks DICOM TLS and requires client certificates as the PACS. Certificates
-are made here with the ``openssl`` command: a CA, the node's and the PACS's certificates
-(localhost, 127.0.0.1), a scanner's client certificate, and a rogue CA's client certificate.
+are made with the ``openssl`` command (``node_support.make_ca``, ``make_cert``): a CA, the
+node's and the PACS's certificates (localhost, 127.0.0.1), a scanner's client certificate,
+and a rogue CA's client certificate.
 
 A client with a certificate the CA signed stores, and the SR reaches the PACS over TLS with
 the node's own client certificate; a client without a certificate, with an untrusted one, or
@@ -12,7 +13,6 @@ speaking plain DICOM is refused at the handshake: nothing in the spool or the da
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import node_support as ns
@@ -21,47 +21,15 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-EXT = """basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature, keyEncipherment
-extendedKeyUsage = serverAuth, clientAuth
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-subjectAltName = DNS:localhost, IP:127.0.0.1
-"""
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    r = subprocess.run([ns.require("openssl"), *args], cwd=cwd, capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
-
-
-def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-             f"/CN={name}", "-keyout", f"{name}.key", "-out", f"{name}.pem",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)
-    return folder / f"{name}.pem", folder / f"{name}.key"
-
-
-def make_cert(folder: Path, name: str, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    """(certificate, key) of ``name`` signed by ``ca``, valid for localhost and 127.0.0.1."""
-    (folder / "ext.cnf").write_text(EXT)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout",
-             f"{name}.key", "-out", f"{name}.csr", cwd=folder)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", str(ca[0]), "-CAkey", str(ca[1]),
-             "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", f"{name}.pem",
-             cwd=folder)
-    return folder / f"{name}.pem", folder / f"{name}.key"
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
     folder = tmp_path_factory.mktemp("pki")
-    ca, rogue = make_ca(folder, "test-ca"), make_ca(folder, "rogue-ca")
-    return {"ca": ca, "rogue": rogue, "node": make_cert(folder, "node", ca),
-            "pacs": make_cert(folder, "pacs", ca), "scanner": make_cert(folder, "scanner", ca),
-            "intruder": make_cert(folder, "intruder", rogue)}
+    ca, rogue = ns.make_ca(folder, "test-ca"), ns.make_ca(folder, "rogue-ca")
+    return {"ca": ca, "rogue": rogue, "node": ns.make_cert(folder, "node", ca),
+            "pacs": ns.make_cert(folder, "pacs", ca),
+            "scanner": ns.make_cert(folder, "scanner", ca),
+            "intruder": ns.make_cert(folder, "intruder", rogue)}
 
 
 def dcmtk_tls(pki, who: str | None) -> list[str]:
