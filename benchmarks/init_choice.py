@@ -102,32 +102,40 @@ def scores(readings: dict, labels: list[str], tasks: dict, seed: int, centering)
     return out
 
 
-def auto_pick(data: Path) -> str:
-    """The backbone ``--arch auto`` resolves to on this folder (the CLI's own rule)."""
-    from cossl_edge.sources import discover
+def auto_pick(data: Path) -> tuple[str, float | None]:
+    """The backbone ``--arch auto`` resolves to on this folder (the CLI's own rule) and the
+    images' detail side it read."""
+    from cossl_edge.sources import data_detail, discover
     from cossl_edge.training.config import PretrainConfig, resolve_arch
     from cossl_edge.training.dataset import native_side
     from cossl_edge.training.efficientnet import weights_available
 
-    side = native_side(discover(data).samples)
-    return resolve_arch(PretrainConfig(arch="auto"), side, True, weights_available()).arch
+    cfg = PretrainConfig(arch="auto")
+    samples = discover(data).samples
+    detail = data_detail(samples, cfg.contract)
+    return resolve_arch(cfg, native_side(samples), True, weights_available(), detail).arch, \
+        detail
 
 
-def table(results: dict) -> str:
-    """A markdown table: per data set and task, each recipe's seeds and the floors."""
+def table(results: dict, budget: str = "10m") -> str:
+    """A markdown table: per data set and task, each recipe's seeds (runs of ``budget``)
+    and the floors, and what ``--arch auto`` picks (with the images' detail side)."""
     rows = ["| data set, task | scratch | ImageNet, adapted | ImageNet, before adaptation "
-            "| raw pixels | `--arch auto` picks |", "|---|---|---|---|---|---|"]
+            "| raw pixels | `--arch auto` picks (detail) |", "|---|---|---|---|---|---|"]
     runs, floors = results.get("runs", {}), results.get("floors", {})
     for ds, tasks in TASKS.items():
         for task in tasks:
             def cell(prefix: str, where: dict, task: str = task) -> str:
                 vals = [(k.rsplit("/s", 1)[1], v[task]) for k, v in sorted(where.items())
-                        if k.startswith(prefix) and task in v]
+                        if k.startswith(prefix) and task in v
+                        and v.get("budget", budget) == budget]
                 if not vals:
                     return "–"
                 mean = sum(v for _, v in vals) / len(vals)
                 return f"{mean:.1f} ({', '.join(f'{v:.1f}' for _, v in vals)})"
             pick = results.get("auto_pick", {}).get(ds, "?")
+            detail = results.get("detail", {}).get(ds)
+            pick += f" ({detail:.0f} px)" if detail is not None else ""
             rows.append(f"| {ds}, {task} | {cell(f'{ds}/scratch', runs)} | "
                         f"{cell(f'{ds}/imagenet', runs)} | "
                         f"{cell(f'{ds}/imagenet-untrained', floors)} | "
@@ -144,11 +152,22 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="RECIPE=OPTIONS",
                     help='extra options for a recipe, e.g. imagenet="--image-size 112"')
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "init_choice")
-    ap.add_argument("--table", action="store_true", help="Print the results as a markdown "
-                    "table and stop.")
+    ap.add_argument("--table", action="store_true", help="Print the results (the runs of "
+                    "--budget) as a markdown table and stop.")
+    ap.add_argument("--picks", action="store_true", help="Record what --arch auto picks on "
+                    "each data set (and the detail it read) without training, and stop.")
     args = ap.parse_args()
     if args.table:
-        print(table(json.loads(RESULTS.read_text())))
+        print(table(json.loads(RESULTS.read_text()), args.budget))
+        return
+    if args.picks:
+        results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        for ds in args.datasets:
+            pick, detail = auto_pick(data_dir(ds, args.work) / "unlabeled")
+            results.setdefault("auto_pick", {})[ds] = pick
+            results.setdefault("detail", {})[ds] = detail
+            print(ds, pick, detail)
+        RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
         return
     extra = dict(v.partition("=")[::2] for v in args.set)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -182,7 +201,9 @@ def main() -> None:
                     {"embedding": raw}, y, TASKS[ds], seed, None)
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
-        results.setdefault("auto_pick", {})[ds] = auto_pick(data / "unlabeled")
+        pick, detail = auto_pick(data / "unlabeled")
+        results.setdefault("auto_pick", {})[ds] = pick
+        results.setdefault("detail", {})[ds] = detail
         RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True))
     print(json.dumps(results.get("floors", {}), indent=1))
 

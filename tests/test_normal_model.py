@@ -6,6 +6,7 @@ EfficientNet-Lite0 from ImageNet weights: the grey stem, the frozen blocks, --ar
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -251,19 +252,60 @@ def test_grey_stem_equals_the_imagenet_network_on_a_repeated_grey_image():
     assert not enc.lower.training and enc.upper.training  # ImageNet BN statistics kept
 
 
-def test_arch_auto_takes_the_pretrained_network_for_large_scans_only():
+def test_arch_auto_takes_the_pretrained_network_for_images_with_detail():
     cfg = PretrainConfig(arch="auto")
-    big = resolve_arch(cfg, 300, True, weights=True)
+    big = resolve_arch(cfg, 300, True, weights=True, detail=150.0)
     assert big.arch == "efficientnet-lite0" and big.contract.size == 224
     assert big.contract.mean == pytest.approx((127 / 255,))
+    # small images: the detail decides (MNIST's strokes 24 px, sklearn's digits 10 px)
+    small = resolve_arch(cfg, 28, True, weights=True, detail=24.0)
+    assert small.arch == "efficientnet-lite0" and small.contract.size == 112
+    assert resolve_arch(cfg, 32, True, weights=True, detail=10.0).arch == "resnet10"
+    # so do large ones: a large image with little detail trains from scratch
+    assert resolve_arch(cfg, 300, True, weights=True, detail=12.0).arch == "resnet10"
+    # an explicit --image-size too small for the ImageNet start keeps the scratch recipe
+    sized = replace(cfg, contract=replace(cfg.contract, size=16))
+    assert resolve_arch(sized, 28, False, weights=True, detail=24.0).arch == "resnet10"
+    sized = replace(cfg, contract=replace(cfg.contract, size=128))
+    assert resolve_arch(sized, 28, False, weights=True, detail=24.0).arch == \
+        "efficientnet-lite0"
+    # no measure: the size decides
+    assert resolve_arch(cfg, 300, True, weights=True).arch == "efficientnet-lite0"
     assert resolve_arch(cfg, 28, True, weights=True).arch == "resnet10"
     asked = resolve_arch(PretrainConfig(arch="efficientnet-lite0"), 28, True, weights=True)
     assert asked.arch == "efficientnet-lite0" and asked.contract.size == 112
-    assert resolve_arch(cfg, 300, True, weights=False).arch == "resnet10"
+    assert resolve_arch(cfg, 300, True, weights=False, detail=150.0).arch == "resnet10"
     local = PretrainConfig(arch="auto", findings="local")
-    assert resolve_arch(local, 300, True, weights=True).arch == "resnet10"
+    assert resolve_arch(local, 300, True, weights=True, detail=150.0).arch == "resnet10"
     with pytest.raises(ValueError, match="arch must be one of"):
         resolve_arch(PretrainConfig(arch="vgg"), 300, True, weights=True)
+
+
+def test_detail_side_reads_what_an_image_holds_not_its_size():
+    """An image drawn large from a small one has the small one's detail; noise and sharp
+    edges have detail up to the stored size; the measure does not depend on the scale the
+    same content is stored at, nor on brightness."""
+    from PIL import Image
+
+    from cossl_edge.sources import detail_side
+
+    rng = np.random.default_rng(0)
+    small = rng.random((8, 8)).astype(np.float32)
+    drawn = np.asarray(Image.fromarray(small).resize((64, 64), Image.Resampling.BILINEAR))
+    assert detail_side(drawn) < 16
+    assert detail_side(rng.random((64, 64))) > 48
+    square = np.zeros((64, 64))
+    square[20:44, 16:40] = 1.0  # a silhouette: sharp edges
+    assert detail_side(square) >= 16
+    yy, xx = np.mgrid[0:1:64j, 0:1:64j]
+    blob = np.exp(-((yy - 0.4) ** 2 + (xx - 0.6) ** 2) / 0.02)
+    yy, xx = np.mgrid[0:1:512j, 0:1:512j]  # the same smooth content at 512 px
+    big = np.exp(-((yy - 0.4) ** 2 + (xx - 0.6) ** 2) / 0.02)
+    assert abs(detail_side(big) - detail_side(blob)) <= 4  # integer cycles per image
+    assert detail_side(0.2 + 0.5 * square) == pytest.approx(detail_side(square))
+    assert detail_side(np.full((32, 32), 0.4)) is None
+    rgb = np.stack([square] * 3, axis=2)
+    assert detail_side(rgb) == pytest.approx(detail_side(square))
 
 
 def test_node_series_classifier_serves_an_anomaly_classifier(exported_run, cells, tmp_path):

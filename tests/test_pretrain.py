@@ -151,8 +151,10 @@ def test_cli_options_reach_the_config(shapes_dir, tmp_path):
     (150, 128, "standard", "resnet10", 4), (300, 224, None, "efficientnet-lite0", 7)])
 def test_image_size_auto_follows_the_data(tmp_path, side, size, stem, arch, grid):
     """With no --image-size the recipe size nearest the images' short side is used, with the
-    stem that keeps the first feature map at 32×32; from 200 px the ImageNet EfficientNet-
-    Lite0 at 224 px (--arch auto); a resumed run keeps its size and backbone."""
+    stem that keeps the first feature map at 32×32; images with detail (here noise at
+    300 px) start from the ImageNet EfficientNet-Lite0 at 224 px (--arch auto), smooth
+    ones (6×6 noise drawn large) train the ResNet-10; a resumed run keeps its size and
+    backbone."""
     import numpy as np
     from PIL import Image
     from typer.testing import CliRunner
@@ -163,7 +165,12 @@ def test_image_size_auto_follows_the_data(tmp_path, side, size, stem, arch, grid
     data.mkdir()
     rng = np.random.default_rng(0)
     for i in range(8):  # landscape images: the short side counts
-        Image.fromarray(rng.integers(0, 255, (side, side + 10), np.uint8)).save(data / f"{i}.png")
+        noise = rng.integers(0, 255, (side, side + 10), np.uint8)
+        img = Image.fromarray(noise)
+        if arch == "resnet10":  # little detail: a 6×6 image drawn at the size
+            img = Image.fromarray(noise[:6, :6]).resize((side + 10, side),
+                                                       Image.Resampling.BICUBIC)
+        img.save(data / f"{i}.png")
     out = tmp_path / "run"
     common = ["pretrain", str(data), "--out", str(out), "--batch-size", "4", "--quiet",
               "--proj-dim", "16", "--proj-hidden", "32", "--local-hidden", "16"]
@@ -171,6 +178,7 @@ def test_image_size_auto_follows_the_data(tmp_path, side, size, stem, arch, grid
     assert result.exit_code == 0, result.output
     cfg = json.loads((out / rundir.CONFIG).read_text())
     assert (cfg["contract"]["size"], cfg["arch"], cfg["feature_grid"]) == (size, arch, grid)
+    assert "the images' detail is" in result.output
     assert stem is None or cfg["stem_resolved"] == stem
     assert (out / rundir.NORMAL_MODEL).is_file()  # the finished run's normal model
     assert cfg["hflip"] is None and cfg["hflip_resolved"] == 0.0  # one channel: no flip

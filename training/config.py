@@ -32,27 +32,43 @@ def size_for_native(side: int | None, findings: str = "global") -> int:
 
 LOCAL_MAX_SIZE = 256
 ARCHS = ("auto", "resnet10", "resnet18", "efficientnet-lite0")
-PRETRAINED_MIN_SIDE = 200  # --arch auto: images at least this large start from ImageNet
-PRETRAINED_SIZE = 224  # ... at the input size of its weights
+# --arch auto: images whose detail side (sources.detail_side: the side they shrink to keeping
+# 99% of their variance) is at least this start from ImageNet. Measured: sklearn's digits
+# (8x8 drawn at 32 px) 10, where scratch won by 3.4 points; MNIST-5k 24, where ImageNet won
+# by 1.2; the radiograph phantoms 72 and the real EL cells 74, where ImageNet won by 0.9-10
+# points (docs/recipe.md, "Scratch or ImageNet weights").
+PRETRAINED_MIN_DETAIL = 16
+PRETRAINED_MIN_SIDE = 200  # images at least this large start at the weights' input size
+PRETRAINED_SIZE = 224
 # --arch efficientnet-lite0 on smaller images, --image-size auto: 112 px (digits: ImageNet
 # features 71.9% 5-shot at 112 against 68.0% at 224; MNIST-5k equal; a step costs a quarter)
 PRETRAINED_SMALL_SIZE = 112
 
 
 def resolve_arch(config: PretrainConfig, side: int | None, auto_size: bool,
-                 weights: bool) -> PretrainConfig:
-    """``--arch auto``: EfficientNet-Lite0 from ImageNet weights for scans and frames of at
-    least ``PRETRAINED_MIN_SIDE`` px (at 224 px with ``--image-size auto``) when the weights
-    are installed and ``--findings`` is global; the CPU recipe (ResNet-10 ×0.25) otherwise.
-    The real solar-cell scans decided it: the normal model on ImageNet's mid-level features
-    is what beats raw pixels few-shot there (docs/recipe.md). A pretrained
-    EfficientNet-Lite0 reads its input as the ImageNet weights expect (mean and std of the
-    contract)."""
+                 weights: bool, detail: float | None = None) -> PretrainConfig:
+    """``--arch auto``: EfficientNet-Lite0 from ImageNet weights for images with detail
+    (their ``detail`` side, :func:`cossl_edge.sources.detail_side`, at least
+    ``PRETRAINED_MIN_DETAIL`` px) when the weights are installed and ``--findings`` is
+    global; the CPU recipe (ResNet-10 ×0.25) from scratch otherwise: on images with little
+    detail (small images drawn large) ImageNet's features have little to read and scratch
+    makes ten times the steps. When the detail cannot be measured, the size decides
+    (``PRETRAINED_MIN_SIDE``); an explicit ``--image-size`` below ``PRETRAINED_SMALL_SIZE``
+    keeps the scratch recipe. The input size with ``--image-size auto``: 224 px (the
+    weights' own) for images of at least ``PRETRAINED_MIN_SIDE`` px, 112 below. A
+    pretrained EfficientNet-Lite0 reads its input as the ImageNet weights expect (mean and
+    std of the contract)."""
     arch = config.arch
     if arch == "auto":
-        big = side is not None and side >= PRETRAINED_MIN_SIDE if auto_size else \
-            config.contract.size >= 128
-        arch = "efficientnet-lite0" if big and weights and config.findings == "global" \
+        if detail is not None:
+            rich = detail >= PRETRAINED_MIN_DETAIL
+        elif auto_size:
+            rich = side is not None and side >= PRETRAINED_MIN_SIDE
+        else:
+            rich = config.contract.size >= 128
+        if not auto_size and config.contract.size < PRETRAINED_SMALL_SIZE:
+            rich = False  # an --image-size below what the ImageNet start was measured at
+        arch = "efficientnet-lite0" if rich and weights and config.findings == "global" \
             else "resnet10"
     if arch not in ARCHS[1:]:
         raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")

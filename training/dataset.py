@@ -19,8 +19,21 @@ import torch
 from rich.progress import Progress
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.sources import SampleRef, Skipped, SourceError, discover, load_sample, native_side
-from cossl_edge.training.config import PretrainConfig, resolve_arch, size_for_native
+from cossl_edge.sources import (
+    SampleRef,
+    Skipped,
+    SourceError,
+    data_detail,
+    discover,
+    load_sample,
+    native_side,
+)
+from cossl_edge.training.config import (
+    PRETRAINED_MIN_DETAIL,
+    PretrainConfig,
+    resolve_arch,
+    size_for_native,
+)
 from cossl_edge.training.efficientnet import weights_available
 from cossl_edge.training.views import TwoViews
 
@@ -176,9 +189,15 @@ def load_training_data(config: PretrainConfig, data_dir, auto_size: bool, world:
         config = replace(config, contract=replace(config.contract, size=size))
     if config.arch == "auto" or config.arch == "efficientnet-lite0":
         asked = config.arch
-        config = resolve_arch(config, side, auto_size, weights_available())
+        weights = weights_available()
+        detail = data_detail(found.samples, config.contract) \
+            if asked == "auto" and weights and config.findings == "global" else None
+        config = resolve_arch(config, side, auto_size, weights, detail)
         if asked == "auto":
-            console.print(f"backbone: {config.arch} (auto; --arch to choose)")
+            why = "" if detail is None else \
+                f"; the images' detail is {detail:.0f} px, ImageNet weights from " \
+                f"{PRETRAINED_MIN_DETAIL} px"
+            console.print(f"backbone: {config.arch} (auto{why}; --arch to choose)")
     if auto_size:
         console.print(f"image size: {config.contract.size} px (auto; the images' median "
                       f"short side is {side if side is not None else 'unknown'} px; "

@@ -9,20 +9,21 @@ videos are sampled.
 
 from cossl_edge.sources.discovery import discover
 from cossl_edge.sources.labels import labelled_samples
-from cossl_edge.sources.loading import load_many, load_sample, native_side
+from cossl_edge.sources.loading import data_detail, detail_side, load_many, load_sample, native_side
 from cossl_edge.sources.reader import Reader
 from cossl_edge.sources.refs import Discovery, SampleRef, Skipped, SourceError
 from cossl_edge.sources.registry import (
-    READERS,
-    reader_for_kind,
-    reader_for_path,
-    register_reader,
-    unregister_reader,
+                                       READERS,
+                                       reader_for_kind,
+                                       reader_for_path,
+                                       register_reader,
+                                       unregister_reader,
 )
 from cossl_edge.sources.sampling import SamplingOptions
 
 __all__ = [
     "READERS", "Discovery", "Reader", "SampleRef", "SamplingOptions", "Skipped",
-    "SourceError", "discover", "labelled_samples", "load_many", "load_sample", "native_side",
+    "SourceError", "data_detail", "detail_side", "discover", "labelled_samples", "load_many",
+    "load_sample", "native_side",
     "reader_for_kind", "reader_for_path", "register_reader", "unregister_reader",
 ]
