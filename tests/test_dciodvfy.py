@@ -52,15 +52,20 @@ def assert_valid(paths: list[Path]) -> None:
 
 
 # -- the node -----------------------------------------------------------------------------
-def _node_objects(folder: Path, sources: list[Path]) -> list[Path]:
+def _node_objects(folder: Path, sources: list[Path], frames: dict[str, int] | None = None
+                  ) -> list[Path]:
     """The SR, SCs, Parametric Maps and Segmentations the node writes for ``sources`` (each
-    image called ``bright``; a Parametric Map where the source has a frame of reference)."""
+    image called ``bright``; a Parametric Map where the source has a frame of reference; one
+    per series where the images share a geometry). ``frames``: a multi-frame source → the
+    frame classified (0-based)."""
     pytest.importorskip("highdicom")
     from cossl_edge.node import capture
     from cossl_edge.node import overlays as ov
     from cossl_edge.node import structured_report as sr
     from cossl_edge.node.classify import ImageResult, SeriesResult
+    from cossl_edge.node.overlay_frames import OverlayFrame
 
+    frames = frames or {}
     headers = {str(h.SOPInstanceUID): h for h in map(sr.read_header_dataset, sources)}
     series_uid = str(next(iter(headers.values())).SeriesInstanceUID)
     per_image = [ImageResult(uid, "bright", 0.8, [0.8, 0.2], heatmap=[[0.1, 0.9]])
@@ -76,18 +81,21 @@ def _node_objects(folder: Path, sources: list[Path]) -> list[Path]:
         pictures[uid] = sc
         out.append(folder / f"sc-{len(out)}.dcm")
         out[-1].write_bytes(sr.encode(sc))
+    found = [OverlayFrame(ds, frames.get(uid), ov.resample(rng.random((4, 4)), int(ds.Rows),
+                                                           int(ds.Columns), "pad"),
+                          "bright", 0.8) for uid, ds in headers.items()]
     maps = {}
-    for uid, ds in headers.items():
-        prob = ov.resample(rng.random((4, 4)), int(ds.Rows), int(ds.Columns), "pad")
-        for build, arr in ((ov.build_pmap, prob), (ov.build_seg, prob > ov.THRESHOLD)):
-            try:
-                obj = build(ds, arr, "bright", 0.8, IDENTITY, series_uid)
-            except ov.OverlayUnavailable:  # no frame of reference: no Parametric Map
-                continue
-            maps.setdefault(uid, []).append(obj)
-            out.append(folder / f"{obj.Modality.lower()}-{len(out)}.dcm")
-            out[-1].write_bytes(sr.encode(obj))
-    doc = sr.build_sr(headers, result, IDENTITY, series_uid, 0, "COSSL", pictures, maps)
+    for built in ov.build_overlays(found, ov.KINDS, IDENTITY, series_uid):
+        if isinstance(built.error, ov.OverlayUnavailable):  # no FoR: no Parametric Map
+            continue
+        assert built.error is None, built.error
+        obj = built.dataset
+        for f in built.frames:
+            maps.setdefault(f.sop_uid, []).append(obj)
+        out.append(folder / f"{obj.Modality.lower()}-{len(out)}.dcm")
+        out[-1].write_bytes(sr.encode(obj))
+    doc = sr.build_sr(headers, result, IDENTITY, series_uid, 0, "COSSL", pictures, maps,
+                      frames)
     out.append(folder / "sr.dcm")
     out[-1].write_bytes(sr.encode(doc))
     return out
@@ -107,11 +115,15 @@ def test_node_parametric_map_and_seg(tmp_path):
 
     patient = ph.fake_patient(4, 0)
     ct = [p for p, _ in ph.write_ct_series(tmp_path / "ct", patient,
-                                           ["nodule", "no_finding"], 0, "pmk")]
+                                           ["nodule", "no_finding", "nodule"], 0, "pmk")]
     out = _node_objects(tmp_path / "out-ct", ct)
     kinds = [pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID for p in out]
-    assert kinds.count("1.2.840.10008.5.1.4.1.1.30") == 2  # a Parametric Map per image
-    assert kinds.count("1.2.840.10008.5.1.4.1.1.66.4") == 2  # and a SEG
+    assert kinds.count("1.2.840.10008.5.1.4.1.1.30") == 1  # one Parametric Map per series
+    assert kinds.count("1.2.840.10008.5.1.4.1.1.66.4") == 1  # and one SEG
+    for p in out:
+        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        if ds.Modality in ("OT", "SEG") and "PerFrameFunctionalGroupsSequence" in ds:
+            assert ds.NumberOfFrames == 3  # a frame per image
     assert_valid(out)
     dx = ph.write_radiograph(tmp_path / "dx.dcm", patient, "effusion", 0, "pm-dx", "DX",
                              "MONOCHROME2")
@@ -119,6 +131,66 @@ def test_node_parametric_map_and_seg(tmp_path):
     kinds = [pydicom.dcmread(p, stop_before_pixels=True).SOPClassUID for p in out]
     assert "1.2.840.10008.5.1.4.1.1.30" not in kinds  # the PM IOD requires a FoR
     assert kinds.count("1.2.840.10008.5.1.4.1.1.66.4") == 1
+    assert_valid(out)
+
+
+def _multiframe_ct(tmp_path: Path) -> Path:
+    """A Legacy Converted Enhanced CT (highdicom) of a phantom CT series: a multi-frame
+    source with a frame of reference and a plane position per frame."""
+    import highdicom as hd
+
+    from clinical_examples import phantoms as ph
+
+    patient = ph.fake_patient(5, 0)
+    slices = [pydicom.dcmread(p) for p, _ in ph.write_ct_series(
+        tmp_path / "slices", patient, ["nodule"] * 5, 0, "mf-ct")]
+    mf = hd.legacy.LegacyConvertedEnhancedCTImage(
+        slices, pydicom.uid.generate_uid(entropy_srcs=["mf-ct-series"]), 7,
+        pydicom.uid.generate_uid(entropy_srcs=["mf-ct"]), 1)
+    path = tmp_path / "mf-ct.dcm"
+    mf.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_node_overlays_of_multiframe_sources(tmp_path):
+    """A multi-frame source: the overlays hold the frame classified, referencing it by
+    Referenced Frame Number (per frame and in the Source Image Sequence), on the source's
+    plane position for that frame; the SR names the frame too. With a frame of reference
+    (enhanced CT): a Parametric Map and a SEG; without (multi-frame secondary capture): a
+    SEG aligned pixel for pixel."""
+    from cossl_edge.node.overlay_frames import frame_position
+
+    mf_ct = _multiframe_ct(tmp_path)
+    source = pydicom.dcmread(mf_ct, stop_before_pixels=True)
+    uid = str(source.SOPInstanceUID)
+    out = _node_objects(tmp_path / "out-mf-ct", [mf_ct], {uid: 2})
+    objects = [d for d in map(pydicom.dcmread, out)
+               if "PerFrameFunctionalGroupsSequence" in d]  # the maps and SEGs
+    assert {str(d.SOPClassUID) for d in objects} == {"1.2.840.10008.5.1.4.1.1.30",
+                                                    "1.2.840.10008.5.1.4.1.1.66.4"}
+    for d in objects:
+        assert d.NumberOfFrames == 1 and d.FrameOfReferenceUID == source.FrameOfReferenceUID
+        item = d.PerFrameFunctionalGroupsSequence[0]
+        ref = item.DerivationImageSequence[0].SourceImageSequence
+        assert len(ref) == 1 and ref[0].ReferencedSOPInstanceUID == uid
+        assert int(ref[0].ReferencedFrameNumber) == 3
+        assert [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient] == \
+            frame_position(source, 2)
+        assert d.SourceImageSequence[0].ReferencedFrameNumber == 3
+    sr_doc = pydicom.dcmread(out[-1])
+    text = str(sr_doc)
+    assert "Referenced Frame Number" in text
+    assert_valid(out)
+    mf_sc = fac.multiframe(tmp_path / "mf-sc.dcm", frames=5)
+    uid = str(pydicom.dcmread(mf_sc, stop_before_pixels=True).SOPInstanceUID)
+    out = _node_objects(tmp_path / "out-mf-sc", [mf_sc], {uid: 2})
+    segs = [pydicom.dcmread(p) for p in out
+            if pydicom.dcmread(p, stop_before_pixels=True).Modality == "SEG"]
+    assert len(segs) == 1 and "FrameOfReferenceUID" not in segs[0]
+    ref = segs[0].PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0] \
+        .SourceImageSequence[0]
+    assert ref.ReferencedSOPInstanceUID == uid and int(ref.ReferencedFrameNumber) == 3
+    assert ref.ReferencedSOPClassUID == fac.MF_GRAY_STORAGE
     assert_valid(out)
 
 

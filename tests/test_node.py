@@ -13,6 +13,7 @@ from pathlib import Path
 
 import node_support as ns
 import numpy as np
+import overlay_reading
 import pydicom
 import pytest
 from dicom_factory import FAKE_ID, FAKE_NAME
@@ -254,10 +255,11 @@ def test_four_concurrent_associations(tmp_path, pacs, node_factory):
 
 
 def test_local_classifier_parametric_map_and_seg(tmp_path, local_classifier, pacs):
-    """The default --send: per image called a finding, a Parametric Map of P(finding) and a
-    BINARY SEG, each in its own new series of the study on the source's geometry, and the
-    SR referencing them; read back from Orthanc with highdicom. The map's maximum lies on
-    the bright disk; the SEG covers it."""
+    """The default --send: for the series, a Parametric Map of P(finding) and a BINARY SEG
+    with a frame per image called a finding, each in its own new series of the study on the
+    source's geometry (each frame referencing its image, at its position), and the SR
+    referencing them; read back from Orthanc with highdicom. Each frame's maximum lies on
+    its image's bright disk; the SEG covers it."""
     import highdicom as hd
 
     from cossl_edge.node.overlays import PARAMETRIC_MAP, SEGMENTATION, THRESHOLD
@@ -288,77 +290,53 @@ def test_local_classifier_parametric_map_and_seg(tmp_path, local_classifier, pac
                              and t.get("StudyInstanceUID") == first.StudyInstanceUID)
 
     pmaps, segs = of_study(PARAMETRIC_MAP), of_study(SEGMENTATION)
-    assert len(pmaps) == len(segs) == len(called)
+    assert len(pmaps) == len(segs) == 1  # one of each for the series: a frame per image
     # what the benchmark counts: the study's frames by class, from Orthanc's index
     frames = pacs.sop_classes(str(first.StudyInstanceUID), frames=True)
     assert (frames[str(first.SOPClassUID)], frames[PARAMETRIC_MAP], frames[SEGMENTATION],
             frames["1.2.840.10008.5.1.4.1.1.88.33"]) == (0, len(called), len(called), 1)
-    for objs in (pmaps, segs):
-        assert len({o.SeriesInstanceUID for o in objs}) == 1
-        assert objs[0].SeriesInstanceUID != first.SeriesInstanceUID
-    for pm_ds in pmaps:
-        pm = hd.pm.ParametricMap.from_dataset(pm_ds)
-        ref = str(pm.SourceImageSequence[0].ReferencedSOPInstanceUID) \
-            if "SourceImageSequence" in pm else \
-            str(pm.SharedFunctionalGroupsSequence[0].DerivationImageSequence[0]
-                .SourceImageSequence[0].ReferencedSOPInstanceUID)
-        assert ref in called
-        path, centre = source[ref]
-        src = pydicom.dcmread(path, stop_before_pixels=True)
-        assert pm.StudyInstanceUID == src.StudyInstanceUID
-        assert pm.FrameOfReferenceUID == src.FrameOfReferenceUID
-        assert [float(v) for v in pm.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-                .PixelSpacing] == [0.7, 0.7]
-        values = pm.pixel_array.astype(float)
-        assert values.shape == (src.Rows, src.Columns)
-        assert 0.0 <= values.min() and values.max() <= 1.0
-        rwvm = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
-        assert rwvm.MeasurementUnitsCodeSequence[0].CodeValue == "1"
-        # the maximum lies on the known disk (radius ~5 px at 64 px, centre ≥ 12 px from
-        # the edge; a heatmap cell of this model is 8 px of the source: within 1.5 cells).
-        # Leaving out the outer cell: the fixed convolution's zero padding lights corners
-        cell = src.Rows // 8
-        inner = np.full_like(values, -1.0)
-        inner[cell:-cell, cell:-cell] = values[cell:-cell, cell:-cell]
-        my, mx = np.unravel_index(int(np.argmax(inner)), values.shape)
-        assert (my - centre[0]) ** 2 + (mx - centre[1]) ** 2 <= 12 ** 2, ((my, mx), centre)
-        yy, xx = np.mgrid[:src.Rows, :src.Columns]
-        near = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 8 ** 2
-        assert values[near].mean() > values[~near].mean() + 0.1
-    for seg_ds in segs:
-        seg = hd.seg.Segmentation.from_dataset(seg_ds)
-        assert seg.SegmentationType == "BINARY"
-        refs = [str(s.ReferencedSOPInstanceUID) for s in seg.ReferencedSeriesSequence[0]
-                .ReferencedInstanceSequence]
-        assert len(refs) == 1 and refs[0] in called
-        path, centre = source[refs[0]]
-        src = pydicom.dcmread(path, stop_before_pixels=True)
-        assert seg.FrameOfReferenceUID == src.FrameOfReferenceUID
-        mask = seg.pixel_array.reshape(src.Rows, src.Columns)
+    for obj in pmaps + segs:
+        assert obj.SeriesInstanceUID != first.SeriesInstanceUID
+        assert obj.StudyInstanceUID == first.StudyInstanceUID
+        assert obj.FrameOfReferenceUID == first.FrameOfReferenceUID
+        refs = overlay_reading.frame_sources(obj)
+        assert sorted(refs) == sorted(called)
+        for item, ref in zip(obj.PerFrameFunctionalGroupsSequence, refs, strict=True):
+            src = pydicom.dcmread(source[ref][0], stop_before_pixels=True)
+            assert item.PlanePositionSequence[0].ImagePositionPatient == \
+                src.ImagePositionPatient
+    pm = hd.pm.ParametricMap.from_dataset(pmaps[0])
+    measures = pm.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert [float(v) for v in measures.PixelSpacing] == [0.7, 0.7]
+    rwvm = pm.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+    assert rwvm.MeasurementUnitsCodeSequence[0].CodeValue == "1"
+    values = pm.pixel_array.astype(float).reshape(len(called), first.Rows, first.Columns)
+    assert 0.0 <= values.min() and values.max() <= 1.0
+    for frame, ref in zip(values, overlay_reading.frame_sources(pm), strict=True):
+        overlay_reading.assert_map_on_disk(frame, source[ref][1])
+    seg = hd.seg.Segmentation.from_dataset(segs[0])
+    assert seg.SegmentationType == "BINARY"
+    assert seg.SegmentSequence[0].SegmentLabel.endswith(f"P>{THRESHOLD:g}")
+    for ref in called:  # highdicom finds each image's frame by its source reference
+        mask = seg.get_pixels_by_source_instance([ref], segment_numbers=[1])[0, ..., 0]
+        centre = source[ref][1]
         # the thresholded coarse map: on the disk's neighbourhood far more than elsewhere
-        yy, xx = np.mgrid[:src.Rows, :src.Columns]
+        yy, xx = np.mgrid[:first.Rows, :first.Columns]
         near = (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 12 ** 2
         assert mask[near].any() and 0 < mask.mean() < 0.5
         assert mask[near].mean() > 2 * mask[~near].mean()
-        assert seg.SegmentSequence[0].SegmentLabel.endswith(f"P>{THRESHOLD:g}")
-    # the SR: each SEG as the region of its image's TID 1410 group, each map an
-    # illustration; all in the evidence
+    # the SR: per image, its frame of the SEG as the region of its TID 1410 group, the map
+    # an illustration (with its frame); both in the evidence
     evidence = set(ns.referenced_instances(sr))
     assert {str(o.SOPInstanceUID) for o in pmaps + segs} <= evidence
-    assert {str(o.SOPInstanceUID) for o in pmaps} <= set(ns.illustrations(sr))
-    seg_refs = []
-
-    def walk(items):
-        for it in items:
-            if it.get("ValueType") == "IMAGE" and \
-                    it.ConceptNameCodeSequence[0].CodeValue == "121214":
-                seg_refs.append(str(it.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
-            walk(it.get("ContentSequence", []))
-
-    walk(sr.ContentSequence)
-    assert sorted(seg_refs) == sorted(str(s.SOPInstanceUID) for s in segs)
+    assert set(ns.illustrations(sr)) >= {str(pmaps[0].SOPInstanceUID)}
+    regions = overlay_reading.segmentation_frames(sr)
+    assert sorted(regions) == sorted(called)
+    for ref, (seg_uid, number) in regions.items():
+        assert seg_uid == segs[0].SOPInstanceUID
+        assert overlay_reading.frame_sources(segs[0])[number - 1] == ref
     report = [e for e in node.events() if e["event"] == "report"]
-    assert report[0]["pmaps"] == report[0]["segs"] == len(called)
+    assert report[0]["pmaps"] == report[0]["segs"] == 1
 
 
 def test_send_choices(tmp_path, local_classifier, pacs):

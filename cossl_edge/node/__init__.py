@@ -7,7 +7,8 @@ The flow, one direction::
         + state.sqlite (state.py, its tables in state_schema.py)
         worker (worker.py): series quiet for N s → selection rules (rules.py)
         → classification (classify.py) → SR (structured_report.py), heatmap SCs of a local
-        classifier (capture.py) → sender: C-STORE to the PACS (forward.py)
+        classifier (capture.py), its Parametric Maps and Segmentations per series
+        (overlays.py, overlay_frames.py) → sender: C-STORE to the PACS (forward.py)
 
 ``server.py`` holds the :class:`~cossl_edge.node.server.Node` that ``cossl-edge serve`` runs:
 it builds these parts and starts and stops their threads.

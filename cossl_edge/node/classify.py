@@ -83,18 +83,17 @@ class SeriesClassifier:
     @property
     def identity(self) -> dict:
         """What the SR and the log say about the model (no paths)."""
-        return {"model_sha256": self.encoder.sha256, "model_version": self.model_version,
-                "classifier_sha256": self.classifier_sha256, "classifier_kind": self.clf.kind,
-                "classes": list(self.clf.classes), "abstain_threshold": self.threshold,
-                "aggregate": self.aggregate, "normal_class": self.normal}
+        return classifier_identity(self.clf, self.encoder.sha256, self.model_version,
+                                   self.classifier_sha256, self.threshold, self.normal,
+                                   self.aggregate)
 
     def read(self, path: Path, frames: int = 1) -> np.ndarray:
         """One image of an instance in [0, 1] (a multi-frame object: its middle frame)."""
         from cossl_edge.dicom.pixels import read_frame
 
         # checked: the SCP ran the header checks on this file before acknowledging it
-        return read_frame(path, frames // 2 if frames > 1 else None,
-                          self.encoder.contract.window, checked=True)
+        return read_frame(path, classified_frame(frames), self.encoder.contract.window,
+                          checked=True)
 
     def classify(self, items: list[tuple], batch_size: int = 32
                  ) -> tuple[list[ImageResult], SeriesResult | None]:
@@ -154,11 +153,10 @@ class SeriesClassifier:
         """rows×cols float32: the calibrated P(finding) of each heatmap position (the scale
         the pictures colour by), bilinear onto the source's pixels through the contract's
         crop, padding or stretch (:func:`cossl_edge.node.overlays.resample`)."""
-        from cossl_edge.local_scores import finding_probability
-        from cossl_edge.node.overlays import resample
+        from cossl_edge.node.overlays import finding_map
 
-        p = finding_probability(self.clf.params["calibration"], np.asarray(heatmap, np.float64))
-        return resample(p, rows, cols, self.encoder.contract.resize)
+        return finding_map(self.clf.params["calibration"], heatmap, rows, cols,
+                           self.encoder.contract.resize)
 
     def combine(self, results: list[ImageResult]) -> SeriesResult | None:
         read = [r for r in results if r.probabilities is not None]
@@ -177,6 +175,24 @@ class SeriesClassifier:
                             dict(zip(self.clf.classes, map(float, series), strict=True)),
                             self.aggregate, key, len(read), len(results) - len(read),
                             sum(r.label == UNKNOWN for r in read), results)
+
+
+def classifier_identity(clf: FewShotClassifier, model_sha256: str, model_version: str,
+                        classifier_sha256: str, threshold: float, normal: str | None,
+                        aggregate: str | None = None) -> dict:
+    """What the node's objects say about the model and the classifier (no paths): the SR's
+    algorithm parameters, the overlays' software and derivation (``fewshot predict
+    --dicom-out`` too, without a series rule: ``aggregate`` None)."""
+    return {"model_sha256": model_sha256, "model_version": model_version,
+            "classifier_sha256": classifier_sha256, "classifier_kind": clf.kind,
+            "classes": list(clf.classes), "abstain_threshold": threshold,
+            "aggregate": aggregate, "normal_class": normal}
+
+
+def classified_frame(frames: int) -> int | None:
+    """The frame the node classifies of an instance of ``frames`` frames (0-based): the
+    middle one of a multi-frame object, None for a single frame."""
+    return frames // 2 if frames > 1 else None
 
 
 def _normal_class(clf: FewShotClassifier, given: str | None, where: Path) -> str | None:

@@ -1,31 +1,34 @@
-"""Overlays a viewer can lay on the source image: per image called a finding, a Parametric
-Map of P(finding) per position and a BINARY Segmentation of where P(finding) is above the
-calibrated threshold (both built with highdicom).
+"""Overlays a viewer can lay on the source images: a Parametric Map of P(finding) per
+position and a BINARY Segmentation of where P(finding) is above the calibrated threshold
+(both built with highdicom), each holding the images of a series called a finding, one frame
+per image (:mod:`cossl_edge.node.overlay_frames` says which images share an object).
 
-The map is the image's stored heatmap (the classifier's evidence per position) through the
-classifier's calibration (:func:`cossl_edge.local_scores.finding_probability`, the scale the
-heatmap Secondary Captures colour by), resampled bilinearly from the model's input frame back
-onto the source's rows × columns (undoing the contract's stretch, crop or padding; outside a
-centre crop, where the model saw nothing, the map is 0). The segmentation is that map above
-:data:`THRESHOLD`: the calibrated P(finding) of 0.5, the point where the calibration's logit
-changes sign, the same boundary at which a position's evidence counts for a finding.
+The map of an image is its stored heatmap (the classifier's evidence per position) through
+the classifier's calibration (:func:`cossl_edge.local_scores.finding_probability`, the scale
+the heatmap Secondary Captures colour by), resampled bilinearly from the model's input frame
+back onto the source's rows × columns (undoing the contract's stretch, crop or padding;
+outside a centre crop, where the model saw nothing, the map is 0). The segmentation is that
+map above :data:`THRESHOLD`: the calibrated P(finding) of 0.5, the point where the
+calibration's logit changes sign, the same boundary at which a position's evidence counts
+for a finding.
 
 Both objects take the source's geometry from highdicom (frame of reference, pixel measures,
-plane position and orientation of the source; each in its own new series of the source
-study; the source in the Source Image Sequence and the Referenced Series Sequence). A
+plane orientation, and per frame its plane position and its source image or frame in the
+Derivation Image Sequence; each object in its own new series of the source study). A
 Parametric Map requires a Frame of Reference (its IOD's module is mandatory): a source
 without one (a projection radiograph, CR/DX) gets no Parametric Map, only the Segmentation
 (whose Frame of Reference is conditional: highdicom aligns it pixel for pixel with the
 source, and the node gives it the source's patient orientation). A source whose own IOD
 requires a Frame of Reference but that has none gets neither, and one with a Frame of
 Reference but no Slice Thickness no Segmentation (:class:`OverlayUnavailable`).
-UIDs derive from the source instance, so an object rebuilt after a crash is the same object
-for the PACS.
+UIDs derive from the source series, the images and frames the object holds, the model and
+the classifier, so an object rebuilt after a crash is the same object for the PACS.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -33,6 +36,13 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from cossl_edge import __version__
+from cossl_edge.node.overlay_frames import (
+    OverlayFrame,
+    OverlayUnavailable,
+    frame_position,
+    groups,
+    pin_references,
+)
 
 THRESHOLD = 0.5  # calibrated P(finding): the calibration's decision boundary
 PM_SERIES_NUMBER = 992
@@ -40,18 +50,22 @@ SEG_SERIES_NUMBER = 993
 PARAMETRIC_MAP = "1.2.840.10008.5.1.4.1.1.30"
 SEGMENTATION = "1.2.840.10008.5.1.4.1.1.66.4"
 KINDS = ("pmap", "seg")
-
-
-class OverlayUnavailable(ValueError):
-    """This source cannot carry this overlay (the reason names no patient data)."""
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 
 
 def series_uid_of(kind: str, series_uid: str) -> str:
     return generate_uid(entropy_srcs=[series_uid, f"cossl-edge-{kind}-series"])
 
 
-def instance_uid_of(kind: str, sop_uid: str) -> str:
-    return generate_uid(entropy_srcs=[sop_uid, f"cossl-edge-{kind}"])
+def instance_uid_of(kind: str, series_uid: str, frames: list[OverlayFrame],
+                    identity: dict) -> str:
+    """The same images and frames of a series, mapped by the same model and classifier →
+    the same object (a reopened series whose findings did not change rebuilds the objects
+    the PACS has); another model or classifier makes another object."""
+    held = sorted(f"{f.sop_uid}#{f.frame}" for f in frames)
+    return generate_uid(entropy_srcs=[series_uid, f"cossl-edge-{kind}", *held,
+                                      str(identity.get("model_sha256")),
+                                      str(identity.get("classifier_sha256"))])
 
 
 def resample(p: np.ndarray, rows: int, cols: int, mode: str) -> np.ndarray:
@@ -79,27 +93,46 @@ def resample(p: np.ndarray, rows: int, cols: int, mode: str) -> np.ndarray:
     return bilinear(p, rows, cols)
 
 
+def finding_map(calibration: dict, heatmap, rows: int, cols: int, mode: str) -> np.ndarray:
+    """rows×cols float32: the calibrated P(finding) of each heatmap position (the scale the
+    pictures colour by), bilinear onto the source's pixels through the contract's crop,
+    padding or stretch ``mode`` (:func:`resample`)."""
+    from cossl_edge.local_scores import finding_probability
+
+    p = finding_probability(calibration, np.asarray(heatmap, np.float64))
+    return resample(p, rows, cols, mode)
+
+
 def _prepared_source(source: Dataset, kind: str) -> Dataset:
     """A copy of the source header with empty type 2 patient/study attributes where it lacks
-    them (highdicom copies them), checked for what ``kind`` needs."""
-    src = copy.copy(source)
+    them (highdicom copies them), checked for what ``kind`` needs. A deep copy: a pydicom
+    copy shares its elements, and setting one sets the source's."""
+    src = copy.deepcopy(source)
     for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyID",
                     "StudyDate", "StudyTime", "ReferringPhysicianName", "AccessionNumber"):
         if keyword not in src:
             setattr(src, keyword, None)
-    if int(src.get("NumberOfFrames") or 1) > 1:
-        raise OverlayUnavailable("multi-frame source (the node classifies one frame)")
     has_for = bool(src.get("FrameOfReferenceUID"))
     if not has_for:
         if _for_required(str(src.SOPClassUID)):
             raise OverlayUnavailable("source lacks the Frame of Reference its IOD requires")
         if kind == "pmap":
-            raise OverlayUnavailable("no Frame of Reference (a projection image): the "
+            raise OverlayUnavailable("no Frame of Reference (a projection image, a cine): the "
                                      "Parametric Map IOD requires one")
-    elif kind == "seg" and src.get("SliceThickness") in (None, ""):
+    elif kind == "seg" and _slice_thickness(src) in (None, ""):
         raise OverlayUnavailable("source gives no Slice Thickness, which a Segmentation's "
                                  "pixel measures require with a Frame of Reference")
     return src
+
+
+def _slice_thickness(src: Dataset):
+    """The source's Slice Thickness: at the top level, or in a multi-frame object's shared
+    Pixel Measures."""
+    if "SliceThickness" in src:
+        return src.SliceThickness
+    shared = (src.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    measures = (shared.get("PixelMeasuresSequence") or [Dataset()])[0]
+    return measures.get("SliceThickness")
 
 
 def _for_required(sop_class: str) -> bool:
@@ -114,15 +147,47 @@ def _for_required(sop_class: str) -> bool:
         return True
 
 
-def _finish(ds: Dataset, source: Dataset, label: str, p_finding: float, identity: dict,
-            what: str) -> Dataset:
-    """What the node adds to both objects: body part and laterality, patient orientation
-    without a frame of reference, the derivation, the comments."""
+def _sources(frames: list[OverlayFrame], kind: str) -> tuple[list[Dataset], list | None]:
+    """(the source headers highdicom reads, the frames' plane positions or None).
+
+    Single-frame images: one header per frame, highdicom reads their positions. A
+    multi-frame object: its header once and the positions of the frames classified, which
+    highdicom matches to the source's frames. A multi-frame object without positions (no
+    Frame of Reference: highdicom then aligns one frame pixel for pixel): a header that
+    shows the one frame classified; :func:`pin_references` names the frame."""
+    import highdicom as hd
+
+    srcs = [_prepared_source(f.source, kind) for f in frames]
+    if frames[0].frame is None:
+        return srcs, None
+    positions = [frame_position(f.source, f.frame) for f in frames]
+    if all(p is not None for p in positions):
+        return srcs[:1], [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, p)
+                          for p in positions]
+    if srcs[0].get("FrameOfReferenceUID"):
+        raise OverlayUnavailable("multi-frame source with a Frame of Reference but no plane "
+                                 "position per frame")
+    one = srcs[0]  # highdicom takes a multi-frame IOD's pixel measures from functional
+    one.SOPClassUID = SECONDARY_CAPTURE  # groups: it reads this frame as a single-frame
+    for keyword in ("NumberOfFrames", "PerFrameFunctionalGroupsSequence",  # image whose
+                    "SharedFunctionalGroupsSequence", "FrameIncrementPointer"):  # class
+        if keyword in one:  # pin_references restores
+            delattr(one, keyword)
+    return [one], None
+
+
+def _finish(ds: Dataset, frames: list[OverlayFrame], identity: dict, what: str) -> Dataset:
+    """What the node adds to both objects: each frame's source reference and its comment,
+    body part and laterality, patient orientation without a frame of reference, the
+    derivation, the comments."""
     from cossl_edge.node.capture import patient_orientation
 
+    pin_references(ds, frames)
+    source = frames[0].source
     if source.get("BodyPartExamined"):
         ds.BodyPartExamined = source.BodyPartExamined
-    if source.get("Laterality"):
+    laterality = {f.source.get("Laterality") or "" for f in frames}
+    if len(laterality) == 1 and source.get("Laterality"):
         ds.Laterality = source.Laterality
     elif not source.get("BodyPartExamined") and ds.SOPClassUID == PARAMETRIC_MAP:
         ds.Laterality = None  # type 2C: unknown (dciodvfy's reading differs for SEG: absent)
@@ -132,7 +197,12 @@ def _finish(ds: Dataset, source: Dataset, label: str, p_finding: float, identity
     ds.DerivationDescription = (f"cossl-edge {__version__} few-shot "
                                 f"{identity['classifier_kind']} heatmap, model "
                                 f"{identity['model_sha256'][:16]}: {what}")[:1024]
-    ds.ImageComments = f"{label[:40]}; P(finding) {p_finding:.3f}"
+    if len(frames) == 1:
+        ds.ImageComments = frames[0].comment
+    else:
+        labels = sorted({f.label[:40] for f in frames})
+        ds.ImageComments = (f"{len(frames)} images called a finding ({', '.join(labels)}); "
+                            f"P(finding) up to {max(f.p_finding for f in frames):.3f}")
     return ds
 
 
@@ -141,63 +211,99 @@ def _software(identity: dict) -> tuple[str, str]:
     return f"cossl-edge {__version__}"[:64], f"model {identity['model_sha256'][:16]}"
 
 
-def build_pmap(source: Dataset, prob: np.ndarray, label: str, p_finding: float,
-               identity: dict, series_uid: str) -> Dataset:
-    """The Parametric Map of one source image: ``prob`` (rows×cols P(finding) in [0, 1],
-    float32) on the source's geometry, real world value 1·stored value, unitless."""
+def _checked(frames: list[OverlayFrame]) -> None:
+    if not frames:
+        raise ValueError("no frames to build an overlay of")
+    for f in frames:
+        if f.prob.shape != (int(f.source.Rows), int(f.source.Columns)):
+            raise ValueError(f"map {f.prob.shape} is not the source's rows × columns")
+
+
+def build_pmap(frames: list[OverlayFrame], identity: dict, series_uid: str) -> Dataset:
+    """The Parametric Map of images (or frames) of one series, one frame each: their maps
+    (rows×cols P(finding) in [0, 1]) on the sources' geometry, real world value 1·stored
+    value, unitless."""
     import highdicom as hd
 
-    src = _prepared_source(source, "pmap")
-    prob = np.clip(np.asarray(prob, np.float32), 0.0, 1.0)
-    if prob.shape != (int(src.Rows), int(src.Columns)):
-        raise ValueError(f"map {prob.shape} is not the source's rows × columns")
+    _checked(frames)
+    sources, positions = _sources(frames, "pmap")
+    prob = np.clip(np.stack([f.prob for f in frames]).astype(np.float32), 0.0, 1.0)
     mapping = hd.pm.RealWorldValueMapping(
         lut_label="P(finding)", lut_explanation="probability of a finding at this position",
         unit=codes.UCUM.NoUnits, value_range=(0.0, 1.0), slope=1.0, intercept=0.0,
         quantity_definition=codes.DCM.Probability)
     pm = hd.pm.ParametricMap(
-        [src], prob, series_uid_of("pmap", series_uid), PM_SERIES_NUMBER,
-        instance_uid_of("pmap", str(src.SOPInstanceUID)), _instance_number(src),
+        sources, prob, series_uid_of("pmap", series_uid), PM_SERIES_NUMBER,
+        instance_uid_of("pmap", series_uid, frames, identity), _instance_number(sources[0]),
         "cossl-edge", "cossl-edge node", _software(identity)[0], "none", True, [mapping],
-        transfer_syntax_uid=ExplicitVRLittleEndian,
+        transfer_syntax_uid=ExplicitVRLittleEndian, plane_positions=positions,
         content_label="PFINDING", content_description="P(finding) per position",
         voi_lut_transformations=[hd.VOILUTTransformation(window_center=0.5,
                                                          window_width=1.0)])
     pm.SeriesDescription = "cossl-edge P(finding) map"
-    return _finish(pm, src, label, p_finding, identity,
+    return _finish(pm, frames, identity,
                    "calibrated P(finding) per position, bilinear onto the source")
 
 
-def build_seg(source: Dataset, mask: np.ndarray, label: str, p_finding: float,
-              identity: dict, series_uid: str) -> Dataset:
-    """The BINARY Segmentation of one source image: ``mask`` (rows×cols bool), segment 1
-    "finding" where P(finding) > THRESHOLD."""
+def build_seg(frames: list[OverlayFrame], identity: dict, series_uid: str) -> Dataset:
+    """The BINARY Segmentation of images (or frames) of one series, one frame each: segment
+    1 "finding" where an image's P(finding) is above THRESHOLD."""
     import highdicom as hd
 
-    src = _prepared_source(source, "seg")
-    mask = np.asarray(mask, bool)
-    if mask.shape != (int(src.Rows), int(src.Columns)):
-        raise ValueError(f"mask {mask.shape} is not the source's rows × columns")
+    _checked(frames)
+    sources, positions = _sources(frames, "seg")
+    mask = np.stack([f.prob > THRESHOLD for f in frames]).astype(np.uint8)
+    labels = {f.label[:40] for f in frames}
     name, version = _software(identity)
     algorithm = hd.AlgorithmIdentificationSequence(
         name=f"cossl-edge few-shot {identity['classifier_kind']}"[:64],
         family=codes.DCM.ArtificialIntelligence, version=f"{__version__} {version}"[:64])
     segment = hd.seg.SegmentDescription(
-        segment_number=1, segment_label=f"{label[:40]} P>{THRESHOLD:g}",
+        segment_number=1,
+        segment_label=f"{labels.pop() if len(labels) == 1 else 'finding'} P>{THRESHOLD:g}",
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
         segmented_property_type=codes.SCT.Lesion,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm)
     seg = hd.seg.Segmentation(
-        [src], mask.astype(np.uint8), hd.seg.SegmentationTypeValues.BINARY, [segment],
+        sources, mask, hd.seg.SegmentationTypeValues.BINARY, [segment],
         series_uid_of("seg", series_uid), SEG_SERIES_NUMBER,
-        instance_uid_of("seg", str(src.SOPInstanceUID)), _instance_number(src),
-        "cossl-edge", "cossl-edge node", name, "none",
+        instance_uid_of("seg", series_uid, frames, identity), _instance_number(sources[0]),
+        "cossl-edge", "cossl-edge node", name, "none", plane_positions=positions,
         transfer_syntax_uid=ExplicitVRLittleEndian, omit_empty_frames=False,
         content_label="FINDING", content_description=f"P(finding) > {THRESHOLD:g}")
     seg.SeriesDescription = f"cossl-edge finding (P(finding) > {THRESHOLD:g})"
-    return _finish(seg, src, label, p_finding, identity,
+    return _finish(seg, frames, identity,
                    f"calibrated P(finding) per position above {THRESHOLD:g}")
+
+
+BUILDERS = {"pmap": build_pmap, "seg": build_seg}
+
+
+@dataclass
+class Built:
+    """One overlay of :func:`build_overlays`: its frames, and the object or why there is
+    none (:class:`OverlayUnavailable`: the source cannot carry it; another error: a fault)."""
+
+    kind: str
+    frames: list[OverlayFrame]
+    dataset: Dataset | None = None
+    error: Exception | None = None
+
+
+def build_overlays(frames: list[OverlayFrame], kinds: tuple[str, ...] | list[str],
+                   identity: dict, series_uid: str) -> list[Built]:
+    """The overlays of the images of one series called a finding: per kind, one object per
+    group of :func:`cossl_edge.node.overlay_frames.groups` (what the node sends and
+    ``fewshot predict --dicom-out`` writes)."""
+    out = []
+    for kind in kinds:
+        for group in groups(frames):
+            try:
+                out.append(Built(kind, group, BUILDERS[kind](group, identity, series_uid)))
+            except Exception as e:  # noqa: BLE001 - one object; the caller says which
+                out.append(Built(kind, group, error=e))
+    return out
 
 
 def _instance_number(ds: Dataset) -> int:

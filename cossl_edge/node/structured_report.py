@@ -12,8 +12,9 @@ sha256 and version and the classifier file's sha256. With a local classifier, th
 image drawn as a heatmap Secondary Capture (:mod:`cossl_edge.node.capture`) references it
 (IMAGE item "Illustration of ROI", DCM 121200) and the SC is in the evidence; an image with
 a Segmentation (:mod:`cossl_edge.node.overlays`) gets a TID 1410 group whose region is the
-SEG's segment (Referenced Segmentation Frame), its Parametric Map an "Illustration of ROI"
-item too, both in the evidence. UIDs are
+SEG's frame on that image (Referenced Segmentation Frame), its Parametric Map (with the
+map's frame of the image) an "Illustration of ROI" item too, both in the evidence once;
+a multi-frame source is referenced with the frame classified. UIDs are
 derived from the source series and its revision, so an SR rebuilt after a crash is the same
 object (the PACS keeps one).
 """
@@ -32,6 +33,7 @@ from pydicom.uid import generate_uid
 
 from cossl_edge import __version__
 from cossl_edge.node.classify import SeriesResult
+from cossl_edge.node.overlay_frames import frame_number_of
 from cossl_edge.node.overlays import SEGMENTATION
 
 SCHEME = "99COSSL"  # private coding scheme: the classifier's own class names
@@ -49,9 +51,16 @@ def _concept(label: str) -> hd.sr.CodedConcept:
     return hd.sr.CodedConcept(value=label[:64], scheme_designator=SCHEME, meaning=label[:64])
 
 
+def _frames(uid: str, frames: dict[str, int]) -> list[int] | None:
+    """A multi-frame source's frame classified, as Referenced Frame Numbers."""
+    return [frames[uid] + 1] if uid in frames else None
+
+
 def _finding_group(tracking: str, uid: str, label: str, probability: float,
                    algorithm: hd.sr.AlgorithmIdentification, sources: list[Dataset],
-                   extra: tuple | list = ()) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+                   extra: tuple | list = (), frames: dict[str, int] | None = None
+                   ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    frames = frames or {}
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=tracking),
         algorithm_id=algorithm,
@@ -59,22 +68,30 @@ def _finding_group(tracking: str, uid: str, label: str, probability: float,
                                                              _concept(label))],
         measurements=[hd.sr.Measurement(codes.DCM.Probability, float(probability),
                                         codes.UCUM.NoUnits), *extra],
-        source_images=[hd.sr.SourceImageForMeasurementGroup(s.SOPClassUID, s.SOPInstanceUID)
-                       for s in sources],
+        source_images=[hd.sr.SourceImageForMeasurementGroup(
+            s.SOPClassUID, s.SOPInstanceUID, _frames(str(s.SOPInstanceUID), frames))
+            for s in sources],
     )
 
 
 def _segment_group(tracking: str, label: str, probability: float,
                    algorithm: hd.sr.AlgorithmIdentification, source: Dataset,
-                   seg: Dataset) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    """TID 1410 for an image with a Segmentation: its Referenced Segmentation Frame (segment
-    1 of the SEG, with the source image), the finding and its probability."""
+                   seg: Dataset, frames: dict[str, int]
+                   ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """TID 1410 for an image with a Segmentation: its Referenced Segmentation Frame (the
+    SEG's frame on this image, with the source image or frame), the finding and its
+    probability."""
+    uid = str(source.SOPInstanceUID)
+    number = frame_number_of(seg, uid, frames.get(uid))
+    if number is None:
+        raise ValueError("the Segmentation holds no frame of this image")
     region = hd.sr.ReferencedSegmentationFrame(
-        seg.SOPClassUID, seg.SOPInstanceUID, 1, 1,
-        hd.sr.SourceImageForSegmentation(source.SOPClassUID, source.SOPInstanceUID))
-    # a SEG is referenced by its segment: Referenced Frame Number and Referenced Segment
-    # Number exclude each other in an IMAGE item (the SEG has one frame here)
-    del region[0].ReferencedSOPSequence[0].ReferencedFrameNumber
+        seg.SOPClassUID, seg.SOPInstanceUID, number, 1,
+        hd.sr.SourceImageForSegmentation(source.SOPClassUID, source.SOPInstanceUID,
+                                         _frames(uid, frames)))
+    # Referenced Frame Number and Referenced Segment Number exclude each other in an IMAGE
+    # item; the frame names the image (a frame of this BINARY SEG is of its one segment)
+    del region[0].ReferencedSOPSequence[0].ReferencedSegmentNumber
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=tracking, identifier="image"),
         referenced_segment=region,
@@ -107,12 +124,16 @@ def _count(name: str, value: int) -> hd.sr.Measurement:
 def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
              series_uid: str, revision: int, ae_title: str,
              illustrations: dict[str, Dataset] | None = None,
-             overlays: dict[str, list[Dataset]] | None = None) -> Dataset:
+             overlays: dict[str, list[Dataset]] | None = None,
+             frames: dict[str, int] | None = None) -> Dataset:
     """The SR of one series. ``headers``: SOP instance UID → its dataset without pixels;
     ``illustrations``: SOP instance UID of a source image → its heatmap SC; ``overlays``:
-    → its Parametric Map and Segmentation (:mod:`cossl_edge.node.overlays`)."""
+    → the Parametric Maps and Segmentations holding a frame of it
+    (:mod:`cossl_edge.node.overlays`); ``frames``: a multi-frame source → the frame
+    classified (0-based)."""
     illustrations = illustrations or {}
     overlays = overlays or {}
+    frames = frames or {}
     sr_series, sr_uid = sr_uids(series_uid, revision)
     params = {k: str(identity[k]) for k in ("model_sha256", "model_version",
                                              "classifier_sha256", "classifier_kind",
@@ -130,23 +151,26 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
         [headers[r.sop_uid] for r in notable],
         [_count("Images classified", result.images),
          _count("Images unreadable", result.unreadable),
-         _count("Images abstained", result.abstained_images)])]
+         _count("Images abstained", result.abstained_images)], frames)]
     for r in notable:
         tracking = generate_uid(entropy_srcs=[r.sop_uid, str(revision), "group"])
         extra = overlays.get(r.sop_uid, [])
         seg = next((o for o in extra if o.SOPClassUID == SEGMENTATION), None)
         if seg is not None:  # TID 1410: the region is the SEG's segment on this image
             groups.append(_segment_group(tracking, r.label, r.probability, algorithm,
-                                         headers[r.sop_uid], seg))
+                                         headers[r.sop_uid], seg, frames))
         else:
             groups.append(_finding_group("image", tracking, r.label, r.probability,
-                                         algorithm, [headers[r.sop_uid]]))
+                                         algorithm, [headers[r.sop_uid]], (), frames))
         # the pictures (SC) and the map (Parametric Map): IMAGE items "Illustration of ROI"
         # (TID 1410 and 1501 are extensible; the concept TID 1410 uses for a picture)
         pictures = [illustrations[r.sop_uid]] if r.sop_uid in illustrations else []
         for obj in pictures + [o for o in extra if o.SOPClassUID != SEGMENTATION]:
+            number = frame_number_of(obj, r.sop_uid, frames.get(r.sop_uid)) \
+                if int(obj.get("NumberOfFrames") or 1) > 1 else None  # the map's frame
             groups[-1][0].ContentSequence.append(hd.sr.ImageContentItem(
                 codes.DCM.IllustrationOfROI, obj.SOPClassUID, obj.SOPInstanceUID,
+                referenced_frame_numbers=number,
                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
@@ -160,8 +184,9 @@ def build_sr(headers: dict[str, Dataset], result: SeriesResult, identity: dict,
     evidence = [_with_type2(ds) for ds in headers.values()]
     shown = {r.sop_uid for r in notable}
     evidence += [_reference(sc) for uid, sc in illustrations.items() if uid in shown]
-    evidence += [_reference(o) for uid, objs in overlays.items() if uid in shown
-                 for o in objs]
+    held = {str(o.SOPInstanceUID): o for uid, objs in overlays.items() if uid in shown
+            for o in objs}  # an object holds several images: in the evidence once
+    evidence += [_reference(o) for o in held.values()]
     doc = hd.sr.ComprehensiveSR(
         evidence=evidence, content=report, series_instance_uid=sr_series,
         series_number=SR_SERIES_NUMBER, sop_instance_uid=sr_uid, instance_number=revision + 1,

@@ -21,9 +21,10 @@ from pydicom.dataset import Dataset
 from cossl_edge.dicom.header import pydicom_quiet
 from cossl_edge.node import capture, overlays
 from cossl_edge.node import structured_report as sr
-from cossl_edge.node.classify import ImageResult, SeriesClassifier
+from cossl_edge.node.classify import ImageResult, SeriesClassifier, classified_frame
 from cossl_edge.node.config import NodeConfig
 from cossl_edge.node.eventlog import EventLog
+from cossl_edge.node.overlay_frames import OverlayFrame, OverlayUnavailable
 from cossl_edge.node.rules import Rules
 from cossl_edge.node.spool import Spool, write_atomic
 from cossl_edge.node.state import Instance, State
@@ -97,10 +98,10 @@ class Worker:
         ds.PixelSpacing, ds.SliceThickness = [1.0, 1.0], 1.0
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.ImagePositionPatient = [0, 0, 0]
-        p = np.zeros((8, 8), np.float32)
+        frame = OverlayFrame(ds, None, np.zeros((8, 8), np.float32), "x", 0.5)
         identity = self.classifier.identity
-        sr.encode(overlays.build_pmap(ds, p, "x", 0.5, identity, "1.2.3.4.6"))
-        sr.encode(overlays.build_seg(ds, p > 0.5, "x", 0.5, identity, "1.2.3.4.6"))
+        sr.encode(overlays.build_pmap([frame], identity, "1.2.3.4.6"))
+        sr.encode(overlays.build_seg([frame], identity, "1.2.3.4.6"))
 
     def step(self) -> bool:
         """One pass: complete quiet series, finish and report them, then classify up to one
@@ -199,25 +200,24 @@ class Worker:
                             if r.sop_uid in headers or r.probabilities is None]
         if result.key_image is not None and result.key_image not in headers:
             result.key_image = None
-        pictures = self._heatmaps(series_uid, result, headers,
-                                  {i.sop_uid: i for i in insts})
-        maps = self._overlays(series_uid, result, headers)
+        by_uid = {i.sop_uid: i for i in insts}
+        pictures = self._heatmaps(series_uid, result, headers, by_uid)
+        objects, maps = self._overlays(series_uid, result, headers, by_uid)
         doc = sr.build_sr(headers, result, self.classifier.identity, series_uid, revision,
                           self.cfg.ae_title, {uid: ds for uid, (ds, _) in pictures.items()},
-                          {uid: [ds for ds, _ in objs] for uid, objs in maps.items()})
+                          maps, {uid: classified_frame(i.frames) for uid, i in by_uid.items()
+                                 if i.frames > 1})
         path = self.cfg.reports / f"{sid}-r{revision}.dcm"
         write_atomic(path, sr.encode(doc), self.cfg.reports / ".tmp")
         summary = result.summary()
         if self.state.set_report(series_uid, revision, summary, str(path),
                                  str(doc.SOPInstanceUID), self.cfg.destination is not None,
-                                 [str(p) for objs in maps.values() for _, p in objs]
+                                 [str(p) for _, p in objects]
                                  + [str(p) for _, p in pictures.values()]):
             self.log("report", series=sid, revision=revision, **summary, files_gone=gone,
                      heatmaps=len(pictures),
-                     pmaps=sum(ds.SOPClassUID == overlays.PARAMETRIC_MAP
-                               for objs in maps.values() for ds, _ in objs),
-                     segs=sum(ds.SOPClassUID == overlays.SEGMENTATION
-                              for objs in maps.values() for ds, _ in objs),
+                     pmaps=sum(ds.SOPClassUID == overlays.PARAMETRIC_MAP for ds, _ in objects),
+                     segs=sum(ds.SOPClassUID == overlays.SEGMENTATION for ds, _ in objects),
                      model_sha256=self.classifier.identity["model_sha256"],
                      s=round(time.time() - t0, 3))
 
@@ -248,46 +248,48 @@ class Worker:
             out[r.sop_uid] = (ds, path)
         return out
 
-    def _overlays(self, series_uid: str, result, headers: dict
-                  ) -> dict[str, list[tuple[Dataset, Path]]]:
-        """Classifiers that give heatmaps: per image called a finding (every one, the most
-        likely first), its Parametric Map and Segmentation as ``cfg.send`` asks, written
-        under reports/ → {source SOP UID: [(object, file)]}. A source that cannot carry one
-        (no frame of reference, multi-frame) or an object that fails is left out (logged,
-        no patient data); the SR goes anyway."""
+    def _overlays(self, series_uid: str, result, headers: dict, insts: dict
+                  ) -> tuple[list[tuple[Dataset, Path]], dict[str, list[Dataset]]]:
+        """Classifiers that give heatmaps: the Parametric Map and the Segmentation of the
+        series as ``cfg.send`` asks, a frame per image called a finding (every one; the
+        classified frame of a multi-frame object), one object where the images share a
+        geometry (:func:`cossl_edge.node.overlay_frames.groups`), written under reports/ →
+        ([(object, file)], {source SOP UID: [its objects]}). An image whose source cannot
+        carry one (no frame of reference) or an object that fails is left out (logged, no
+        patient data); the SR goes anyway."""
         kinds = [k for k in overlays.KINDS if k in self.cfg.send]
         if not self.classifier.has_heatmaps or not kinds:
-            return {}
+            return [], {}
         clf = self.classifier
         chosen = capture.choose([r for r in result.per_image if r.sop_uid in headers],
                                 clf.normal, list(clf.clf.classes), len(headers))
         sid = self.log.id(series_uid)
-        out: dict[str, list[tuple[Dataset, Path]]] = {}
+        frames = []
         for r, p_finding in chosen:
-            src, iid = headers[r.sop_uid], self.log.id(r.sop_uid)
+            src = headers[r.sop_uid]
             try:
                 prob = clf.finding_map(r.heatmap, int(src.Rows), int(src.Columns))
             except Exception as e:  # noqa: BLE001 - an overlay is extra
-                self.log("overlay_failed", series=sid, instance=iid, kind="map",
-                         error=type(e).__name__)
+                self.log("overlay_failed", series=sid, instance=self.log.id(r.sop_uid),
+                         kind="map", error=type(e).__name__)
                 continue
-            for kind in kinds:
-                try:
-                    if kind == "pmap":
-                        ds = overlays.build_pmap(src, prob, r.label, p_finding,
-                                                 clf.identity, series_uid)
-                    else:
-                        ds = overlays.build_seg(src, prob > overlays.THRESHOLD, r.label,
-                                                p_finding, clf.identity, series_uid)
-                except overlays.OverlayUnavailable as e:
-                    self.log("overlay_skipped", series=sid, instance=iid, kind=kind,
-                             reason=str(e))
-                    continue
-                except Exception as e:  # noqa: BLE001 - an overlay is extra
-                    self.log("overlay_failed", series=sid, instance=iid, kind=kind,
-                             error=type(e).__name__)
-                    continue
-                path = self.cfg.reports / f"{sid}-{kind}-{iid}.dcm"
-                write_atomic(path, sr.encode(ds), self.cfg.reports / ".tmp")
-                out.setdefault(r.sop_uid, []).append((ds, path))
-        return out
+            frames.append(OverlayFrame(src, classified_frame(insts[r.sop_uid].frames), prob,
+                                       r.label, p_finding))
+        written: list[tuple[Dataset, Path]] = []
+        by_source: dict[str, list[Dataset]] = {}
+        for built in overlays.build_overlays(frames, kinds, clf.identity, series_uid):
+            where = {"series": sid, "instance": self.log.id(built.frames[0].sop_uid),
+                     "images": len(built.frames), "kind": built.kind}
+            if isinstance(built.error, OverlayUnavailable):
+                self.log("overlay_skipped", **where, reason=str(built.error))
+                continue
+            if built.dataset is None:
+                self.log("overlay_failed", **where, error=type(built.error).__name__)
+                continue
+            ds = built.dataset
+            path = self.cfg.reports / f"{sid}-{built.kind}-{self.log.id(ds.SOPInstanceUID)}.dcm"
+            write_atomic(path, sr.encode(ds), self.cfg.reports / ".tmp")
+            written.append((ds, path))
+            for f in built.frames:
+                by_source.setdefault(f.sop_uid, []).append(ds)
+        return written, by_source
