@@ -176,6 +176,16 @@ def predict(
                                          "per image into this folder, ID.png (the ids of "
                                          "the CSV): the image in grey, red where a finding "
                                          "is likely; and heatmaps.csv."),
+    dicom_out: Path | None = typer.Option(None, "--dicom-out", help="local, anomaly, DICOM "
+                                          "inputs: also write into this folder, per series, "
+                                          "the Parametric Map of P(finding) and the BINARY "
+                                          "Segmentation of the images called a finding, on "
+                                          "the sources' geometry and referencing them, as "
+                                          "cossl-edge serve sends them (needs the node "
+                                          "extra); and overlays.csv."),
+    send: str | None = typer.Option(None, "--send", help="With --dicom-out: the objects "
+                                    "written, pmap, seg or both (default pmap,seg; the names "
+                                    "of serve's --send)."),
     batch_size: int = opt.BATCH,
     threads: int = opt.THREADS,
     spin: bool = opt.SPIN,
@@ -191,21 +201,28 @@ def predict(
 
     with user_errors():
         sampling = opt.sampling(dicom_stride, video_every, video_fps)
+        kinds = _dicom_kinds(dicom_out, send)
         clf = FewShotClassifier.load(classifier_file)
-        if heatmaps is not None and clf.kind not in ("local", "anomaly"):
-            raise ValueError(f"{classifier_file}: --heatmaps needs an anomaly or local "
-                             f"classifier, this one is {clf.kind!r}; fit one with "
-                             "--classifier anomaly or --classifier local")
+        for option, given in (("--heatmaps", heatmaps), ("--dicom-out", dicom_out)):
+            if given is not None and clf.kind not in ("local", "anomaly"):
+                raise ValueError(f"{classifier_file}: {option} needs an anomaly or local "
+                                 f"classifier, this one is {clf.kind!r}; fit one with "
+                                 "--classifier anomaly or --classifier local")
         if model is None and not clf.model_path:
             raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
         model_path = model or Path(clf.model_path)
         encoder = open_with_contract(model_path, clf.contract, threads, spin)
         clf.check_model(encoder.sha256, model_path, classifier_file)
         found = discover(data_dir, sampling)
+        dicom = None
+        if dicom_out is not None:
+            dicom = _overlay_writer(dicom_out, kinds, found.samples, data_dir, clf, encoder,
+                                    classifier_file, abstain)
         with progress_bar("classifying", len(found.samples)) as advance:
             if clf.kind in ("local", "anomaly"):
                 samples, preds, skipped = _predict_local(encoder, clf, found.samples, top_k,
-                                                         abstain, heatmaps, batch_size, advance)
+                                                         abstain, heatmaps, batch_size, advance,
+                                                         dicom)
             else:
                 emb = encoder.embed_samples(found.samples, batch_size, on_batch=advance)
                 samples, skipped = emb.samples, emb.skipped
@@ -214,10 +231,13 @@ def predict(
         if id_map is not None:
             root = data_dir if data_dir.is_dir() else data_dir.parent
             write_id_map(id_map, samples, None, root)
+        rows = dicom.close() if dicom is not None else []
     opt.report_skipped(*opt.count_skipped(found.skipped + skipped))
     unknown = sum(p.label == "unknown" for p in preds)
     also = f", heatmaps → {heatmaps}" if heatmaps is not None else ""
     typer.echo(f"{len(preds)} predictions ({unknown} unknown) → {out}{also}")
+    if dicom is not None:
+        _report_dicom(dicom, rows, dicom_out)
     if id_map is not None:
         typer.echo(f"id → file: {id_map} (it holds raw paths: keep it local)")
     else:
@@ -227,8 +247,9 @@ def predict(
 
 
 def _predict_local(encoder, clf, samples, top_k: int, abstain: float | None,
-                   heatmaps: Path | None, batch_size: int, advance):
-    """Batch by batch: local (or anomaly) maps → predictions, and heatmap PNGs when asked."""
+                   heatmaps: Path | None, batch_size: int, advance, dicom=None):
+    """Batch by batch: local (or anomaly) maps → predictions, heatmap PNGs when asked, and
+    the images called a finding to ``dicom`` (an OverlayWriter) when given."""
     from cossl_edge.heatmaps import HeatmapWriter
 
     run = encoder.run_anomaly if clf.kind == "anomaly" else encoder.run_local
@@ -242,6 +263,8 @@ def _predict_local(encoder, clf, samples, top_k: int, abstain: float | None,
             if writer is not None:
                 writer.write([r.sample_id() for r in refs], prepared, heat, proba,
                              [p.label for p in batch])
+            if dicom is not None:
+                dicom.write(refs, heat, proba, batch)
             kept += refs
             preds += batch
         skipped += bad
@@ -249,6 +272,61 @@ def _predict_local(encoder, clf, samples, top_k: int, abstain: float | None,
     if writer is not None:
         writer.close()
     return kept, preds, skipped
+
+
+def _dicom_kinds(dicom_out: Path | None, send: str | None) -> tuple[str, ...]:
+    """--send with --dicom-out → the overlay kinds to write, checked before any work."""
+    if dicom_out is None:
+        if send is not None:
+            raise ValueError("--send names what --dicom-out writes; add --dicom-out DIR")
+        return ()
+    from importlib.util import find_spec
+
+    if find_spec("highdicom") is None:
+        raise ValueError("--dicom-out writes with highdicom, which is not installed: "
+                         "pip install 'cossl-edge[node]'")
+    known = ("pmap", "seg")
+    names = [t.strip().lower() for t in (send or "pmap,seg").split(",") if t.strip()]
+    if not names or any(n not in known for n in names):
+        raise ValueError(f"--send {send!r}: a comma-separated list of pmap, seg "
+                         "(e.g. pmap,seg)")
+    return tuple(k for k in known if k in names)
+
+
+def _overlay_writer(folder: Path, kinds: tuple[str, ...], samples, data_dir: Path, clf,
+                    encoder, classifier_file: Path, abstain: float | None):
+    """The OverlayWriter of --dicom-out, with the identity the node gives its objects; an
+    error when no input is DICOM (the objects lie on a DICOM source's geometry)."""
+    import hashlib
+
+    from cossl_edge import model_metadata as mm
+    from cossl_edge.node.classify import classifier_identity
+    from cossl_edge.node.overlay_writer import OverlayWriter
+
+    if not any(s.kind == "dicom" for s in samples):
+        raise ValueError(f"{data_dir}: --dicom-out needs DICOM inputs (a Parametric Map and "
+                         "a Segmentation lie on a DICOM image's geometry and reference it); "
+                         "these images are not DICOM: use --heatmaps for pictures")
+    identity = classifier_identity(
+        clf, encoder.sha256, encoder.metadata.get(mm.KEY_VERSION) or "unknown",
+        hashlib.sha256(classifier_file.read_bytes()).hexdigest(),
+        clf.abstain_threshold if abstain is None else abstain,
+        clf.params.get("normal_class"))
+    return OverlayWriter(folder, clf, identity, encoder.contract.resize, kinds)
+
+
+def _report_dicom(dicom, rows: list, folder: Path) -> None:
+    """What --dicom-out wrote, what it left out and why (no patient data)."""
+    count = {k: sum(r[1] == k for r in rows) for k in ("pmap", "seg")}
+    frames = len({i for r in rows for i in r[3].split(";")})
+    typer.echo(f"DICOM: {count['pmap']} Parametric Map(s), {count['seg']} Segmentation(s) "
+               f"of {frames} image(s) called a finding → {folder} (index: overlays.csv)")
+    for (kind, why), n in sorted(dicom.left_out.items()):
+        name = {"pmap": "Parametric Map", "seg": "Segmentation"}[kind]
+        typer.echo(f"  no {name} for {n} image(s): {why}")
+    if dicom.not_dicom:
+        typer.echo(f"  {dicom.not_dicom} image(s) called a finding are not DICOM: no DICOM "
+                   "objects for them (--heatmaps draws pictures)")
 
 
 def _write_predictions(out: Path, ids: list[str], preds) -> None:
