@@ -1,5 +1,5 @@
-"""The node's connections: accepted sockets acknowledge at once and send without Nagle
-(cossl_edge/node/transport.py). The speed it buys is measured by
+"""The node's connections: accepted and requested sockets acknowledge at once and send
+without Nagle (cossl_edge/node/transport.py). The speed it buys is measured by
 benchmarks/node_throughput.py, not here."""
 
 from __future__ import annotations
@@ -54,6 +54,33 @@ def test_accepted_connections_are_low_latency_and_carry_data(tmp_path):
             ds = pydicom.dcmread(ct_series(tmp_path, n=1, rows=64, cols=64)[0])
             status = assoc.send_c_store(ds)
             assert status.Status == 0
+        finally:
+            assoc.release()
+        assert received == [ds.SOPInstanceUID]
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.skipif(transport.QUICKACK is None, reason="TCP_QUICKACK is Linux's")
+def test_requested_connections_are_low_latency_and_carry_data(tmp_path):
+    """The node as a C-STORE SCU (forwarding to the PACS): its connection acknowledges the
+    responses at once and sends without Nagle."""
+    received = []
+    scp = AE(ae_title="PACS")
+    scp.add_supported_context(CTImageStorage)
+    server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+        (evt.EVT_C_STORE, lambda e: (received.append(e.dataset.SOPInstanceUID), 0)[1])])
+    try:
+        scu = transport.LowLatencyAE(ae_title="COSSL")
+        scu.add_requested_context(CTImageStorage)
+        assoc = scu.associate("127.0.0.1", server.server_address[1], ae_title="PACS")
+        assert assoc.is_established
+        try:
+            sock = assoc.dul.socket.socket
+            assert isinstance(sock, transport.QuickAckSocket)
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            ds = pydicom.dcmread(ct_series(tmp_path, n=1, rows=64, cols=64)[0])
+            assert assoc.send_c_store(ds).Status == 0
         finally:
             assoc.release()
         assert received == [ds.SOPInstanceUID]

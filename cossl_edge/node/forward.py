@@ -15,14 +15,13 @@ from pathlib import Path
 
 import pydicom
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from pynetdicom import AE
 from pynetdicom.sop_class import ComprehensiveSRStorage
 
 from cossl_edge.node.config import Destination, NodeConfig
 from cossl_edge.node.eventlog import EventLog
 from cossl_edge.node.state import State
 from cossl_edge.node.tls import client_context
-from cossl_edge.node.transport import no_delay
+from cossl_edge.node.transport import LowLatencyAE, no_delay
 
 
 class SendError(RuntimeError):
@@ -47,7 +46,7 @@ def send_files(paths: list[Path], dest: Destination, calling_ae: str,
     first one the destination does not answer with Success. ``tls``: a client context
     (:func:`cossl_edge.node.tls.client_context`), the destination's host name checked."""
     datasets = [pydicom.dcmread(p) for p in paths]
-    ae = AE(ae_title=calling_ae)
+    ae = LowLatencyAE(ae_title=calling_ae)  # the PACS's responses acknowledged at once
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.connection_timeout = timeout
     for sop_class in dict.fromkeys([ComprehensiveSRStorage,
