@@ -167,11 +167,16 @@ def _sources(frames: list[OverlayFrame], kind: str) -> tuple[list[Dataset], list
     if srcs[0].get("FrameOfReferenceUID"):
         raise OverlayUnavailable("multi-frame source with a Frame of Reference but no plane "
                                  "position per frame")
-    one = srcs[0]  # highdicom takes a multi-frame IOD's pixel measures from functional
-    one.SOPClassUID = SECONDARY_CAPTURE  # groups: it reads this frame as a single-frame
-    for keyword in ("NumberOfFrames", "PerFrameFunctionalGroupsSequence",  # image whose
-                    "SharedFunctionalGroupsSequence", "FrameIncrementPointer"):  # class
-        if keyword in one:  # pin_references restores
+    if len(frames) > 1:
+        raise ValueError("without plane positions an overlay holds one frame")
+    # highdicom reads a multi-frame IOD's pixel measures from functional groups, which this
+    # source lacks: it is handed the frame as a single-frame image (a secondary capture);
+    # pin_references then names the source's own SOP class and the frame
+    one = srcs[0]
+    one.SOPClassUID = SECONDARY_CAPTURE
+    for keyword in ("NumberOfFrames", "PerFrameFunctionalGroupsSequence",
+                    "SharedFunctionalGroupsSequence", "FrameIncrementPointer"):
+        if keyword in one:
             delattr(one, keyword)
     return [one], None
 
