@@ -81,10 +81,12 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/pretrain"), "--out", "-o",
                                  help="Run directory: config, metrics, checkpoints, encoder."),
         arch: Arch = typer.Option(Arch("auto"), help="Backbone: auto (efficientnet-lite0 "
-                                  "from ImageNet weights at 224 px for images of 200 px or "
-                                  "more, when the weights are installed; resnet10 "
-                                  "otherwise), resnet10 (more steps per CPU minute), "
-                                  "resnet18 or efficientnet-lite0."),
+                                  "from ImageNet weights when the images hold detail, i.e. "
+                                  "do not shrink to 16 px without losing 1% of their "
+                                  "variance, and the weights are installed — at 224 px for "
+                                  "images of 200 px or more, 112 below; resnet10 from "
+                                  "scratch otherwise), resnet10 (more steps per CPU "
+                                  "minute), resnet18 or efficientnet-lite0."),
         init: Init = typer.Option(Init("imagenet"), help="efficientnet-lite0: imagenet (the "
                                   "ImageNet weights; the blocks up to stride 16 stay frozen) "
                                   "or random."),
