@@ -112,16 +112,18 @@ def groups(frames: list[OverlayFrame]) -> list[list[OverlayFrame]]:
     return [members for _, members, _ in out]
 
 
-def _member(item: Dataset, frames: list[OverlayFrame]) -> OverlayFrame:
-    """The frame of ``frames`` a frame of the new object (its functional groups ``item``)
-    was made from: by the source references highdicom matched, else the only one."""
+def _member(item: Dataset, frames: dict[tuple[str, int | None], OverlayFrame]
+            ) -> OverlayFrame:
+    """The frame of ``frames`` (by source SOP Instance UID and frame number) a frame of the
+    new object (its functional groups ``item``) was made from: by the source references
+    highdicom matched, else the only one."""
     if len(frames) == 1:
-        return frames[0]
+        return next(iter(frames.values()))
     derivation = item.get("DerivationImageSequence") or []
     refs = {(str(r.ReferencedSOPInstanceUID), r.get("ReferencedFrameNumber"))
             for d in derivation for r in d.get("SourceImageSequence", [])}
-    refs = {(uid, None if n is None else int(n)) for uid, n in refs}
-    found = [f for f in frames if (f.sop_uid, f.frame_number) in refs]
+    found = [frames[key] for key in {(uid, None if n is None else int(n)) for uid, n in refs}
+             if key in frames]
     if len(found) != 1:
         raise ValueError("a frame of the object matches no single source frame")
     return found[0]
@@ -132,8 +134,9 @@ def pin_references(ds: Dataset, frames: list[OverlayFrame]) -> None:
     lists every source frame at the same position, e.g. the phases of a cine; without a
     Frame of Reference it names no frame) and says its label and P(finding) (Frame
     Comments); the top-level Source Image Sequence names a multi-frame source's frames."""
+    by_key = {(f.sop_uid, f.frame_number): f for f in frames}
     for item in ds.PerFrameFunctionalGroupsSequence:
-        f = _member(item, frames)
+        f = _member(item, by_key)
         ref = Dataset()
         ref.ReferencedSOPClassUID = f.source.SOPClassUID
         ref.ReferencedSOPInstanceUID = f.sop_uid
