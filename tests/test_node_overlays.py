@@ -111,6 +111,34 @@ def _enhanced_ct(folder: Path, kinds: list[str], key: str) -> tuple[Path, list]:
 
 
 @pytest.mark.slow
+def test_building_leaves_the_sources_as_they_were(tmp_path):
+    """The builders hand highdicom copies of the headers that share their elements: the
+    headers the SR is then built from are unchanged (a type 2 attribute the copy adds, the
+    stand-in SOP class of a multi-frame source without a frame of reference)."""
+    import copy
+
+    import dicom_factory as fac
+
+    from cossl_edge.node.overlays import build_overlays
+    from cossl_edge.node.structured_report import read_header_dataset
+
+    ct, _ = ns.write_blob_series(tmp_path / "ct", ["bright"] * 3, "unchanged", geometry=True)
+    cases = [([read_header_dataset(f) for f in ct], None),
+             ([read_header_dataset(fac.cr_monochrome1(tmp_path / "cr.dcm"))], None),
+             ([read_header_dataset(fac.multiframe(tmp_path / "mf.dcm", frames=5))], 2)]
+    identity = {"model_sha256": "ab" * 32, "classifier_kind": "local"}
+    for headers, frame in cases:
+        for h in headers:
+            del h.PatientSex  # the copies get it, empty
+        before = [copy.deepcopy(h) for h in headers]
+        frames = [OverlayFrame(h, frame, np.full((int(h.Rows), int(h.Columns)), 0.9,
+                                                 np.float32), "bright", 0.9) for h in headers]
+        built = build_overlays(frames, ["pmap", "seg"], identity, "1.2.3")
+        assert any(b.dataset is not None for b in built)
+        assert all("PatientSex" in b.dataset for b in built if b.dataset is not None)
+        assert headers == before
+
+
 def test_multiframe_source_end_to_end(tmp_path, local_classifier, pacs):
     import highdicom as hd
 
