@@ -10,9 +10,9 @@ Where the platform has no ``TCP_QUICKACK`` (it is Linux's), the connection is le
 A TLS connection (:mod:`~cossl_edge.node.tls`) is acknowledged the same way.
 
 The same holds the other way round: the node forwarding its objects to a PACS waits for
-each C-STORE response, and Orthanc (dcmtk's network layer) answered 19 C-STOREs/s on one
-association to a sender that delays its acknowledgements, 135/s to one that acknowledges
-every read (:class:`LowLatencyAE`).
+each C-STORE response, and Orthanc answered about 20 C-STOREs/s on one association to a
+sender that delays its acknowledgements, 135–180/s to one that acknowledges every read
+(:class:`LowLatencyAE`).
 
 ``benchmarks/node_throughput.py`` measures one association with and without it.
 """
