@@ -117,6 +117,18 @@ def auto_pick(data: Path) -> tuple[str, float | None]:
         detail
 
 
+def _default_options(rec: dict) -> bool:
+    """A run of a recipe as the table shows it: its options, an ``--image-size`` aside, are
+    the recipe's own (variants such as ``--backbone-lr`` are recorded, not tabled)."""
+    if "options" not in rec:
+        return True
+    words = rec["options"].split()
+    if "--image-size" in words:
+        i = words.index("--image-size")
+        del words[i:i + 2]
+    return " ".join(words) == RECIPES[rec["recipe"]]
+
+
 def table(results: dict, budget: str = "10m") -> str:
     """A markdown table: per data set and task, each recipe's seeds (runs of ``budget``)
     and the floors, and what ``--arch auto`` picks (with the images' detail side)."""
@@ -128,7 +140,7 @@ def table(results: dict, budget: str = "10m") -> str:
             def cell(prefix: str, where: dict, task: str = task) -> str:
                 vals = [(k.rsplit("/s", 1)[1], v[task]) for k, v in sorted(where.items())
                         if k.startswith(prefix) and task in v
-                        and v.get("budget", budget) == budget]
+                        and v.get("budget", budget) == budget and _default_options(v)]
                 if not vals:
                     return "–"
                 mean = sum(v for _, v in vals) / len(vals)

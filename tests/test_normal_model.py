@@ -405,3 +405,34 @@ def test_export_writes_the_network_before_adaptation_and_eval_scores_it(cells, t
 def test_a_resnet_run_has_no_network_before_adaptation(exported_run):
     _, report = exported_run
     assert report["init_model"] is None and "init" not in report["files"]
+
+
+def test_backbone_lr_scales_only_an_imagenet_starts_trained_blocks():
+    """--backbone-lr: the trained blocks of an ImageNet start learn at that multiple of the
+    schedule, the heads (and a BYOL predictor's own scale) are unchanged; 1 or a scratch
+    backbone change nothing."""
+    from cossl_edge.training.methods import build_method
+    from cossl_edge.training.optim import build_optimizer
+
+    cfg = replace(PretrainConfig(arch="efficientnet-lite0", backbone_lr=0.1,
+                                 proj_hidden=32, proj_dim=16, local_hidden=16),
+                  contract=replace(PretrainConfig().contract, size=112))
+    method = build_method(cfg)
+    scales = method.lr_scales()
+    trained = [p for p in method.backbone.parameters() if p.requires_grad]
+    assert trained and all(scales[id(p)] == 0.1 for p in trained)
+    assert not any(id(p) in scales for p in method.backbone.lower.parameters())
+    head = [p for n, p in method.named_parameters() if not n.startswith("backbone.")]
+    assert head and not any(id(p) in scales for p in head)
+    opt = build_optimizer("adamw", method, 1e-3, 1e-4)
+    assert sorted({round(g["lr"], 6) for g in opt.param_groups}) == [1e-4, 1e-3]
+    byol = build_method(replace(cfg, method="co-byol", pred_hidden=32))
+    b = byol.lr_scales()
+    assert b[id(next(byol.q1.parameters()))] == 10.0
+    assert b[id(next(p for p in byol.backbone.parameters() if p.requires_grad))] == 0.1
+    assert build_method(replace(cfg, backbone_lr=1.0)).lr_scales() == {}
+    scratch = replace(PretrainConfig(backbone_lr=0.1, proj_hidden=32, proj_dim=16,
+                                     local_hidden=16))
+    assert build_method(scratch).lr_scales() == {}
+    with pytest.raises(ValueError, match="backbone_lr must be positive"):
+        build_method(replace(cfg, backbone_lr=0.0))

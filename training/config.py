@@ -141,6 +141,9 @@ class PretrainConfig:
     # | online (the online global embedding g1(h) of the other view, stop-gradient)
     w_s_warmup: float = 0.0  # fraction of training over which w_s ramps up from 0
     pred_lr: float = 10.0  # BYOL family: the predictors' learning rate, × --lr (docs/recipe.md)
+    # an ImageNet start: its trained (not frozen) blocks' learning rate, × --lr; the heads
+    # keep --lr (docs/recipe.md, "Scratch or ImageNet weights")
+    backbone_lr: float = 1.0
     local_grid: int | None = None  # adaptive-pool the map to n×n before the local term
     temperature: float = 0.2
     ema_base: float = 0.99

@@ -71,6 +71,8 @@ class SSLMethod(nn.Module):
             raise ValueError(f"w_s_warmup must be a fraction in [0, 1), got {config.w_s_warmup}")
         if config.pred_lr <= 0:
             raise ValueError(f"pred_lr must be positive, got {config.pred_lr}")
+        if config.backbone_lr <= 0:
+            raise ValueError(f"backbone_lr must be positive, got {config.backbone_lr}")
         self.grid = config.local_grid
 
     def set_progress(self, fraction: float) -> None:
@@ -81,8 +83,13 @@ class SSLMethod(nn.Module):
         self.w_s_now = self.w_s * (min(1.0, max(fraction / warm, 1e-4)) if warm > 0 else 1.0)
 
     def lr_scales(self) -> dict[int, float]:
-        """id(parameter) → multiple of the scheduled learning rate (default 1)."""
-        return {}
+        """id(parameter) → multiple of the scheduled learning rate (default 1): a
+        pretrained backbone's trained blocks at ``backbone_lr``."""
+        scale = float(self.config.backbone_lr)
+        if scale == 1 or not getattr(self.backbone, "frozen", False) or \
+                self.config.init != "imagenet":
+            return {}
+        return {id(p): scale for p in self.backbone.parameters() if p.requires_grad}
 
     def momentum_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
         return []
@@ -147,9 +154,12 @@ class CoBYOL(SSLMethod):
             self.target_g2 = _frozen_copy(self.g2)
 
     def lr_scales(self):
+        scales = super().lr_scales()
         scale = float(self.config.pred_lr)
         heads = [self.q1] + ([self.q2] if self.use_local else [])
-        return {id(p): scale for q in heads for p in q.parameters()} if scale != 1 else {}
+        if scale != 1:
+            scales.update({id(p): scale for q in heads for p in q.parameters()})
+        return scales
 
     def momentum_pairs(self):
         pairs = [(self.backbone, self.target_backbone), (self.g1, self.target_g1)]

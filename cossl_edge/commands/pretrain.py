@@ -72,6 +72,12 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise typer.BadParameter(f"must be positive, got {value}")
+    return value
+
 def register(app: typer.Typer) -> None:
     def pretrain(
         ctx: typer.Context,
@@ -119,6 +125,10 @@ def register(app: typer.Typer) -> None:
                                                "schedules follow the elapsed time."),
         batch_size: int = typer.Option(128, help="Images per step (per process)."),
         lr: float = typer.Option(2e-3, help="Peak learning rate after warmup."),
+        backbone_lr: float = typer.Option(1.0, "--backbone-lr", callback=_positive,
+                                          help="An ImageNet start: the learning rate of "
+                                          "its trained blocks as a multiple of --lr (the "
+                                          "heads keep --lr)."),
         optimizer: Optimizer = typer.Option(Optimizer("adamw"), help="adamw or lars."),
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
         scramble_texture: float = typer.Option(0.0, min=0.0, max=1.0, help="Probability of "
@@ -226,7 +236,8 @@ def register(app: typer.Typer) -> None:
             config = PretrainConfig(
                 method=method, arch=plain(arch), init=plain(init), width=width,
                 stem=plain(stem), pool=plain(pool), embed_pool=plain(embed_pool),
-                optimizer=plain(optimizer), lr=lr, batch_size=batch_size,
+                optimizer=plain(optimizer), lr=lr, backbone_lr=backbone_lr,
+                batch_size=batch_size,
                 accumulate=accumulate, epochs=epochs, time_budget=budget, bf16=bf16,
                 seed=seed, findings=plain(findings), preset=plain(preset),
                 min_scale=min_scale, view_size=view_size,
