@@ -115,6 +115,9 @@ def _worker(rank: int, port: int, out: str, cases: tuple[str, ...]) -> None:
                 else (Tiny(case), batch)
             results[case] = _loss_and_grads(nn.parallel.DistributedDataParallel(model), inputs)
         torch.save(results, Path(out) / f"rank-{rank}.pt")
+        # neither rank tears gloo down while the other still talks to it (a rank that did
+        # aborted now and then on a loaded machine: SIGABRT in gloo's threads)
+        tdist.barrier()
     finally:
         tdist.destroy_process_group()
 
