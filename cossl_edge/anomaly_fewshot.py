@@ -13,7 +13,8 @@ images only have to place one threshold:
 Which reading of the model suits a task — the pooled embedding's prototypes (classes that
 differ as wholes) or the anomaly map (a finding that is a departure from the usual image) —
 is chosen from the support itself by :func:`choose_reading`: each is scored leaving one
-support image out, and prototypes take the task only when they lead clearly.
+support image out, and prototypes take the task only when they separate the two classes'
+left-out scores clearly better (``SEPARATION_MARGIN``).
 
 >>> import numpy as np
 >>> maps = np.zeros((6, 2, 2), np.float32); maps[3:, 1, 1] = 4.0
@@ -33,11 +34,15 @@ from cossl_edge.fewshot_base import ClassifierError, binary_auc, cl2n, normal_cl
 from cossl_edge.local_scores import calibrate, finding_probability
 
 READINGS = ("proto", "anomaly")  # what --classifier auto chooses between
-# Prototypes replace the anomaly reading when their leads over it on the support, in
-# left-out balanced accuracy plus in AUC, exceed this. Chosen on two tasks at once
-# (docs/recipe.md): real EL cells, where the anomaly reading is right and prototypes are
-# 16 points worse, and radiograph nodules, where it is the other way round (40 points).
-AUTO_MARGIN = 0.2
+# Prototypes replace the anomaly reading when the separation of their left-out scores (the
+# gap between the class means in pooled standard deviations, d′) exceeds the anomaly
+# reading's by more than this. Chosen on two tasks at once (docs/recipe.md): real EL cells,
+# where the anomaly reading is right and prototypes are 16 points worse, and radiograph
+# nodules, where it is the other way round (40 points). Accuracy and AUC, which the rule
+# read before, saturate on ten images: a reading at chance often separates five and five
+# perfectly, a d′ rarely looks large by luck.
+SEPARATION_MARGIN = 1.0
+MAX_SEPARATION = 1e3  # classes whose left-out scores do not overlap at all, no spread
 
 
 def as_anomaly_maps(maps: np.ndarray) -> np.ndarray:
@@ -115,17 +120,33 @@ def left_out_scores(kind: str, x: np.ndarray, y: np.ndarray, normal: str,
     return score, pred, valid
 
 
+def separation(score: np.ndarray, finding: np.ndarray) -> float:
+    """d′ of the scores: (mean of the finding class − mean of the normal class) over their
+    pooled standard deviation; 0 when a class is missing, capped at ``MAX_SEPARATION``."""
+    s = np.asarray(score, np.float64)
+    f, n = s[finding], s[~finding]
+    if len(f) == 0 or len(n) == 0:
+        return 0.0
+    gap = float(f.mean() - n.mean())
+    spread = float(np.sqrt((f.var() + n.var()) / 2))
+    if spread <= 1e-12 * max(1.0, abs(gap)):
+        return float(np.sign(gap) * MAX_SEPARATION)
+    return float(np.clip(gap / spread, -MAX_SEPARATION, MAX_SEPARATION))
+
+
 def support_fit(kind: str, x: np.ndarray, y: np.ndarray, normal: str,
                 centering: np.ndarray | None) -> dict[str, float]:
     """How well a reading separates the support, each image left out: its balanced accuracy
-    (over the images that can be left out) and the AUC of its scores (normal class against
-    the finding class)."""
+    (over the images that can be left out), the AUC of its scores (normal class against
+    the finding class) and their separation (:func:`separation`, over the images that can
+    be left out)."""
     score, pred, valid = left_out_scores(kind, x, y, normal, centering)
     find = y != normal
     recalls = [float((pred[m & valid] == find[m & valid]).mean()) for m in (find, ~find)
                if (m & valid).any()]
     return {"accuracy": float(np.mean(recalls)) if recalls else 0.5,
-            "auc": binary_auc(score, find)}
+            "auc": binary_auc(score, find),
+            "separation": round(separation(score[valid], find[valid]), 4)}
 
 
 def choose_reading(readings: dict[str, np.ndarray], labels: Sequence[str],
@@ -134,10 +155,10 @@ def choose_reading(readings: dict[str, np.ndarray], labels: Sequence[str],
     """``proto`` or ``anomaly`` for this support set, and how each separated it. ``readings``
     holds ``embedding`` (N×D) and, when the model has one, ``anomaly_map`` (N×h×w). The
     anomaly reading competes only for two classes one of which is normal; prototypes take
-    the task when their leads in left-out balanced accuracy and in AUC add up to more than
-    ``AUTO_MARGIN``. On ten images a small lead is mostly chance, and the two readings fail
-    differently: prototypes in a 100-dimensional space overfit a small support, one
-    threshold on a statistic fitted without labels hardly can."""
+    the task when the separation of their left-out scores exceeds the anomaly reading's by
+    more than ``SEPARATION_MARGIN``. On ten images a small lead is mostly chance, and the two
+    readings fail differently: prototypes in a high-dimensional space overfit a small
+    support, one threshold on a statistic fitted without labels hardly can."""
     y = np.asarray(labels)
     classes = sorted(set(y.tolist()))
     if "anomaly_map" not in readings or len(classes) != 2:
@@ -150,5 +171,5 @@ def choose_reading(readings: dict[str, np.ndarray], labels: Sequence[str],
                                  normal, centering),
             "anomaly": support_fit("anomaly", evidence(readings["anomaly_map"]), y, normal,
                                    None)}
-    lead = sum(fits["proto"][k] - fits["anomaly"][k] for k in ("accuracy", "auc"))
-    return ("proto" if lead > AUTO_MARGIN else "anomaly"), fits
+    lead = fits["proto"]["separation"] - fits["anomaly"]["separation"]
+    return ("proto" if lead > SEPARATION_MARGIN else "anomaly"), fits

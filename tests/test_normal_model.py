@@ -18,7 +18,13 @@ from test_export import make_run
 from typer.testing import CliRunner
 
 from cossl_edge import model_metadata as mm
-from cossl_edge.anomaly_fewshot import choose_reading, fit_anomaly, predict_anomaly
+from cossl_edge.anomaly_fewshot import (
+    MAX_SEPARATION,
+    choose_reading,
+    fit_anomaly,
+    predict_anomaly,
+    separation,
+)
 from cossl_edge.cli import app
 from cossl_edge.export import export_run
 from cossl_edge.export.loaded_run import load_run
@@ -110,6 +116,16 @@ def test_anomaly_classifier_and_its_errors():
         predict_anomaly(clf.params, clf.classes, maps[:, :2])
 
 
+def test_separation_is_the_class_gap_in_pooled_standard_deviations():
+    finding = np.array([False, False, True, True])
+    # means 0 and 3, each class's standard deviation 1: d′ = 3
+    assert separation(np.array([-1.0, 1.0, 2.0, 4.0]), finding) == pytest.approx(3.0)
+    assert separation(np.array([2.0, 4.0, -1.0, 1.0]), finding) == pytest.approx(-3.0)
+    # no spread at all: capped, with the gap's sign; a class missing: none
+    assert separation(np.array([0.0, 0.0, 1.0, 1.0]), finding) == MAX_SEPARATION
+    assert separation(np.array([1.0, 2.0]), np.array([False, False])) == 0.0
+
+
 def test_auto_chooses_the_reading_that_separates_the_support():
     rng = np.random.default_rng(2)
     labels = ["normal"] * 5 + ["finding"] * 5
@@ -120,12 +136,21 @@ def test_auto_chooses_the_reading_that_separates_the_support():
     maps_sep[5:] += 3.0
     maps_noise = rng.random((10, 2, 2)).astype(np.float32)
     kind, fits = choose_reading({"embedding": emb_noise, "anomaly_map": maps_sep}, labels)
-    assert kind == "anomaly" and fits["anomaly"] == {"accuracy": 1.0, "auc": 1.0}
+    assert kind == "anomaly" and fits["anomaly"]["accuracy"] == fits["anomaly"]["auc"] == 1.0
+    assert fits["anomaly"]["separation"] > fits["proto"]["separation"] + 1
     kind, fits = choose_reading({"embedding": emb_sep, "anomaly_map": maps_noise}, labels)
     assert kind == "proto" and fits["proto"]["auc"] == 1.0 > fits["anomaly"]["auc"]
     # both separate the support: the anomaly reading keeps the task
     assert choose_reading({"embedding": emb_sep, "anomaly_map": maps_sep}, labels)[0] == \
         "anomaly"
+    # both put every support image on the right side, but the anomaly evidence only just
+    # (as a reading at chance does on ten images now and then): the wide separation wins
+    maps_edge = np.zeros((10, 2, 2), np.float32)
+    maps_edge[:, 0, 0] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    kind, fits = choose_reading({"embedding": emb_sep, "anomaly_map": maps_edge}, labels)
+    assert fits["anomaly"]["auc"] == fits["proto"]["auc"] == 1.0
+    assert kind == "proto"
+    assert fits["proto"]["separation"] > fits["anomaly"]["separation"] + 1
     # three classes, or no normal class: prototypes only
     kind, fits = choose_reading({"embedding": emb_sep, "anomaly_map": maps_sep},
                                 ["a"] * 5 + ["b"] * 5)
