@@ -21,11 +21,12 @@ Sections, each saying so when its data is missing:
 Images for the map and the gallery come from a labelled folder when one is given, else from
 the run's ``calibration.npy`` (unlabelled). The page holds no path, patient name or id.
 
-The page is :mod:`~cossl_edge.report.page`; what it reads is in :mod:`~cossl_edge.report.data`,
-its sections in :mod:`~cossl_edge.report.sections`, their figures (matplotlib, imported only
-when drawn) in :mod:`~cossl_edge.report.figures`.
+The page is built in :mod:`~cossl_edge.report.build`; what it reads is in
+:mod:`~cossl_edge.report.data`, its sections in :mod:`~cossl_edge.report.sections`, their
+figures (matplotlib, imported only when drawn) in :mod:`~cossl_edge.report.figures`.
 """
 
+from cossl_edge.report.build import build_report, page, write_report
 from cossl_edge.report.data import (
     Embedded,
     ReportError,
@@ -34,7 +35,6 @@ from cossl_edge.report.data import (
     find_model,
     read_metrics,
 )
-from cossl_edge.report.page import build_report, page, write_report
 from cossl_edge.report.sections import (
     Section,
     curves_section,
