@@ -17,7 +17,7 @@ blob a little larger than the vessels around it, an effusion replaces part of a 
 size and position vary.
 
 This module writes the files and the data set; the pixels come from
-:mod:`cossl_edge.phantom_pixels` (CT slices, radiographs) and the headers and fake
+:mod:`cossl_edge.phantoms.pixels` (CT slices, radiographs) and the headers and fake
 identities from :mod:`clinical_examples.phantom_headers`. Every name stays importable here.
 
 >>> import tempfile, pathlib
@@ -54,7 +54,7 @@ from clinical_examples.phantom_headers import (  # noqa: E402
     _uid,
     fake_patient,
 )
-from cossl_edge.phantom_pixels import (  # noqa: E402
+from cossl_edge.phantoms.pixels import (  # noqa: E402
     CR_SHAPE,
     CT_SIZE,
     FINDINGS,

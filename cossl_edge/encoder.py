@@ -24,7 +24,6 @@ import numpy as np
 
 from cossl_edge import model_metadata as mm
 from cossl_edge.contract import ContractError, PreprocessContract
-from cossl_edge.images import ImageReadError
 from cossl_edge.onnx_model import (  # ModelError: callers import it from here
     ModelError,
     check_input_shape,
@@ -42,6 +41,7 @@ from cossl_edge.sources import (
     discover,
     load_sample,
 )
+from cossl_edge.sources.image_decode import ImageReadError
 
 
 @dataclass

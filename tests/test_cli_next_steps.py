@@ -69,7 +69,8 @@ def test_pretrain_stopped_summary_says_how_to_resume(tmp_path):
 def test_resume_command_keeps_the_options_given_and_hides_the_data_path():
     import typer
 
-    from cossl_edge.commands.pretrain import register, resume_command
+    from cossl_edge.commands.pretrain import register
+    from cossl_edge.commands.relaunch import resume_command
 
     app_ = typer.Typer()
     register(app_)

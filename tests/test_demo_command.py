@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cossl_edge.cli import app
 from cossl_edge.commands import demo
-from cossl_edge.phantom_pixels import FINDINGS
+from cossl_edge.phantoms.pixels import FINDINGS
 
 runner = CliRunner()
 

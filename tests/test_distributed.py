@@ -180,7 +180,8 @@ def test_two_nodes_on_loopback_train_and_resume(tiny_folder, tmp_path):
 def test_relaunch_args_rebuild_the_command_without_nproc():
     import typer
 
-    from cossl_edge.commands.pretrain import register, relaunch_args
+    from cossl_edge.commands.pretrain import register
+    from cossl_edge.commands.relaunch import relaunch_args
 
     app = typer.Typer()
     register(app)

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.images import ImageReadError, read_image
 from cossl_edge.sources import discover, load_many
+from cossl_edge.sources.image_decode import ImageReadError, read_image
 
 RAMP8 = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (8, 1))  # 8×16
 RAMP16 = RAMP8.astype(np.uint16) * 257

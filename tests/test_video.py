@@ -10,7 +10,7 @@ import pytest
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.sources import SamplingOptions, discover, load_many, load_sample
-from cossl_edge.video import VideoReadError, frame_indices, read_video_frame
+from cossl_edge.sources.video_decode import VideoReadError, frame_indices, read_video_frame
 
 
 def write_video(path, frames: int = 20, fps: float = 10.0, fourcc: str = "MJPG"):

@@ -1,6 +1,6 @@
 """``cossl-edge demo``: a first result from a ``pip install``, without a checkout or data.
 
-Writes chest-radiograph phantoms (:mod:`cossl_edge.phantom_pixels`: no finding, a nodule or
+Writes chest-radiograph phantoms (:mod:`cossl_edge.phantoms.pixels`: no finding, a nodule or
 an effusion; anatomy, exposure and noise vary from image to image) as PNG files, then runs
 the commands a user runs on their own data, printing each one first: ``pretrain`` on the
 unlabeled images, ``export`` (fp32 and int8), ``fewshot eval`` of the int8 model on labelled
@@ -33,7 +33,7 @@ def write_phantoms(out: Path, unlabeled: int, labelled_per_class: int, seed: int
     import numpy as np
     from PIL import Image
 
-    from cossl_edge.phantom_pixels import FINDINGS, radiograph
+    from cossl_edge.phantoms.pixels import FINDINGS, radiograph
 
     rng = np.random.default_rng(seed)
     folders = phantom_folders(out)

@@ -1,5 +1,5 @@
 """Image files (PNG, JPEG, BMP, TIFF, WebP, PGM): one sample each, read with
-:mod:`cossl_edge.images`."""
+:mod:`cossl_edge.sources.image_decode`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.images import IMAGE_SUFFIXES, read_image
+from cossl_edge.sources.image_decode import IMAGE_SUFFIXES, read_image
 from cossl_edge.sources.reader import Reader
 from cossl_edge.sources.refs import SampleRef
 from cossl_edge.sources.sampling import SamplingOptions

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.images import ImageReadError
+from cossl_edge.sources.image_decode import ImageReadError
 from cossl_edge.sources.refs import SampleRef, Skipped, SourceError
 from cossl_edge.sources.registry import reader_for_kind
 

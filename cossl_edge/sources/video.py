@@ -1,5 +1,5 @@
 """Video files: one sample per kept frame (``video_every`` / ``video_fps``), read through
-OpenCV with :mod:`cossl_edge.video` (imported by OpenCV only when a video is met)."""
+OpenCV with :mod:`cossl_edge.sources.video_decode` (imported by OpenCV only when a video is met)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cossl_edge.contract import PreprocessContract
 from cossl_edge.sources.reader import Reader
 from cossl_edge.sources.refs import SampleRef
 from cossl_edge.sources.sampling import SamplingOptions
-from cossl_edge.video import (
+from cossl_edge.sources.video_decode import (
     VIDEO_SUFFIXES,
     VideoReadError,
     frame_indices,

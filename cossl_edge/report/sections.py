@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cossl_edge import rundir
-from cossl_edge.report_data import Embedded, ReportError, fewshot_curves, read_json
+from cossl_edge.report.data import Embedded, ReportError, fewshot_curves, read_json
 
 EXPORT_REPORT = "export-report.json"
 GALLERY_QUERIES = 6
@@ -51,9 +51,9 @@ def monitor_section(records: list[dict]) -> Section:
 
 def _records_section(records: list[dict], key: str, s: Section, missing: str,
                      figure: str) -> Section:
-    """A figure of ``metrics.jsonl`` (``report_figures.<figure>``), or why there is none: no
+    """A figure of ``metrics.jsonl`` (``figures.<figure>``), or why there is none: no
     record holds ``key``."""
-    from cossl_edge import report_figures as fig
+    from cossl_edge.report import figures as fig
 
     if not any(r.get(key) is not None for r in records):
         s.missing = missing
@@ -70,7 +70,7 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 
 def map_section(emb: Embedded | None) -> Section:
-    from cossl_edge import report_figures as fig
+    from cossl_edge.report import figures as fig
 
     s = Section("embedding-map", "Embedding map (PCA)")
     if emb is None or len(emb.vectors) < 3:
@@ -89,7 +89,7 @@ def _centred(x: np.ndarray) -> np.ndarray:
 
 
 def gallery_section(emb: Embedded | None) -> Section:
-    from cossl_edge import report_figures as fig
+    from cossl_edge.report import figures as fig
 
     s = Section("neighbours", "Nearest-neighbour gallery")
     if emb is None or len(emb.vectors) < GALLERY_NEIGHBOURS + 2:
@@ -107,7 +107,7 @@ def gallery_section(emb: Embedded | None) -> Section:
 
 
 def fewshot_section(run: Path, emb: Embedded | None) -> Section:
-    from cossl_edge import report_figures as fig
+    from cossl_edge.report import figures as fig
 
     s = Section("fewshot", "Few-shot accuracy against shots")
     curves = fewshot_curves(run, emb)
@@ -150,7 +150,7 @@ def evaluation_section(run: Path) -> Section | None:
 
 
 def export_section(run: Path) -> Section:
-    from cossl_edge import report_figures as fig
+    from cossl_edge.report import figures as fig
 
     s = Section("export", "fp32 against int8: size, latency, agreement")
     report = read_json(run / EXPORT_REPORT)
@@ -187,8 +187,8 @@ def export_section(run: Path) -> Section:
 def heatmap_section(folder: Path, required: bool = False) -> Section | None:
     """The heatmaps with the highest P(finding), or None when ``folder`` holds none (an error
     when the folder was asked for)."""
-    from cossl_edge import report_figures as fig
     from cossl_edge.heatmaps import read_index
+    from cossl_edge.report import figures as fig
 
     rows = read_index(folder)
     if not rows:
