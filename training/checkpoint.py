@@ -62,7 +62,12 @@ class Checkpointer:
         if periodic:
             save_atomic(payload, self.out / rundir.CHECKPOINTS
                         / f"epoch-{state['epoch']:04d}.pt")
-        save_atomic(self.method.backbone.state_dict(), self.out / rundir.ENCODER)
+        self.save_encoder()
+
+    def save_encoder(self) -> None:
+        """The encoder's weights alone (``encoder.pt``, what export reads)."""
+        if self.enabled:
+            save_atomic(self.method.backbone.state_dict(), self.out / rundir.ENCODER)
 
     def restore(self, state: dict) -> bool:
         """Load ``last.pt`` into the model, the optimiser and ``state``; False if none."""

@@ -144,6 +144,9 @@ class PretrainConfig:
     # an ImageNet start: its trained (not frozen) blocks' learning rate, × --lr; the heads
     # keep --lr (docs/recipe.md, "Scratch or ImageNet weights")
     backbone_lr: float = 1.0
+    # once training ends, the trained BatchNorm layers' statistics estimated again on clean
+    # training images (training/bn_recalibration.py; docs/recipe.md, "BatchNorm statistics")
+    recalibrate_bn: bool = True
     local_grid: int | None = None  # adaptive-pool the map to n×n before the local term
     temperature: float = 0.2
     ema_base: float = 0.99

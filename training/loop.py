@@ -27,7 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cossl_edge import rundir
 from cossl_edge.privacy import file_token
-from cossl_edge.training import normal_stats
+from cossl_edge.training import bn_recalibration, normal_stats
 from cossl_edge.training.checkpoint import Checkpointer
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.dataset import (
@@ -109,6 +109,8 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         console.print(f"stopped: checkpoint written to {checkpoints.last}; "
                       "continue with --resume")
     elif dist.is_main:
+        if config.recalibrate_bn:
+            recalibrate_batchnorm(method.backbone, data, config, device, checkpoints, console)
         write_normal_model(method.backbone, data, config, device, out, console)
     dist.barrier()
     dist.close()
@@ -116,6 +118,20 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
             "elapsed_s": round(state["elapsed"], 1), "images": len(data.images),
             "skipped": len(data.skipped), "stopped": stopped,
             "skipped_files": [s.reason for s in data.skipped[:20]]}
+
+
+def recalibrate_batchnorm(backbone, data: TrainingData, config: PretrainConfig,
+                          device: torch.device, checkpoints: Checkpointer,
+                          console: Console) -> None:
+    """The trained BatchNorm layers' statistics from clean training images
+    (:mod:`~cossl_edge.training.bn_recalibration`); ``encoder.pt`` written again."""
+    t0 = time.perf_counter()
+    n = bn_recalibration.recalibrate(backbone, data.images, config.contract, device,
+                                     config.seed)
+    if n:
+        checkpoints.save_encoder()
+        console.print(f"BatchNorm statistics: {n} clean training images "
+                      f"({time.perf_counter() - t0:.0f} s)")
 
 
 def write_normal_model(backbone, data: TrainingData, config: PretrainConfig,

@@ -128,6 +128,10 @@ def register(app: typer.Typer) -> None:
                                           help="An ImageNet start: the learning rate of "
                                           "its trained blocks as a multiple of --lr (the "
                                           "heads keep --lr)."),
+        recalibrate_bn: bool = typer.Option(True, "--recalibrate-bn/--keep-bn-stats",
+                                            help="Once training ends, estimate the trained "
+                                            "BatchNorm statistics again on clean training "
+                                            "images (the augmented views' skew them)."),
         optimizer: Optimizer = typer.Option(Optimizer("adamw"), help="adamw or lars."),
         min_scale: float = typer.Option(0.2, help="Minimum area fraction of random crops."),
         scramble_texture: float = typer.Option(0.0, min=0.0, max=1.0, help="Probability of "
@@ -236,6 +240,7 @@ def register(app: typer.Typer) -> None:
                 method=method, arch=plain(arch), init=plain(init), width=width,
                 stem=plain(stem), pool=plain(pool), embed_pool=plain(embed_pool),
                 optimizer=plain(optimizer), lr=lr, backbone_lr=backbone_lr,
+                recalibrate_bn=recalibrate_bn,
                 batch_size=batch_size,
                 accumulate=accumulate, epochs=epochs, time_budget=budget, bf16=bf16,
                 seed=seed, findings=plain(findings), preset=plain(preset),
