@@ -71,10 +71,8 @@ def build_models(work: Path) -> dict[str, Path]:
 
 
 def _metadata_keys() -> dict[str, str]:
-    try:
-        from cossl_edge.runtime import metadata as mm
-    except ImportError:
-        from cossl_edge import model_metadata as mm
+    from cossl_edge.runtime import metadata as mm
+
     return {k: getattr(mm, k) for k in ("LOCAL_MAP", "ANOMALY_MAP", "KEY_METHOD",
                                          "KEY_CENTERING")}
 
@@ -229,10 +227,8 @@ def local_findings(work: Path, models: dict, out: dict) -> None:
 
 
 def _encoder(model: Path):
-    try:
-        from cossl_edge.runtime.encoder import Encoder
-    except ImportError:
-        from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
+
     return Encoder(model, threads=1)
 
 
