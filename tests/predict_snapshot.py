@@ -17,7 +17,9 @@ and as a DICOM series. Recorded, by path:
   set of its scans.
 
 Compare two snapshots with :func:`compare` (``np.array_equal`` on every entry), or
-``python tests/predict_snapshot.py --compare A.npz B.npz``.
+``python tests/predict_snapshot.py --compare A.npz B.npz``. ``tests/test_predict_snapshot.py``
+compares with ``tests/data/predict_snapshot.npz``, recorded with the code before the runtime
+redesign.
 """
 
 from __future__ import annotations
@@ -196,7 +198,7 @@ def node(classifiers: dict[str, Path], data: dict, out: dict) -> None:
 
 def _node_proba(sc, prepared: np.ndarray):
     """(probabilities, heatmaps or None) of prepared images through the node's classifier:
-    its ``_proba`` before the runtime's Predictor, the Predictor after."""
+    its ``_proba`` before the runtime's Predictor (the reference), the Predictor after."""
     if hasattr(sc, "_proba"):
         return sc._proba(prepared)
     result = sc.predictor.predict_prepared(prepared)
