@@ -43,7 +43,7 @@ def steps_of(run: Path) -> int:
 def read_model(model: Path, refs) -> tuple[dict, np.ndarray, list[int], object]:
     """(readings of ``refs`` by name: the embedding, and the anomaly map when the model has
     one; the raw-pixel floor's vectors; indices kept; the encoder) through the model file."""
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
 
     enc = Encoder(model)
     names = ["embedding"] + (["anomaly_map"] if enc.has_anomaly_map else [])

@@ -40,7 +40,7 @@ from benchmarks.cli_runs import (  # noqa: E402
     untrained_run,
 )
 from benchmarks.elpv_data import main as write_data  # noqa: E402
-from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.evaluation.episodes import evaluate_episodes  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 EPISODES, QUERIES, SHOTS = 500, 15, (5, 10)

@@ -22,10 +22,10 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cossl_edge.encoder import Encoder  # noqa: E402
 from cossl_edge.fewshot import FewShotClassifier  # noqa: E402
-from cossl_edge.heatmaps import overlay  # noqa: E402
-from cossl_edge.local_scores import finding_probability  # noqa: E402
+from cossl_edge.fewshot.positions import finding_probability  # noqa: E402
+from cossl_edge.runtime.encoder import Encoder  # noqa: E402
+from cossl_edge.runtime.heatmaps import overlay  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 

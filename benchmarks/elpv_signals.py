@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cossl_edge.contract import PreprocessContract  # noqa: E402
-from cossl_edge.episodes import binary_auc, sample_episodes  # noqa: E402
+from cossl_edge.evaluation.episodes import binary_auc, sample_episodes  # noqa: E402
 from cossl_edge.sources import discover, labelled_samples, load_many  # noqa: E402
 from cossl_edge.training import normal_stats  # noqa: E402
 from cossl_edge.training.efficientnet import (  # noqa: E402

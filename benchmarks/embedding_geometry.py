@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np
 import torch
 
-from cossl_edge.episodes import evaluate_episodes
+from cossl_edge.evaluation.episodes import evaluate_episodes
 from cossl_edge.sources import labelled_samples, load_many
 from cossl_edge.training.checkpoint import load_checkpoint
 from cossl_edge.training.config import PretrainConfig

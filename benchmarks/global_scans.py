@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from clinical_examples.phantoms import FINDINGS, radiograph  # noqa: E402
 from cossl_edge.contract import PreprocessContract  # noqa: E402
-from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.evaluation.episodes import evaluate_episodes  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 SHAPE = (288, 320)
@@ -106,7 +106,7 @@ def main() -> None:
     for run, p in jobs.items():
         if p.wait():
             raise SystemExit(f"pretraining {run} failed")
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
 
     for name, options in variants.items():
         for seed in args.seeds:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from cli_runs import pretrained_int8, read_model, steps_of, untrained_run  # noqa: E402
 
-from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.evaluation.episodes import evaluate_episodes  # noqa: E402
 from cossl_edge.sources import labelled_samples  # noqa: E402
 
 EPISODES, QUERIES = 400, 15

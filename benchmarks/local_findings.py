@@ -11,7 +11,8 @@ the encoder never sees. Written once into ``--work``.
 Each variant is a set of ``cossl-edge pretrain`` options, run exactly as a user runs it:
 ``cossl-edge pretrain UNLABELED --time-budget B --seed S [options]``, then
 ``cossl-edge export RUN --local-map`` and the **int8** encoder embeds the labelled scans.
-Scored with the project's episode protocol (:func:`cossl_edge.episodes.evaluate_episodes`):
+Scored with the project's episode protocol
+(:func:`cossl_edge.evaluation.episodes.evaluate_episodes`):
 defective vs normal, 2-way 1- and 5-shot, nearest prototype after CL2N with the model's
 centring (what ``cossl-edge fewshot eval`` does), 400 episodes, 15 queries, episode seed =
 run seed; the four grades 4-way 5-shot the same way; and the local (patch-memory)
@@ -44,7 +45,7 @@ from local_findings_docs import write_docs  # noqa: E402
 
 from clinical_examples.finding_scans import read_boxes, write_dataset  # noqa: E402
 from cossl_edge.contract import PreprocessContract  # noqa: E402
-from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.evaluation.episodes import evaluate_episodes  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "local_findings.json"
@@ -154,7 +155,7 @@ def hit_rate(maps: np.ndarray, y: np.ndarray, boxes, scale: float, fit, episodes
     defective queries, and those whose heatmap maximum (the centre of its map cell, in
     stored-image pixels) lies in a finding's box grown by half a cell plus 4 px.
     ``fit(support indices)`` gives a classifier with ``predict_local``."""
-    from cossl_edge.episodes import sample_episodes
+    from cossl_edge.evaluation.episodes import sample_episodes
 
     margin = scale / 2 + 4
     hits = correct = 0
@@ -202,15 +203,17 @@ def anomaly_part(encoder, args, images: np.ndarray, y: list[str], seed: int,
 
 
 def _scoring(feats) -> str:
-    """As `fewshot --local-scoring auto`: hybrid unless the model mean-pools."""
-    return "memory" if feats.pool == "mean" else "hybrid"
+    """As `fewshot --local-scoring auto` (:func:`cossl_edge.fewshot.policy.local_scoring`)."""
+    from cossl_edge.fewshot.policy import local_scoring
+
+    return local_scoring(feats.pool)
 
 
 def _local_centering(feats):
-    """As the CLI: the model's centring, except for the memory scoring of a GeM model."""
-    if _scoring(feats) == "memory" and feats.pool != "mean":
-        return None
-    return feats.encoder.centering
+    """As `fewshot fit` (:func:`cossl_edge.fewshot.policy.fit_centering`)."""
+    from cossl_edge.fewshot.policy import fit_centering
+
+    return fit_centering(feats.encoder.centering, feats.pool, "local", _scoring(feats))
 
 
 def table_size(args) -> int:
@@ -241,8 +244,8 @@ def local_part(model: Path, args, images: np.ndarray, y: list[str], seed: int) -
 
 
 def run_variant(args, name: str, options: str, seed: int) -> dict:
-    from cossl_edge.encoder import Encoder
     from cossl_edge.evaluation.features import OnnxFeatures
+    from cossl_edge.runtime.encoder import Encoder
 
     run = args.work / "runs" / f"{name}-{args.budget}-s{seed}"
     done = run / "benchmark.json"

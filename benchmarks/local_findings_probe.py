@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clinical_examples.finding_scans import SIZE, read_boxes  # noqa: E402
 from cossl_edge.contract import PreprocessContract  # noqa: E402
-from cossl_edge.episodes import evaluate_episodes  # noqa: E402
+from cossl_edge.evaluation.episodes import evaluate_episodes  # noqa: E402
 from cossl_edge.sources import labelled_samples, load_many  # noqa: E402
 
 

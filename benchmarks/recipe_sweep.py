@@ -35,8 +35,8 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # datasets.py, doc_section.py
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.episodes import evaluate_episodes
-from cossl_edge.logreg import fit_logistic, predict_logistic_proba
+from cossl_edge.evaluation.episodes import evaluate_episodes
+from cossl_edge.fewshot.logreg import fit_logistic, predict_logistic_proba
 from cossl_edge.training.backbones import build_encoder
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.diagnostics import effective_rank, stratified_halves

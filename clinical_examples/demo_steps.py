@@ -141,8 +141,8 @@ def evaluate(runs: tuple[Path, Path], labelled_dir: Path, s: DemoSettings, seed:
              console: Console) -> dict:
     """Few-shot episodes per task for both int8 encoders and raw pixels; a fitted
     classifier file per task. Returns {encoder: {task: evaluate_episodes result}}."""
-    from cossl_edge.encoder import Encoder
-    from cossl_edge.episodes import evaluate_episodes
+    from cossl_edge.evaluation.episodes import evaluate_episodes
+    from cossl_edge.runtime.encoder import Encoder
 
     name = f"{s.method} int8"
     encoders = {name: Encoder(runs[0] / "encoder.int8.onnx"),

@@ -11,12 +11,12 @@ __version__ = "0.1.0"
 
 # The edge API, imported on first use so that `import cossl_edge` stays light (no onnxruntime).
 _LAZY = {
-    "Encoder": "cossl_edge.encoder",
+    "Encoder": "cossl_edge.runtime.encoder",
     "FewShotClassifier": "cossl_edge.fewshot",
     "cl2n": "cossl_edge.fewshot",
-    "evaluate_episodes": "cossl_edge.episodes",
-    "embed_to_file": "cossl_edge.embeddings",
-    "load_embeddings": "cossl_edge.embeddings",
+    "evaluate_episodes": "cossl_edge.evaluation.episodes",
+    "embed_to_file": "cossl_edge.runtime.embeddings",
+    "load_embeddings": "cossl_edge.runtime.embeddings",
 }
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.export.verify import session
+from cossl_edge.runtime import metadata as mm
 
 
 def median_ms(call: Callable[[], object], budget_s: float = 1.0, min_runs: int = 2,

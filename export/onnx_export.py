@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from cossl_edge import __version__
-from cossl_edge import model_metadata as mm
+from cossl_edge.runtime import metadata as mm
 from cossl_edge.training.backbones import global_pool
 from cossl_edge.training.config import PretrainConfig
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from cossl_edge import __version__, rundir
-from cossl_edge import model_metadata as mm
 from cossl_edge.export import calibration as calib
 from cossl_edge.export import latency, onnx_export, quantize, verify
 from cossl_edge.export.errors import ExportError
@@ -28,6 +27,7 @@ from cossl_edge.export.export_report import (
 )
 from cossl_edge.export.loaded_run import LoadedRun, load_run
 from cossl_edge.progress import ProgressFactory, task
+from cossl_edge.runtime import metadata as mm
 
 FP32_FILE = "encoder.onnx"
 INT8_FILE = "encoder.int8.onnx"

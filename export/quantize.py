@@ -22,9 +22,9 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.cpu_kind import cpu_kind
 from cossl_edge.export.errors import ExportError
+from cossl_edge.runtime import metadata as mm
 
 TARGETS = ("auto", "x86-vnni", "x86", "arm")
 # target → (activation type, weight type, reduce_range)

@@ -16,8 +16,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.export.errors import ExportError
+from cossl_edge.runtime import metadata as mm
 
 PARITY_TOLERANCE = 1e-4
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.contract import PreprocessContract
+from cossl_edge.runtime import metadata as mm
 
 
 def build_tiny_model(path: Path, contract: PreprocessContract | None = None, dim: int = 16,

@@ -41,8 +41,8 @@ def make_classifier(folder: Path, size: int = 32, model: Path | None = None) -> 
     from make_edge_fixtures import build_tiny_model
 
     from cossl_edge.contract import PreprocessContract
-    from cossl_edge.encoder import open_with_contract
     from cossl_edge.fewshot import FewShotClassifier
+    from cossl_edge.runtime.encoder import open_with_contract
 
     folder.mkdir(parents=True, exist_ok=True)
     if model is None:
@@ -123,8 +123,8 @@ def make_local_classifier(folder: Path, size: int = 32, model: Path | None = Non
 
     from cossl_edge.contract import PreprocessContract
     from cossl_edge.dicom.pixels import read_frame
-    from cossl_edge.encoder import Encoder
     from cossl_edge.fewshot import FewShotClassifier
+    from cossl_edge.runtime.encoder import Encoder
 
     folder.mkdir(parents=True, exist_ok=True)
     if model is None:

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from cossl_edge.cli import app
 from cossl_edge.commands import edge_options, export, pretrain, serve
 from cossl_edge.contract import DICOM_WINDOWS, RESIZE_MODES
-from cossl_edge.evaluation.features import POOLS
 from cossl_edge.fewshot import KINDS
-from cossl_edge.local_fewshot import SCORINGS
+from cossl_edge.fewshot.local import SCORINGS
 from cossl_edge.node.config import AGGREGATIONS
+from cossl_edge.runtime.pooling import POOLS
 from cossl_edge.training.config import ARCHS, FINDINGS
 from cossl_edge.training.view_settings import PRESETS
 

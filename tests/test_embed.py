@@ -12,14 +12,14 @@ from typer.testing import CliRunner
 
 from cossl_edge.cli import app
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.embeddings import (
+from cossl_edge.runtime.embeddings import (
     EmbeddingFileError,
     embed_to_file,
     load_embeddings,
     parse_shard,
     shard_samples,
 )
-from cossl_edge.encoder import Encoder
+from cossl_edge.runtime.encoder import Encoder
 from cossl_edge.sources import discover
 
 runner = CliRunner()

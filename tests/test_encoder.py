@@ -9,7 +9,7 @@ import pytest
 from make_edge_fixtures import build_tiny_model, write_class_folders
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.encoder import Encoder, ModelError
+from cossl_edge.runtime.encoder import Encoder, ModelError
 
 CONTRACT = PreprocessContract(channels=1, size=16, mean=(0.4,), std=(0.2,))
 

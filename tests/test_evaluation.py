@@ -13,11 +13,12 @@ from typer.testing import CliRunner
 from cossl_edge.cli import app
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.evaluation.corruptions import gaussian_noise, masked_pooling
-from cossl_edge.evaluation.features import Features, PixelFeatures, pooled
+from cossl_edge.evaluation.features import Features, PixelFeatures
 from cossl_edge.evaluation.knn import knn_accuracy, knn_predict
 from cossl_edge.evaluation.probe import fit_linear_probe, stratified_split
 from cossl_edge.evaluation.protocol import EvaluationSettings, drop_at, evaluate
 from cossl_edge.evaluation.redundancy import local_redundancy
+from cossl_edge.runtime.pooling import pooled
 
 CONTRACT = PreprocessContract(channels=1, size=16)
 FAST = EvaluationSettings(shots=(1, 5), episodes=10, queries=5, noise_levels=(0.2,),

@@ -14,11 +14,11 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.commands import export as export_command
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.export import ExportError, export_run, verify
 from cossl_edge.export.calibration import load_calibration, load_stored
+from cossl_edge.runtime import metadata as mm
 from cossl_edge.sources import discover, load_many
 from cossl_edge.training.backbones import build_encoder
 from cossl_edge.training.config import PretrainConfig
@@ -223,11 +223,11 @@ def test_int8_file_records_its_target_and_embed_warns_on_another_cpu(exported, d
 
     from typer.testing import CliRunner
 
-    from cossl_edge import model_metadata as mm
     from cossl_edge.cli import app
     from cossl_edge.cpu_kind import cpu_kind
-    from cossl_edge.encoder import Encoder
     from cossl_edge.export.onnx_export import write_metadata
+    from cossl_edge.runtime import metadata as mm
+    from cossl_edge.runtime.encoder import Encoder
 
     run, report = exported
     assert Encoder(run / "encoder.int8.onnx").metadata[mm.KEY_INT8_TARGET] == \

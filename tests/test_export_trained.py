@@ -8,9 +8,9 @@ import onnxruntime as ort
 import pytest
 from test_export import make_images
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.export import export_run
+from cossl_edge.runtime import metadata as mm
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.loop import pretrain
 

@@ -9,9 +9,14 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from cossl_edge.episodes import EpisodeError, binary_auc, evaluate_episodes, sample_episodes
+from cossl_edge.evaluation.episodes import (
+    EpisodeError,
+    binary_auc,
+    evaluate_episodes,
+    sample_episodes,
+)
 from cossl_edge.fewshot import ClassifierError, FewShotClassifier, cl2n
-from cossl_edge.logreg import fit_logistic, predict_logistic_proba
+from cossl_edge.fewshot.logreg import fit_logistic, predict_logistic_proba
 
 
 def test_cl2n_centres_and_normalises():

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.episodes import evaluate_episodes
+from cossl_edge.evaluation.episodes import evaluate_episodes
 from cossl_edge.fewshot import ClassifierError, FewShotClassifier
-from cossl_edge.local_fewshot import normal_class_of
+from cossl_edge.fewshot.local import normal_class_of
 
 CONTRACT = PreprocessContract(channels=1, size=32)  # what a saved classifier is bound to
 
@@ -174,7 +174,7 @@ def test_hybrid_scoring_is_the_sum_of_both_standardised_scores(tmp_path):
     """--local-scoring hybrid: a(i) = standardised prototype score + standardised distance to
     the nearest normal support vector, both standardised on the normal support images (each
     left out of its own prototype and memory); the decision and the heatmap use that sum."""
-    from cossl_edge.local_fewshot import anomaly, local_vectors, prototype_scores
+    from cossl_edge.fewshot.local import anomaly, local_vectors, prototype_scores
 
     rng = np.random.default_rng(4)
     normal, _ = synthetic_maps(rng, 4, None)

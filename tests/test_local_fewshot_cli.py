@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from cossl_edge.cli import app
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.encoder import Encoder, ModelError
 from cossl_edge.fewshot import FewShotClassifier
 from cossl_edge.report import ReportError, build_report
+from cossl_edge.runtime.encoder import Encoder, ModelError
 
 SIZE = 32  # blob images: SIZE px, an 8×8 local map (8-px patches every 4 px)
 CONTRACT = PreprocessContract(channels=1, size=SIZE)
@@ -175,7 +175,7 @@ def test_cli_clear_errors(local_model, blob_folders, tmp_path):
 
 
 def test_nothing_added_imports_torch():
-    code = ("import sys; import cossl_edge.local_fewshot, cossl_edge.heatmaps, "
+    code = ("import sys; import cossl_edge.fewshot.local, cossl_edge.runtime.heatmaps, "
             "cossl_edge.commands.fewshot; print([m for m in ('torch', 'onnx', 'matplotlib') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

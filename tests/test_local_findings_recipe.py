@@ -147,8 +147,9 @@ def test_findings_local_sets_the_recipe_and_explicit_options_win(tmp_path):
     cfg = json.loads((out3 / rundir.CONFIG).read_text())
     assert cfg["contract"]["size"] == 32 and cfg["view_size_resolved"] == 32
     # the exported embedding is the maximum of the map (trained with GeM on 4×4 maps)
-    from cossl_edge.evaluation.features import OnnxFeatures, pooled
+    from cossl_edge.evaluation.features import OnnxFeatures
     from cossl_edge.export.pipeline import export_run
+    from cossl_edge.runtime.pooling import pooled
 
     export_run(out, local_map=True, int8=False, measure_latency=False)
     feats = OnnxFeatures(out / "encoder.onnx")

@@ -33,8 +33,8 @@ def local_classifier(tmp_path_factory) -> Path:
 def expected_series_finding(classifier: Path, files: list[Path]) -> tuple[str, float]:
     """What `fewshot predict` gives for these files, combined the node's way (max: the image
     with the lowest no_finding probability)."""
-    from cossl_edge.encoder import Encoder
     from cossl_edge.fewshot import FewShotClassifier
+    from cossl_edge.runtime.encoder import Encoder
 
     clf = FewShotClassifier.load(classifier)
     emb = Encoder(clf.model_path).embed([str(f) for f in files])
@@ -132,9 +132,9 @@ def test_local_classifier_heatmaps_as_secondary_captures(tmp_path, local_classif
     where the heatmap is high."""
     from cossl_edge.dicom.pixels import read_frame
     from cossl_edge.fewshot import FewShotClassifier
-    from cossl_edge.heatmaps import overlay
-    from cossl_edge.local_fewshot import finding_probability
+    from cossl_edge.fewshot.local import finding_probability
     from cossl_edge.node.capture import SECONDARY_CAPTURE, display
+    from cossl_edge.runtime.heatmaps import overlay
 
     kinds = ["normal", "bright"] * 3 + ["bright"] * 4
     files, centres = ns.write_blob_series(tmp_path / "scan", kinds, "heat", patient=71)

@@ -17,18 +17,18 @@ from PIL import Image
 from test_export import make_run
 from typer.testing import CliRunner
 
-from cossl_edge import model_metadata as mm
-from cossl_edge.anomaly_fewshot import (
+from cossl_edge.cli import app
+from cossl_edge.export import export_run
+from cossl_edge.export.loaded_run import load_run
+from cossl_edge.fewshot import ClassifierError, FewShotClassifier
+from cossl_edge.fewshot.anomaly import (
     MAX_SEPARATION,
     choose_reading,
     fit_anomaly,
     predict_anomaly,
     separation,
 )
-from cossl_edge.cli import app
-from cossl_edge.export import export_run
-from cossl_edge.export.loaded_run import load_run
-from cossl_edge.fewshot import ClassifierError, FewShotClassifier
+from cossl_edge.runtime import metadata as mm
 from cossl_edge.training import normal_stats
 from cossl_edge.training.config import PretrainConfig, resolve_arch
 
@@ -191,7 +191,7 @@ def test_export_carries_the_anomaly_map_in_fp32_and_int8(exported_run, cells):
     assert report["anomaly_map"] is True and report["int8"]["fp32_nodes"] > 0
     agree = report["int8_agreement"]["anomaly_map"]
     assert agree["pearson"] > 0.9, agree
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
 
     for name in ("encoder.onnx", "encoder.int8.onnx"):
         sess = ort.InferenceSession(str(run / name), providers=["CPUExecutionProvider"])
@@ -345,7 +345,7 @@ def test_node_series_classifier_serves_an_anomaly_classifier(exported_run, cells
     clf = FewShotClassifier.fit(
         *_maps_and_labels(run / "encoder.int8.onnx", root / "labeled"), kind="anomaly",
         normal_class="functional")
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
 
     enc = Encoder(run / "encoder.int8.onnx")
     clf.bind_model(enc.sha256, run / "encoder.int8.onnx", enc.contract.to_dict())
@@ -366,7 +366,7 @@ def test_node_series_classifier_serves_an_anomaly_classifier(exported_run, cells
 
 
 def _maps_and_labels(model: Path, folder: Path):
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
     from cossl_edge.sources import labelled_samples, load_many
 
     enc = Encoder(model)
@@ -381,7 +381,7 @@ def test_export_writes_the_network_before_adaptation_and_eval_scores_it(cells, t
     same episodes; a ResNet run gets no such file."""
     from cossl_edge import rundir
     from cossl_edge.contract import PreprocessContract
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
     from cossl_edge.sources import discover, load_many
     from cossl_edge.training.backbones import build_encoder
     from cossl_edge.training.efficientnet import IMAGENET_MEAN, IMAGENET_STD

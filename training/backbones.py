@@ -14,7 +14,7 @@ import torch
 from monai.networks.nets.resnet import ResNet, ResNetBlock
 from torch import nn
 
-from cossl_edge.evaluation.features import POOLS  # one list for torch and numpy
+from cossl_edge.runtime.pooling import POOLS  # one list for torch and numpy
 from cossl_edge.training.pooling import global_pool  # noqa: F401  (re-exported)
 
 DEPTHS = {"resnet10": [1, 1, 1, 1], "resnet18": [2, 2, 2, 2]}

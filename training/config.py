@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.evaluation.features import POOLS
+from cossl_edge.runtime.pooling import POOLS
 from cossl_edge.training.method_list import DEFAULT_METHOD, all_options, method_info
 from cossl_edge.training.view_settings import ViewSettings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cossl_edge.evaluation.features import GEM_P
+from cossl_edge.runtime.pooling import GEM_P
 
 
 def global_pool(fmap: torch.Tensor, how: str = "mean") -> torch.Tensor:

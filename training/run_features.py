@@ -23,8 +23,9 @@ import torch
 
 from cossl_edge import rundir
 from cossl_edge.contract import PreprocessContract
-from cossl_edge.evaluation.features import Features, pooled
+from cossl_edge.evaluation.features import Features
 from cossl_edge.privacy import file_token
+from cossl_edge.runtime.pooling import pooled
 from cossl_edge.training.backbones import ResNetEncoder, build_encoder, global_pool
 from cossl_edge.training.run_config import load_run_config
 

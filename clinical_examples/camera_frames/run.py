@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
 def search(out: Path, old_truth: dict[str, str], new_truth: dict[str, str]) -> dict:
     import csv
 
-    from cossl_edge.embeddings import load_embeddings
+    from cossl_edge.runtime.embeddings import load_embeddings
 
     gallery, queries = load_embeddings(out / "gallery.npz"), load_embeddings(out / "new.npz")
     near = neighbours(gallery.vectors, queries.vectors, gallery.vectors.mean(axis=0))

@@ -40,15 +40,15 @@ def sampling(dicom_stride: int, video_every: int, video_fps: float | None):
 
 
 def open_encoder(model: Path, contract: Path | None, threads: int, spin: bool):
-    from cossl_edge.encoder import Encoder  # onnxruntime loads only when a command runs
+    from cossl_edge.runtime.encoder import Encoder  # onnxruntime loads only when a command runs
 
     return Encoder(model, contract=contract, threads=threads, spinning=spin)
 
 
 def warn_int8_target(encoder) -> None:
     """One warning when an int8 model was tuned (export --target) for another kind of CPU."""
-    from cossl_edge import model_metadata as mm
     from cossl_edge.cpu_kind import target_warning
+    from cossl_edge.runtime import metadata as mm
 
     line = target_warning(encoder.path.name, encoder.metadata.get(mm.KEY_INT8_TARGET))
     if line:

@@ -35,7 +35,7 @@ def embed(
 ) -> None:
     """Embed every image under DATA_DIR with MODEL. Ids are salted hashes (salt from
     $COSSL_EDGE_SALT); rerunning the same command after a kill resumes where it stopped."""
-    from cossl_edge.embeddings import embed_to_file, parse_shard, shard_samples
+    from cossl_edge.runtime.embeddings import embed_to_file, parse_shard, shard_samples
     from cossl_edge.sources import discover
 
     with user_errors():

@@ -14,7 +14,7 @@ from cossl_edge.commands.common import choices, plain, user_errors
 from cossl_edge.commands.method_options import method_fields, with_method_options
 from cossl_edge.commands.relaunch import launch_torchrun, resume_command
 from cossl_edge.contract import DICOM_WINDOWS, RESIZE_MODES
-from cossl_edge.evaluation.features import POOLS
+from cossl_edge.runtime.pooling import POOLS
 from cossl_edge.sources.image_decode import IMAGE_SUFFIXES
 from cossl_edge.training.config import ARCHS, FINDINGS
 from cossl_edge.training.view_settings import PRESETS

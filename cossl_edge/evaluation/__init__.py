@@ -3,7 +3,7 @@ more robust? (``shared/METHOD.md``, "Evaluation protocol").
 
 - :mod:`.probe` linear probe (numpy logistic regression) on a seeded stratified split;
 - :mod:`.knn` weighted kNN (Wu et al. 2018);
-- few-shot episodes: :func:`cossl_edge.episodes.evaluate_episodes` (CL2N prototypes);
+- few-shot episodes: :func:`cossl_edge.evaluation.episodes.evaluate_episodes` (CL2N prototypes);
 - :mod:`.corruptions` Gaussian input noise, and internal masking of feature-map positions
   before pooling;
 - :mod:`.redundancy` mean pairwise cosine similarity between an image's local vectors;

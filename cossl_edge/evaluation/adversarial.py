@@ -2,9 +2,9 @@
 2025 claim CO-SSL representations are more robust to it than their base method's).
 
 The attacked classifier is the protocol's few-shot classifier: N-way K-shot episodes
-(:func:`cossl_edge.episodes.sample_episodes`, the same seed as the clean few-shot score, so
-the first ``episodes`` episodes are the clean score's first episodes), CL2N prototypes of the
-clean support embeddings, softmax of cosine similarity / temperature
+(:func:`cossl_edge.evaluation.episodes.sample_episodes`, the same seed as the clean
+few-shot score, so the first ``episodes`` episodes are the clean score's first episodes),
+CL2N prototypes of the clean support embeddings, softmax of cosine similarity / temperature
 (:class:`cossl_edge.fewshot.FewShotClassifier`, ``kind="proto"``). Each query image is
 attacked against its own episode's prototypes:
 
@@ -34,7 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
-from cossl_edge.episodes import EpisodeError, mean_ci95, sample_episodes
+from cossl_edge.evaluation.episodes import EpisodeError, mean_ci95, sample_episodes
 from cossl_edge.evaluation.features import Extractor
 from cossl_edge.fewshot import FewShotClassifier
 

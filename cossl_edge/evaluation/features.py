@@ -15,8 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.contract import PreprocessContract
+from cossl_edge.runtime import metadata as mm
+from cossl_edge.runtime.pooling import pooled
 
 Advance = Callable[[int], None]
 
@@ -37,34 +38,18 @@ class Extractor(Protocol):
     def __call__(self, prepared: np.ndarray, advance: Advance | None = None) -> Features: ...
 
 
-POOLS = ("mean", "gem", "max")  # global poolings of a map, in training and export
-GEM_P = 3.0  # generalised-mean exponent (Radenović et al. 2018), training's and export's
-
-
-def pooled(local_maps: np.ndarray, how: str = "mean") -> np.ndarray:
-    """The encoder's global pooling (``mean``, ``gem`` or ``max``), done in numpy so masking 0% is
-    exactly it."""
-    maps = np.asarray(local_maps, np.float32)
-    if how == "gem":
-        return np.power(np.power(np.maximum(maps, 1e-6), GEM_P).mean(axis=(2, 3)), 1 / GEM_P)
-    if how == "max":
-        return maps.max(axis=(2, 3))
-    return maps.mean(axis=(2, 3))
-
-
 class OnnxFeatures:
     """An exported encoder; local maps when it was exported with ``--local-map``."""
 
     def __init__(self, path: str | Path, threads: int = 0, batch_size: int = 64,
                  contract: PreprocessContract | str | Path | None = None) -> None:
-        from cossl_edge.encoder import Encoder  # onnxruntime loads only when used
         from cossl_edge.privacy import file_token
+        from cossl_edge.runtime.encoder import Encoder  # onnxruntime loads only when used
 
         self.encoder = Encoder(path, contract=contract, threads=threads)
         self.contract = self.encoder.contract
         self.batch_size = batch_size
-        outputs = [o.name for o in self.encoder.session.get_outputs()]
-        self.has_local_map = mm.LOCAL_MAP in outputs
+        self.has_local_map = self.encoder.has_local_map
         method = self.encoder.metadata.get(mm.KEY_METHOD)
         self.pool = self.encoder.pooling
         self.description = {"kind": "onnx", "model": file_token(path),
@@ -77,10 +62,10 @@ class OnnxFeatures:
         emb, maps = [], []
         for i in range(0, len(prepared), self.batch_size):
             x = self.contract.normalize(prepared[i:i + self.batch_size])
-            out = self.encoder.session.run(names, {mm.INPUT: np.ascontiguousarray(x)})
-            emb.append(np.asarray(out[0], np.float32))
+            out = self.encoder.run_readings(x, names)
+            emb.append(out[mm.OUTPUT])
             if self.has_local_map:
-                maps.append(np.asarray(out[1], np.float32))
+                maps.append(out[mm.LOCAL_MAP])
             if advance:
                 advance(len(x))
         if not self.has_local_map:

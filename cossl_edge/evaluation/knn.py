@@ -3,10 +3,9 @@ Non-Parametric Instance Discrimination"): the k most cosine-similar bank vectors
 weight exp(sim / T). Vectors go through CL2N first, centred on the bank's mean, as the
 few-shot classifiers do (the training monitor passes a zero centre: plain cosine).
 
-:func:`weighted_votes` is the vote itself, shared by :func:`knn_predict`, the training
-monitor (``cossl_edge.training.diagnostics``) and the ``knn`` few-shot classifier
-(``cossl_edge.fewshot``). Weights are computed as exp((sim − 1) / T): the same vote as
-exp(sim / T) (a constant factor), and it cannot overflow.
+:func:`~cossl_edge.fewshot.maths.weighted_votes` is the vote itself, shared by
+:func:`knn_predict`, the training monitor (``cossl_edge.training.diagnostics``) and the
+``knn`` few-shot head.
 
 >>> import numpy as np
 >>> bank = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
@@ -18,24 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cossl_edge.fewshot_base import cl2n
-
-
-def weighted_votes(sim: np.ndarray, codes: np.ndarray, n_classes: int, k: int,
-                   temperature: float) -> np.ndarray:
-    """Q×``n_classes`` votes from Q×B similarities to a bank whose rows have class ``codes``
-    (0 … n_classes − 1): each query's k most similar rows vote exp((sim − 1) / T) for their
-    class, summed nearest first."""
-    sim = np.asarray(sim)
-    k = max(1, min(k, sim.shape[1]))
-    near = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    top = np.take_along_axis(sim, near, axis=1)
-    order = np.argsort(-top, axis=1)
-    near, top = np.take_along_axis(near, order, 1), np.take_along_axis(top, order, 1)
-    votes = np.zeros((len(sim), n_classes))
-    np.add.at(votes, (np.arange(len(sim))[:, None], np.asarray(codes)[near]),
-              np.exp((top - 1.0) / temperature))
-    return votes
+from cossl_edge.fewshot.maths import cl2n, weighted_votes
 
 
 def knn_predict(bank: np.ndarray, bank_labels: np.ndarray, query: np.ndarray, k: int = 20,

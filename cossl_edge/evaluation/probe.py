@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cossl_edge.evaluation.splits import stratified_split
-from cossl_edge.logreg import fit_logistic, predict_logistic_proba
+from cossl_edge.fewshot.logreg import fit_logistic, predict_logistic_proba
 
 # Larger C rarely wins on standardised features of a few hundred images, and on nearly
 # separable data its L-BFGS runs take several times longer.

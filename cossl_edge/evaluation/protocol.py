@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from cossl_edge.episodes import EpisodeError, evaluate_episodes
 from cossl_edge.evaluation.adversarial import pgd_curve
 from cossl_edge.evaluation.corruptions import gaussian_noise, masked_pooling
+from cossl_edge.evaluation.episodes import EpisodeError, evaluate_episodes
 from cossl_edge.evaluation.features import Extractor, Features
 from cossl_edge.evaluation.knn import knn_accuracy
 from cossl_edge.evaluation.probe import LinearProbe, fit_linear_probe

@@ -4,7 +4,7 @@ Only a classifier of kind ``local`` gives heatmaps. For each series the node ren
 ``NodeConfig.heatmaps`` images (default :data:`MAX_HEATMAPS`): those called a finding (not
 the normal class, not ``unknown``), the most likely first (P(finding) = 1 − P(normal)). A
 series called normal gets none (its overlay would be grey by construction). Each picture is
-what :func:`cossl_edge.heatmaps.overlay` draws: the image in grey, red where the calibrated
+what :func:`cossl_edge.runtime.heatmaps.overlay` draws: the image in grey, red where the calibrated
 P(finding) of a heatmap position is high; the same field of view as the model's input (its
 crop or padding), at the source's resolution up to :data:`MAX_SIDE` pixels.
 

@@ -15,11 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cossl_edge import model_metadata as mm
-from cossl_edge.fewshot import UNKNOWN, FewShotClassifier
-from cossl_edge.fewshot_base import ClassifierError, normal_class_of
-
-MAPPED = ("local", "anomaly")  # kinds read from a map, with heatmaps
+from cossl_edge.fewshot import UNKNOWN, ClassifierError, FewShotClassifier, normal_class_of
+from cossl_edge.runtime import metadata as mm
 
 
 @dataclass
@@ -62,18 +59,10 @@ class SeriesClassifier:
     def __init__(self, classifier_file: Path, model: Path | None = None, threads: int = 1,
                  abstain: float | None = None, aggregate: str = "max",
                  normal_class: str | None = None) -> None:
-        from cossl_edge.encoder import open_with_contract
+        from cossl_edge.fewshot.binding import open_predictor
 
-        self.clf = FewShotClassifier.load(classifier_file)
-        if model is None and not self.clf.model_path:
-            raise ValueError(f"{classifier_file}: records no model; pass --model MODEL.onnx")
-        model_path = Path(model or self.clf.model_path)
-        self.encoder = open_with_contract(model_path, self.clf.contract, threads, False)
-        self.clf.check_model(self.encoder.sha256, model_path, classifier_file)
-        if self.clf.kind == "local":
-            self.encoder.require_local_map()
-        if self.clf.kind == "anomaly":
-            self.encoder.require_anomaly_map()
+        self.clf, self.predictor = open_predictor(classifier_file, model, threads, False)
+        self.encoder = self.predictor.encoder
         self.threshold = self.clf.abstain_threshold if abstain is None else abstain
         self.aggregate = aggregate
         self.normal = _normal_class(self.clf, normal_class, classifier_file)
@@ -115,7 +104,8 @@ class SeriesClassifier:
                     results.append(ImageResult(sop, reason=f"could not be read "
                                                f"({type(e).__name__})"))
             if ok:
-                proba, heat = self._proba(np.stack(prepared))
+                result = self.predictor.predict_prepared(np.stack(prepared))
+                proba, heat = result.proba, result.heatmaps
                 for j, (sop, row, pred) in enumerate(zip(
                         ok, proba, self.clf.decide(proba, 1, self.threshold), strict=True)):
                     results.append(ImageResult(
@@ -123,31 +113,20 @@ class SeriesClassifier:
                         heatmap=None if heat is None else np.round(heat[j], 5).tolist()))
         return results, self.combine(results)
 
-    def _proba(self, prepared: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(N×K probabilities, N×h×w heatmaps of kinds local and anomaly, else None)."""
-        x = self.encoder.contract.normalize(prepared)
-        if self.clf.kind == "local":
-            return self.clf.predict_local(self.encoder.run_local(x))
-        if self.clf.kind == "anomaly":
-            return self.clf.predict_local(self.encoder.run_anomaly(x))
-        return self.clf.predict_proba(self.encoder.run(x)), None
-
     @property
     def has_heatmaps(self) -> bool:
-        return self.clf.kind in MAPPED
+        return self.clf.has_heatmaps
 
     def heatmap_picture(self, path: Path, frames: int, heatmap) -> np.ndarray:
         """H×W×3 uint8: the image as the model saw it (its crop or padding), in grey, red
         where the calibrated P(finding) of a heatmap position is high
-        (:func:`cossl_edge.heatmaps.overlay`)."""
-        from cossl_edge.heatmaps import overlay
-        from cossl_edge.local_scores import finding_probability
+        (:func:`cossl_edge.runtime.heatmaps.overlay`)."""
         from cossl_edge.node.capture import display
+        from cossl_edge.runtime.heatmaps import overlay
 
         c = self.encoder.contract
         image = display(self.read(path, frames), c.size, c.resize)
-        return overlay(image, finding_probability(self.clf.params["calibration"],
-                                                  np.asarray(heatmap, np.float64)))
+        return overlay(image, self.clf.finding_probability(heatmap))
 
     def finding_map(self, heatmap, rows: int, cols: int) -> np.ndarray:
         """rows×cols float32: the calibrated P(finding) of each heatmap position (the scale
@@ -196,13 +175,10 @@ def classified_frame(frames: int) -> int | None:
 
 
 def _normal_class(clf: FewShotClassifier, given: str | None, where: Path) -> str | None:
-    """The normal class: ``given``, else the one the classifier was fitted with, else the
-    one named like a normal class (the rule of ``fewshot fit``); None when there is none."""
-    if given is None and isinstance(clf.params.get("normal_class"), str):
-        given = clf.params["normal_class"]
+    """The normal class by ``fewshot fit``'s rule (:func:`~cossl_edge.fewshot.normal.
+    normal_class_of`): ``given``, else the one the classifier file recorded, else the one
+    named like a normal class; None when there is none (a classifier without one)."""
     try:
-        return normal_class_of(clf.classes, given)
+        return normal_class_of(clf.classes, given or clf.normal_class, required=False)
     except ClassifierError as e:
-        if given is not None:
-            raise ValueError(f"{where}: {e}") from e
-        return None
+        raise ValueError(f"{where}: {e}") from e

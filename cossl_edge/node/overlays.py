@@ -4,8 +4,8 @@ position and a BINARY Segmentation of where P(finding) is above the calibrated t
 per image (:mod:`cossl_edge.node.overlay_frames` says which images share an object).
 
 The map of an image is its stored heatmap (the classifier's evidence per position) through
-the classifier's calibration (:func:`cossl_edge.local_scores.finding_probability`, the scale
-the heatmap Secondary Captures colour by), resampled bilinearly from the model's input frame
+the classifier's calibration (:func:`cossl_edge.fewshot.positions.finding_probability`, the
+scale the heatmap Secondary Captures colour by), resampled bilinearly from the model's input frame
 back onto the source's rows × columns (undoing the contract's stretch, crop or padding;
 outside a centre crop, where the model saw nothing, the map is 0). The segmentation is that
 map above :data:`THRESHOLD`: the calibrated P(finding) of 0.5, the point where the
@@ -96,7 +96,7 @@ def finding_map(calibration: dict, heatmap, rows: int, cols: int, mode: str) -> 
     """rows×cols float32: the calibrated P(finding) of each heatmap position (the scale the
     pictures colour by), bilinear onto the source's pixels through the contract's crop,
     padding or stretch ``mode`` (:func:`resample`)."""
-    from cossl_edge.local_scores import finding_probability
+    from cossl_edge.fewshot.positions import finding_probability
 
     p = finding_probability(calibration, np.asarray(heatmap, np.float64))
     return resample(p, rows, cols, mode)

@@ -73,7 +73,7 @@ def embed_for_report(run: Path, data: str | Path | None, labels_csv: str | Path 
             raise ReportError(f"{run}: no encoder.onnx to embed --data with; run "
                               "cossl-edge export on the run first, or pass --model")
         return None
-    from cossl_edge.encoder import Encoder
+    from cossl_edge.runtime.encoder import Encoder
 
     encoder = Encoder(path)
     if data is not None:
@@ -118,7 +118,7 @@ def fewshot_curves(run: Path, emb: Embedded | None) -> dict[str, dict[int, tuple
                     curves[f"{name or path.stem}: {label}" if name else label] = floor
     if curves or emb is None or emb.labels is None:
         return curves
-    from cossl_edge.episodes import EpisodeError, evaluate_episodes
+    from cossl_edge.evaluation.episodes import EpisodeError, evaluate_episodes
 
     for k in SHOTS:
         try:

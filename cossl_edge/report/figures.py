@@ -159,8 +159,8 @@ def heatmap_gallery(images: Sequence[np.ndarray], titles: Sequence[str]) -> byte
 
 def heatmap_scale() -> bytes:
     """The heatmaps' colour scale: a position's P(finding) from 0 (the grey image) to 1
-    (red at the overlay's opacity), as :func:`cossl_edge.heatmaps.overlay` draws it."""
-    from cossl_edge.heatmaps import overlay
+    (red at the overlay's opacity), as :func:`cossl_edge.runtime.heatmaps.overlay` draws it."""
+    from cossl_edge.runtime.heatmaps import overlay
 
     plt = _pyplot()
     ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32)[None, :].repeat(12, axis=0)

@@ -187,8 +187,8 @@ def export_section(run: Path) -> Section:
 def heatmap_section(folder: Path, required: bool = False) -> Section | None:
     """The heatmaps with the highest P(finding), or None when ``folder`` holds none (an error
     when the folder was asked for)."""
-    from cossl_edge.heatmaps import read_index
     from cossl_edge.report import figures as fig
+    from cossl_edge.runtime.heatmaps import read_index
 
     rows = read_index(folder)
     if not rows:

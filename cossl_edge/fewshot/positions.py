@@ -1,4 +1,4 @@
-"""The scores of a local classifier, position by position (:mod:`cossl_edge.local_fewshot`
+"""The scores of a local head, position by position (:mod:`cossl_edge.fewshot.local`
 fits and applies it): local vectors through CL2N, a(i) against a memory or against class
 prototypes, the two standardised and added (hybrid), an image's evidence, and its
 calibration into P(finding).
@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cossl_edge.fewshot_base import ClassifierError, cl2n
-from cossl_edge.logreg import fit_logistic
+from cossl_edge.fewshot.errors import ClassifierError
+from cossl_edge.fewshot.logreg import fit_logistic
+from cossl_edge.fewshot.maths import cl2n
 
 DECIMALS = 4  # memory vectors are unit-norm; 4 decimals is about float16's precision
 

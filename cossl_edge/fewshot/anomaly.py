@@ -1,4 +1,5 @@
-"""Few-shot normal-vs-finding on the model's anomaly map, and the choice of a reading.
+"""The anomaly head: few-shot normal-vs-finding on the model's anomaly map, and the choice of
+a reading.
 
 The exported model's ``anomaly_map`` (N×h×w) says, position by position, how far an image
 departs from the normal model of the unlabeled training images
@@ -7,7 +8,7 @@ images only have to place one threshold:
 
 1. An image's evidence is the maximum of its map (the most anomalous place).
 2. A one-feature L2 logistic regression on the support's evidence (normal class against
-   the finding class, :func:`cossl_edge.local_scores.calibrate`) gives P(finding); the same
+   the finding class, :func:`cossl_edge.fewshot.positions.calibrate`) gives P(finding); the same
    function of each position's value colours the heatmap.
 
 Which reading of the model suits a task — the pooled embedding's prototypes (classes that
@@ -27,11 +28,16 @@ left-out scores clearly better (``SEPARATION_MARGIN``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from cossl_edge.fewshot_base import ClassifierError, binary_auc, cl2n, normal_class_of
-from cossl_edge.local_scores import calibrate, finding_probability
+from cossl_edge.fewshot.errors import ClassifierError
+from cossl_edge.fewshot.head import calibration_problem, lists_problem
+from cossl_edge.fewshot.maths import binary_auc, cl2n
+from cossl_edge.fewshot.normal import normal_class_of
+from cossl_edge.fewshot.positions import calibrate, finding_probability
 
 READINGS = ("proto", "anomaly")  # what --classifier auto chooses between
 # Prototypes replace the anomaly reading when the separation of their left-out scores (the
@@ -79,7 +85,7 @@ def predict_anomaly(params: dict, classes: Sequence[str], maps: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(N×2 class probabilities in the order of ``classes``, the N×h×w maps as heatmaps:
     ``finding_probability(params["calibration"], map)`` is P(finding) at each position,
-    what :class:`~cossl_edge.heatmaps.HeatmapWriter` draws)."""
+    what :class:`~cossl_edge.runtime.heatmaps.HeatmapWriter` draws)."""
     m = as_anomaly_maps(maps)
     if list(m.shape[1:]) != list(params["grid"]):
         raise ClassifierError(f"anomaly maps of {m.shape[1]}×{m.shape[2]} do not match the "
@@ -90,6 +96,37 @@ def predict_anomaly(params: dict, classes: Sequence[str], maps: np.ndarray
     proba = np.zeros((len(m), 2))
     proba[:, normal], proba[:, 1 - normal] = 1.0 - p, p
     return proba, m
+
+
+@dataclass
+class AnomalyHead:
+    """One calibrated threshold on the maximum of the model's anomaly map; the map is the
+    heatmap."""
+
+    C: float = 1.0  # inverse L2 strength of the one-feature calibration
+
+    kind: ClassVar[str] = "anomaly"
+    reads: ClassVar[str] = "anomaly_map"
+    maps: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> AnomalyHead:
+        return cls(settings.get("C", 1.0))
+
+    def settings(self) -> dict:
+        return {"C": self.C}
+
+    def fit(self, x: np.ndarray, labels: Sequence[str], classes: list[str],
+            centering: np.ndarray | None, normal_class: str | None) -> tuple[dict, None]:
+        return fit_anomaly(x, labels, classes, normal_class, self.C), None  # no centring
+
+    def proba(self, params: dict, classes: list[str], centering, x: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        return predict_anomaly(params, classes, x)
+
+    @staticmethod
+    def check(params: dict, classes: list[str]) -> str | None:
+        return lists_problem(params, ("grid",)) or calibration_problem(params, classes)
 
 
 # -- choosing the reading from the support ------------------------------------------------

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.contract import ContractError, PreprocessContract
+from cossl_edge.runtime import metadata as mm
 
 
 class ModelError(ValueError):

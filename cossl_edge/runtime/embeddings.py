@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cossl_edge.encoder import Encoder
 from cossl_edge.privacy import file_token, salted_id
+from cossl_edge.runtime.encoder import Encoder
 from cossl_edge.sources import SampleRef
 
 

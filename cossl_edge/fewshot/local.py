@@ -1,4 +1,5 @@
-"""Local few-shot classification with heatmaps: a memory of the support's local vectors.
+"""The local head: few-shot classification with heatmaps, a memory of the support's local
+vectors.
 
 The idea is PatchCore's (Roth et al., "Towards Total Recall in Industrial Anomaly
 Detection", CVPR 2022; anomalib's ``PatchcoreModel``): keep the local feature vectors of
@@ -17,7 +18,7 @@ Few-shot, the memory is small (shots × h×w vectors), so it is kept whole: no c
 4. Calibration at fit, leaving one image out: each normal support image is scored against
    the other normal images' memory (a single normal image against its own other positions),
    each finding image against the whole normal memory. A one-feature L2 logistic regression
-   (:mod:`cossl_edge.logreg`, inverse strength ``C``) on the standardised evidence gives
+   (:mod:`cossl_edge.fewshot.logreg`, inverse strength ``C``) on the standardised evidence gives
    P(finding | evidence); the same function of a(i) colours a heatmap.
 5. With several finding classes, P(finding) is shared among them by a softmax (at
    ``temperature``) of the mean best cosine between the query's top positions and each
@@ -53,15 +54,15 @@ local 5-shot accuracy from 62.9% to 70.4% and the heatmaps on the finding from 6
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from cossl_edge.evaluation.features import pooled as pool_maps
-from cossl_edge.fewshot_base import (  # re-exported: callers import them from here
-    ClassifierError,
-    normal_class_of,
-)
-from cossl_edge.local_scores import (  # re-exported: callers import them from here
+from cossl_edge.fewshot.errors import ClassifierError
+from cossl_edge.fewshot.head import calibration_problem, lists_problem
+from cossl_edge.fewshot.normal import normal_class_of
+from cossl_edge.fewshot.positions import (
     anomaly,
     as_maps,
     calibrate,
@@ -74,10 +75,62 @@ from cossl_edge.local_scores import (  # re-exported: callers import them from h
     prototype_scores,
     rounded,
 )
+from cossl_edge.runtime.pooling import pooled as pool_maps
 
 FINDING_POSITIONS = 4  # vectors kept per finding image, to tell finding classes apart
 
 SCORINGS = ("prototype", "memory", "hybrid")
+# What each scoring's ``params`` hold as lists (the memory scoring writes no "scoring" key).
+SCORING_KEYS = {"memory": ("normal_memory", "finding_memory", "finding_labels", "grid"),
+                "prototype": ("grid",), "hybrid": ("grid", "normal_memory")}
+
+
+@dataclass
+class LocalHead:
+    """Every local vector of the model's ``local_map`` scored (``scoring``: memory, prototype
+    or hybrid), the image's evidence calibrated into P(finding); heatmaps of a(i)."""
+
+    C: float = 1.0  # inverse L2 strength of the one-feature calibration
+    temperature: float = 0.1  # the split of P(finding) among several finding classes
+    top_positions: int = 1  # an image's evidence: the mean of its top a(i)
+    scoring: str = "memory"
+    pool: str = "mean"  # the model's pooling (the prototype scoring pools the support)
+
+    kind: ClassVar[str] = "local"
+    reads: ClassVar[str] = "local_map"
+    maps: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> LocalHead:
+        return cls(settings.get("C", 1.0), float(settings.get("temperature", 0.1)),
+                   int(settings.get("top_positions", 1)))
+
+    def settings(self) -> dict:  # scoring and pool are in the params
+        return {"C": self.C, "temperature": self.temperature,
+                "top_positions": self.top_positions}
+
+    def fit(self, x: np.ndarray, labels: Sequence[str], classes: list[str],
+            centering: np.ndarray | None, normal_class: str | None
+            ) -> tuple[dict, np.ndarray]:
+        return fit_local(x, labels, classes, centering, normal_class, self.top_positions,
+                         self.C, self.scoring, self.pool)
+
+    def proba(self, params: dict, classes: list[str], centering, x: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        return predict_local(params, self.settings(), classes, centering, x)
+
+    @staticmethod
+    def check(params: dict, classes: list[str]) -> str | None:
+        scoring = params.get("scoring") if isinstance(params, dict) else None
+        keys = SCORING_KEYS["memory"]
+        if scoring in ("prototype", "hybrid"):
+            keys = SCORING_KEYS[scoring]
+            if not isinstance(params.get("prototypes"), dict) or \
+                    set(params["prototypes"]) != set(classes):
+                return "params must hold one prototype per class"
+            if scoring == "hybrid" and not isinstance(params.get("standardise"), dict):
+                return "params must hold the standardise statistics of the hybrid scoring"
+        return lists_problem(params, keys) or calibration_problem(params, classes)
 
 
 def fit_local(maps: np.ndarray, labels: Sequence[str], classes: Sequence[str],

@@ -42,20 +42,20 @@ class HeatmapWriter:
     """Writes ``ID.png`` per image into ``folder``, and ``heatmaps.csv`` at :meth:`close`."""
 
     def __init__(self, folder: str | Path, classifier) -> None:
+        """``classifier``: a map head's classifier (its ``classes``, ``normal_class`` and
+        ``finding_probability`` of a heatmap)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.calibration = classifier.params["calibration"]
-        self.normal = classifier.classes.index(classifier.params["normal_class"])
+        self.to_probability = classifier.finding_probability
+        self.normal = classifier.classes.index(classifier.normal_class)
         self.rows: list[tuple[str, str, str]] = []
 
     def write(self, ids: list[str], prepared: np.ndarray, heatmaps: np.ndarray,
               proba: np.ndarray, labels: list[str]) -> None:
         """One batch: ids, N×S×S×C prepared images, N×h×w a(i) maps, N×K probabilities and
         the labels given (``unknown`` below the abstain threshold)."""
-        from cossl_edge.local_scores import finding_probability
-
         for i, image, heat in zip(ids, prepared, heatmaps, strict=True):
-            rgb = overlay(image, finding_probability(self.calibration, heat))
+            rgb = overlay(image, self.to_probability(heat))
             Image.fromarray(rgb).save(self.folder / f"{i}.png")
         p_finding = 1.0 - np.asarray(proba)[:, self.normal]
         self.rows += [(i, lab, f"{p:.4f}") for i, lab, p in zip(ids, labels, p_finding,

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cossl_edge.fewshot import FewShotClassifier
-from cossl_edge.fewshot_base import binary_auc  # noqa: F401  (re-exported)
+from cossl_edge.fewshot.maths import binary_auc  # noqa: F401  (re-exported)
 
 
 class EpisodeError(ValueError):
@@ -76,7 +76,7 @@ def evaluate_episodes(embeddings: np.ndarray | dict, labels: Sequence[str],
     local maps, and its normal class (``normal_class`` in ``fit_options``, else found by
     name) is in every episode. Kind ``auto`` takes the model's readings as a dict
     (``embedding``, and ``anomaly_map`` when the model has one) and chooses one per episode
-    from its support (:func:`~cossl_edge.anomaly_fewshot.choose_reading`); the result
+    from its support (:func:`~cossl_edge.fewshot.anomaly.choose_reading`); the result
     counts the choices."""
     labels = np.asarray(labels)
     n_classes = len(np.unique(labels))
@@ -89,7 +89,7 @@ def evaluate_episodes(embeddings: np.ndarray | dict, labels: Sequence[str],
     anomaly = kind == "anomaly" or (kind == "auto" and isinstance(embeddings, dict)
                                     and "anomaly_map" in embeddings and n_classes == 2)
     if kind == "local" or anomaly:
-        from cossl_edge.fewshot_base import normal_class_of
+        from cossl_edge.fewshot.normal import normal_class_of
 
         keep = normal_class_of(sorted(set(labels.tolist())), fit_options.get("normal_class"))
         fit_options = {**fit_options, "normal_class": keep}
@@ -110,8 +110,8 @@ def _score(x, labels: np.ndarray, plan, kind: str, centering, fit_options) -> di
     for support, query in plan:
         kind_e, xe = kind, x
         if kind == "auto":
-            from cossl_edge.anomaly_fewshot import choose_reading
             from cossl_edge.fewshot import READS
+            from cossl_edge.fewshot.anomaly import choose_reading
 
             kind_e, _ = choose_reading({k: v[support] for k, v in x.items()},
                                        list(labels[support]), centering,

@@ -5,9 +5,9 @@
 (120, 256)
 
 The model carries its preprocessing contract in ``metadata_props``
-(:mod:`cossl_edge.model_metadata`); images go through the same numpy
+(:mod:`cossl_edge.runtime.metadata`); images go through the same numpy
 ``prepare → normalize`` code that training used, then through the session. Opening the
-file and its checks are in :mod:`cossl_edge.onnx_model`.
+file and its checks are in :mod:`cossl_edge.runtime.model`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cossl_edge import model_metadata as mm
 from cossl_edge.contract import ContractError, PreprocessContract
-from cossl_edge.onnx_model import (  # ModelError: callers import it from here
+from cossl_edge.privacy import file_token
+from cossl_edge.runtime import metadata as mm
+from cossl_edge.runtime.model import (
     ModelError,
     check_input_shape,
     check_io,
@@ -32,7 +33,6 @@ from cossl_edge.onnx_model import (  # ModelError: callers import it from here
     read_centering,
     resolve_contract,
 )
-from cossl_edge.privacy import file_token
 from cossl_edge.sources import (
     SampleRef,
     SamplingOptions,
@@ -237,6 +237,13 @@ class Encoder:
         parts = [self.run_readings(self.contract.normalize(prepared[i:i + batch_size]), names)
                  for i in range(0, len(prepared), batch_size)]
         return {n: np.concatenate([p[n] for p in parts]) for n in names}
+
+    def require(self, name: str) -> None:
+        """Refuse, with the fix, a model without the output ``name``."""
+        if name == mm.LOCAL_MAP:
+            self.require_local_map()
+        elif name == mm.ANOMALY_MAP:
+            self.require_anomaly_map()
 
     def run_local(self, batch: np.ndarray) -> np.ndarray:
         """Normalised N×C×S×S float32 → N×D×h×w local maps (the map before pooling)."""
