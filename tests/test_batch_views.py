@@ -801,3 +801,21 @@ def test_batch_refuses_non_square_images():
     views = TwoViews("camera", PreprocessContract(channels=1, size=16), seed=0)
     with pytest.raises(ValueError, match="square"):
         views.batch(np.zeros((2, 16, 20, 1), np.float32))
+
+
+@pytest.mark.parametrize("preset", ["camera", "medical"])
+def test_per_image_pipelines_are_built_only_when_used(preset):
+    """The batched path builds no per-image pipeline; one built later draws as one built at
+    the start and reseeded with the same seed."""
+    c = PreprocessContract(channels=1, size=24)
+    img = np.random.default_rng(0).random((24, 24, 1)).astype(np.float32)
+    views = TwoViews(preset, c, seed=3, min_scale=0.3)
+    views.batch(img[None])
+    assert views._per_image is None
+    eager = TwoViews(preset, c, min_scale=0.3)
+    eager.per_image  # noqa: B018  built before its seed
+    eager.reseed(5)
+    lazy = TwoViews(preset, c, seed=5, min_scale=0.3)
+    assert lazy._per_image is None
+    for x, y in zip(eager(img), lazy(img), strict=True):
+        np.testing.assert_array_equal(x, y)

@@ -233,7 +233,6 @@ class TwoViews:
             views.append(np.clip(cut_paste(b, self.rng), 0.0, 1.0))
         return tuple(self.contract.normalize(v) for v in views)
 
-
     def batch(self, prepared: np.ndarray, index: np.ndarray | None = None) -> tuple:
         """The views of a batch of prepared images (B×S×S×C; with ``index``, the images
         ``prepared[index]``): a tuple of B×C×size×size float32 tensors, normalised, as
@@ -271,8 +270,7 @@ class TwoViews:
         return tuple(((v - mean) / std).contiguous() for v in out)
 
 
-# Whole batches on tensors (``TwoViews.batched``); False puts
-# back the per-image pipeline everywhere (the benchmarks' before/after).
+# Whole batches on tensors (``TwoViews.batched``); False: the per-image pipelines (benchmarks)
 BATCHED = True
 
 
