@@ -197,24 +197,25 @@ class TwoViews:
         batched path never needs them — and seeded as :meth:`reseed` last set them."""
         if self._per_image is None:
             s, c = self.settings, self.contract
-            if s.preset == "camera":
-                pair = camera_views(c, s.min_scale, s.hflip, s.solarize, s.blur, s.rotate,
-                                    self.size, s.texture, s.jitter)
-            else:  # solarizing a window of HU means nothing: the medical views have none
-                pair = medical_views(c, s.min_scale, s.hflip, s.rotate, s.blur, self.size)
+            try:
+                if s.preset == "camera":
+                    pair = camera_views(c, s.min_scale, s.hflip, s.solarize, s.blur, s.rotate,
+                                        self.size, s.texture, s.jitter)
+                else:  # solarizing a window of HU means nothing: the medical views have none
+                    pair = medical_views(c, s.min_scale, s.hflip, s.rotate, s.blur, self.size)
+            except ModuleNotFoundError as e:  # a [train] install: training never needs them
+                if e.name != "albumentations":
+                    raise
+                raise ModuleNotFoundError("the per-image reference views need albumentations "
+                                          "(pip install 'cossl-edge[dev]')", name=e.name) from e
             if self._view_seeds is not None:
                 for view, word in zip(pair, self._view_seeds, strict=True):
                     view.reseed(word)
             self._per_image = pair
         return self._per_image
 
-    @property
-    def view_a(self) -> View:
-        return self.per_image[0]
-
-    @property
-    def view_b(self) -> View:
-        return self.per_image[1]
+    view_a = property(lambda self: self.per_image[0])
+    view_b = property(lambda self: self.per_image[1])
 
     def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, ...]:
         """(view_a, view_b), and with ``cutpaste`` a third: view_b after :func:`cut_paste`,
