@@ -1,4 +1,4 @@
-"""The batched camera views (``training/batch_views.py``) are the per-image albumentations
+"""The batched camera views (``training/batch_views/``) are the per-image albumentations
 views: each step gives albumentations' (or ``views.rotate``'s) pixels for the same
 parameters, the random draws follow the same distributions, and whole views drawn batch by
 batch are distributed as those drawn image by image (two-sample Kolmogorov–Smirnov)."""
@@ -715,8 +715,8 @@ def test_medical_views_equal_the_per_image_pipeline_for_its_draws(size, view_siz
 
 
 def test_batched_draws_use_the_per_image_pipelines_settings():
-    """The probabilities and ranges batch_views.py draws from are those of the transforms
-    the per-image pipelines build: a change to views.py without batch_views.py fails."""
+    """The probabilities and ranges batch_views/ draws from are those of the transforms
+    the per-image pipelines build: a change to views.py without batch_views/ fails."""
     import albumentations as A
     from monai.transforms import (
         RandAdjustContrast,
