@@ -1,6 +1,8 @@
-"""Where the training loop's time goes besides the model: a breakdown per step.
+"""Where the training loop's time goes besides the model: a breakdown per step
+(``benchmarks/train_throughput.py --profile``).
 
-``python benchmarks/data_path_profile.py [--size 32] [--batch 128] [--bf16]``
+``python benchmarks/train_throughput.py --profile [--sizes 32] [--batch 128] [--bf16]`` (the
+first of ``--sizes``)
 
 The default recipe (co-simclr, ResNet-10 ×0.25, camera views of one-channel images: ±15°
 rotation, random resized crop, no flip, brightness/contrast, blur, solarize) on the digits
@@ -27,7 +29,6 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
 import copy
 import json
 import tempfile
@@ -65,14 +66,9 @@ def per_call(fn, n: int, repeat: int = 3) -> float:
     return best
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--bf16", action="store_true")
-    p.add_argument("--work", type=Path, default=Path("build/train_throughput"))
-    p.add_argument("--json", type=Path, default=None)
-    args = p.parse_args()
+def profile(args) -> None:
+    """Print the table (and write ``args.json``): ``args`` holds ``size``, ``batch``,
+    ``bf16``, ``work`` and ``json``, as ``train_throughput.py --profile`` parses them."""
     import albumentations as A
 
     cfg = PretrainConfig(contract=PreprocessContract(size=args.size), bf16=args.bf16)
@@ -123,7 +119,7 @@ def main() -> None:
     rows.append(("a batch of views image by image (TwoViews.batch, per-image path)",
                  1e3 * s_pi, f"{1e6 * s_pi / b:.0f} µs per pair"))
     s_bv = per_call(lambda: views.batch(some), 10)
-    rows.append(("a batch of views on tensors (TwoViews.batch, batch_views.py: the loop's)",
+    rows.append(("a batch of views on tensors (TwoViews.batch, batch_views/: the loop's)",
                  1e3 * s_bv, f"{1e6 * s_bv / b:.0f} µs per pair; {s_pi / s_bv:.1f}× faster"))
     dataset = TwoViewDataset(images, views)
     s_item = per_call(lambda: dataset[0], calls)
@@ -186,6 +182,3 @@ def main() -> None:
         args.json.write_text(json.dumps({"size": args.size, "batch": b, "rows": rows,
                                          "loader_pairs_per_s": loader_rates}, indent=1))
 
-
-if __name__ == "__main__":
-    main()

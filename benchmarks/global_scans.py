@@ -1,9 +1,10 @@
 """High-resolution scans whose label is a whole-image matter: what ``--findings`` costs there.
 
-``python benchmarks/global_scans.py --budget 5m --variant global="--findings global" --variant local="--findings local"``
+``python benchmarks/local_findings.py --scans radiographs --budget 5m --variant global="--findings global" --variant local="--findings local"``
 
-The counterpart of ``benchmarks/local_findings.py``: the same question (which recipe for
-high-resolution grayscale scans) on data whose labels are *not* a small local finding —
+The radiographs of ``benchmarks/local_findings.py`` (``--scans radiographs``): the same
+question (which recipe for high-resolution grayscale scans) on data whose labels are *not* a
+small local finding —
 chest radiographs of ``clinical_examples/phantoms.py`` at 288 × 320 px: ``no_finding``,
 ``nodule`` (round opacities of 13–24 px) and ``effusion`` (fluid filling the bottom of a
 lung: a large region). Anatomy, exposure, heel effect and noise vary from image to image.
@@ -19,7 +20,6 @@ queries) and the binary task no_finding vs nodule (the local one). Floor: raw pi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -65,17 +65,9 @@ def score(x: np.ndarray, y: list[str], seed: int, centering) -> dict:
             "nodule_5shot": two["shots"]["5"]["accuracy"]}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budget", default="5m")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS")
-    ap.add_argument("--work", type=Path, default=ROOT / "build" / "global_scans")
-    ap.add_argument("--unlabeled", type=int, default=1500)
-    ap.add_argument("--labeled", type=int, default=300)
-    ap.add_argument("--parallel", action="store_true",
-                    help="Pretrain the variants at the same time (equal share of the CPU).")
-    args = ap.parse_args()
+def run_radiographs(args) -> None:
+    """``local_findings.py --scans radiographs``: ``args`` as its parser gives them (budget,
+    seeds, variant, work, unlabeled, labeled, parallel)."""
     variants = dict(v.partition("=")[::2] for v in args.variant) or {"default": ""}
     data = args.work / "data"
     if not (data / "done").exists():
@@ -141,6 +133,3 @@ def main() -> None:
     for key, rec in sorted(results["floors"].items()):
         print(key, json.dumps(rec))
 
-
-if __name__ == "__main__":
-    main()

@@ -19,6 +19,10 @@ run seed; the four grades 4-way 5-shot the same way; and the local (patch-memory
 classifier when the runtime has one. Floors, same protocol: raw pixels at 32, 64 and 128 px
 (the best of the three is the floor) and the random-init encoder of the variant.
 
+``--scans radiographs`` asks the same question where the label is a whole-image matter:
+the chest radiograph phantoms of ``benchmarks/global_scans.py`` (its own data, scores and
+results file).
+
 Finished runs are cached in ``--work``; results go to ``benchmarks/results/local_findings.json``
 and, with ``--docs``, to the ``local-findings`` section of ``docs/benchmarks.md``.
 """
@@ -52,22 +56,38 @@ RESULTS = ROOT / "benchmarks" / "results" / "local_findings.json"
 EPISODES, QUERIES = 400, 15
 
 
+# --scans: the finding scans (this module) or the radiograph phantoms, whose label is a
+# whole-image matter (benchmarks/global_scans.py): the same question on the other kind of label
+DEFAULTS = {"findings": dict(budget="10m", seeds=[0, 1], work=ROOT / "build" / "local_findings",
+                             unlabeled=3000, labeled=400),
+            "radiographs": dict(budget="5m", seeds=[0], work=ROOT / "build" / "global_scans",
+                                unlabeled=1500, labeled=300)}
+
+
 def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--budget", default="10m", help="Pretraining budget per run (10m, 90s).")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Run seeds.")
+    ap.add_argument("--scans", choices=sorted(DEFAULTS), default="findings",
+                    help="findings: labels of a small local finding (default); radiographs: "
+                    "labels of the whole image (benchmarks/global_scans.py)")
+    ap.add_argument("--budget", help="Pretraining budget per run (10m, 90s; radiographs 5m).")
+    ap.add_argument("--seeds", type=int, nargs="+", help="Run seeds (0 1; radiographs 0).")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
                     help="A named set of `cossl-edge pretrain` options (repeatable); "
                     "'default=' is the recipe with no option.")
-    ap.add_argument("--work", type=Path, default=ROOT / "build" / "local_findings")
+    ap.add_argument("--work", type=Path)
     ap.add_argument("--data", type=Path, default=ROOT / "build" / "findings",
                     help="Benchmark data (generated here when missing).")
-    ap.add_argument("--unlabeled", type=int, default=3000)
-    ap.add_argument("--labeled", type=int, default=400)
+    ap.add_argument("--unlabeled", type=int)
+    ap.add_argument("--labeled", type=int)
     ap.add_argument("--results", type=Path, default=RESULTS)
     ap.add_argument("--docs", action="store_true", help="Write the docs/benchmarks.md section.")
     ap.add_argument("--floors-only", action="store_true")
+    ap.add_argument("--parallel", action="store_true", help="radiographs: pretrain the "
+                    "variants at the same time (equal share of the CPU).")
     args = ap.parse_args()
+    for key, value in DEFAULTS[args.scans].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     args.variants = dict(v.partition("=")[::2] for v in args.variant) or {"default": ""}
     return args
 
@@ -287,6 +307,10 @@ def run_variant(args, name: str, options: str, seed: int) -> dict:
 
 def main() -> None:
     args = parse_args()
+    if args.scans == "radiographs":
+        from global_scans import run_radiographs
+
+        return run_radiographs(args)
     ensure_data(args)
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
     results.setdefault("floors", {}).update(floors(args))

@@ -154,7 +154,7 @@ def emulate_before() -> None:
 
 def per_image_views() -> None:
     """The views drawn image by image with albumentations (the data path before the batched
-    views of ``training/batch_views.py``)."""
+    views of ``training/batch_views/``)."""
     from cossl_edge.training import views
 
     views.BATCHED = False

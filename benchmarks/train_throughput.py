@@ -2,6 +2,10 @@
 
 ``python benchmarks/train_throughput.py [--sizes 32 64] [--batch 128] [--width 0.5] [--bf16]``
 
+``python benchmarks/train_throughput.py --profile [--sizes 32] [--batch 128] [--bf16]``: where
+a step's time goes besides the model (``benchmarks/data_path_profile.py``, section "Where a
+step's time goes").
+
 ``python benchmarks/train_throughput.py --loop [--sizes 32 64] [--seconds 40]``: the real
 loop against the model alone, in one run (section "The real loop against the model alone"):
 ``training.loop.pretrain`` with the default recipe (co-simclr, ResNet-10 ×0.25, batch 128)
@@ -200,7 +204,15 @@ def main() -> None:
     p.add_argument("--per-image", action="store_true", help="--loop: the views drawn image "
                    "by image (albumentations), not batch by batch on tensors; implies "
                    "--no-write")
+    p.add_argument("--profile", action="store_true", help="where a step's time goes besides "
+                   "the model, at the first of --sizes (prints a table; --json to keep it)")
     args = p.parse_args()
+    if args.profile:
+        from data_path_profile import profile
+
+        args.size = args.sizes[0]
+        profile(args)
+        return
     device = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     if args.loop:
         if args.before:

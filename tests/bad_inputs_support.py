@@ -15,10 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from dicom_factory import FAKE_ID, FAKE_NAME
-from make_edge_fixtures import build_tiny_model
-from PIL import Image
+from support.folders import write_noise_pngs
+from support.models import build_tiny_model
 from typer.testing import CliRunner
 
 from cossl_edge.cli import app
@@ -44,11 +43,7 @@ class Case:
 
 # -- inputs ----------------------------------------------------------------------------------
 def _pngs(folder: Path, n: int = 2) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(folder / f"ok{i}.png")
-    return folder
+    return write_noise_pngs(folder, n, name="ok{i}.png")
 
 
 def _embed(tmp: Path, models: dict[str, Path], folder: Path, *extra: str) -> list[str]:

@@ -5,47 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-
-SHAPES = ("square", "disk", "hbar", "vbar")
-
-
-def shape_image(shape: str, rng: np.random.Generator, size: int = 32) -> np.ndarray:
-    """A bright shape at a random place on a noisy dark background, float in [0, 1]."""
-    img = rng.random((size, size)).astype(np.float32) * 0.2
-    s = size / 32
-    cx, cy = rng.integers(int(8 * s), int(24 * s), 2)
-    r = int(rng.integers(int(4 * s), int(8 * s)))
-    yy, xx = np.mgrid[:size, :size]
-    masks = {
-        "square": (abs(xx - cx) < r) & (abs(yy - cy) < r),
-        "disk": (xx - cx) ** 2 + (yy - cy) ** 2 < r * r,
-        "hbar": (abs(yy - cy) < 2 * s) & (abs(xx - cx) < r + 4 * s),
-        "vbar": (abs(xx - cx) < 2 * s) & (abs(yy - cy) < r + 4 * s),
-    }
-    img[masks[shape]] = 0.8 + 0.2 * rng.random()
-    return img.clip(0, 1)
-
-
-def write_shapes(root: Path, per_class: int, seed: int = 0, size: int = 32) -> Path:
-    """ImageFolder-style PNGs: root/<shape>/<i>.png."""
-    rng = np.random.default_rng(seed)
-    for shape in SHAPES:
-        d = root / shape
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            img = shape_image(shape, rng, size)
-            Image.fromarray((img * 255).astype(np.uint8)).save(d / f"{i:03d}.png")
-    return root
-
 
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory) -> Path:
     """4 classes × 40 grayscale 32-px PNGs with visible structure."""
+    # imported here: the edge run loads this conftest without tests/ on sys.path
+    from support.folders import write_shapes
+
     return write_shapes(tmp_path_factory.mktemp("shapes"), per_class=40)
 
 

@@ -38,7 +38,7 @@ def make_classifier(folder: Path, size: int = 32, model: Path | None = None) -> 
     """A tiny fixed ONNX encoder (tests/make_edge_fixtures.py) and a prototype classifier
     fitted on CT phantom slices (no_finding, nodule, effusion) through the node's own
     reading path: a few seconds, no training."""
-    from make_edge_fixtures import build_tiny_model
+    from support.models import build_tiny_model
 
     from cossl_edge.contract import PreprocessContract
     from cossl_edge.fewshot import FewShotClassifier
@@ -119,7 +119,7 @@ def make_local_classifier(folder: Path, size: int = 32, model: Path | None = Non
     exported with its local map (tests/make_edge_fixtures.py ``build_local_model``), or on
     ``model`` (exported with ``--local-map``), fitted on blob images read through the node's
     own path: under a second, no training."""
-    from make_edge_fixtures import build_local_model
+    from support.models import build_local_model
 
     from cossl_edge.contract import PreprocessContract
     from cossl_edge.dicom.pixels import read_frame

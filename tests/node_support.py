@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,14 +39,9 @@ from sr_reading import (  # noqa: E402, F401
     probabilities,
     referenced_instances,
 )
+from support.ports import free_port  # noqa: E402, F401
 
 NODE_AE, PACS_AE, SCANNER_AE = "COSSL", "PACS", "SCANNER"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def require(tool: str) -> str:

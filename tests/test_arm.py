@@ -90,7 +90,8 @@ def exported(tmp_path_factory) -> dict:
     """Images (PNG and DICOM) and the models, exported on x86."""
     pytest.importorskip("torch", reason="the exporter (torch) is not installed")
     from dicom_factory import mixed_folder
-    from make_edge_fixtures import export_tiny_run, write_class_folders
+    from make_edge_fixtures import export_tiny_run
+    from support.folders import write_class_folders
 
     from cossl_edge import rundir
     from cossl_edge.export import export_run

@@ -1,4 +1,4 @@
-"""The batched camera views (``training/batch_views.py``) are the per-image albumentations
+"""The batched camera views (``training/batch_views/``) are the per-image albumentations
 views: each step gives albumentations' (or ``views.rotate``'s) pixels for the same
 parameters, the random draws follow the same distributions, and whole views drawn batch by
 batch are distributed as those drawn image by image (two-sample Kolmogorov–Smirnov)."""
@@ -715,8 +715,8 @@ def test_medical_views_equal_the_per_image_pipeline_for_its_draws(size, view_siz
 
 
 def test_batched_draws_use_the_per_image_pipelines_settings():
-    """The probabilities and ranges batch_views.py draws from are those of the transforms
-    the per-image pipelines build: a change to views.py without batch_views.py fails."""
+    """The probabilities and ranges batch_views/ draws from are those of the transforms
+    the per-image pipelines build: a change to views.py without batch_views/ fails."""
     import albumentations as A
     from monai.transforms import (
         RandAdjustContrast,
@@ -801,3 +801,21 @@ def test_batch_refuses_non_square_images():
     views = TwoViews("camera", PreprocessContract(channels=1, size=16), seed=0)
     with pytest.raises(ValueError, match="square"):
         views.batch(np.zeros((2, 16, 20, 1), np.float32))
+
+
+@pytest.mark.parametrize("preset", ["camera", "medical"])
+def test_per_image_pipelines_are_built_only_when_used(preset):
+    """The batched path builds no per-image pipeline; one built later draws as one built at
+    the start and reseeded with the same seed."""
+    c = PreprocessContract(channels=1, size=24)
+    img = np.random.default_rng(0).random((24, 24, 1)).astype(np.float32)
+    views = TwoViews(preset, c, seed=3, min_scale=0.3)
+    views.batch(img[None])
+    assert views._per_image is None
+    eager = TwoViews(preset, c, min_scale=0.3)
+    eager.per_image  # noqa: B018  built before its seed
+    eager.reseed(5)
+    lazy = TwoViews(preset, c, seed=5, min_scale=0.3)
+    assert lazy._per_image is None
+    for x, y in zip(eager(img), lazy(img), strict=True):
+        np.testing.assert_array_equal(x, y)

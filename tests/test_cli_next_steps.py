@@ -7,10 +7,9 @@ from __future__ import annotations
 import csv
 import re
 
-import numpy as np
 import pytest
-from make_edge_fixtures import build_tiny_model, write_class_folders
-from PIL import Image
+from support.folders import write_class_folders, write_noise_pngs
+from support.models import build_tiny_model
 from typer.testing import CliRunner
 
 from cossl_edge.cli import app
@@ -27,11 +26,7 @@ def _flat(text: str) -> str:
 @pytest.mark.slow
 def test_pretrain_summary_then_export_names_the_next_command(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    data = tmp_path / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(8):
-        Image.fromarray((rng.random((16, 16)) * 255).astype(np.uint8)).save(data / f"{i}.png")
+    write_noise_pngs(tmp_path / "data", 8, name="{i}.png")
     monkeypatch.chdir(tmp_path)
     res = runner.invoke(app, ["pretrain", "data", "--out", "run", "--arch", "resnet10",
                               "--width", "0.125", "--image-size", "16", "--batch-size", "4",

@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from support.folders import write_noise_pngs
+from support.ports import free_port
 
 from cossl_edge import rundir
 
@@ -40,12 +40,7 @@ def _env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory) -> Path:
     """32 random-blob 16-px PNGs: 16 per rank, 2 batches of 8 per rank and epoch."""
-    root = tmp_path_factory.mktemp("tiny")
-    rng = np.random.default_rng(0)
-    for i in range(32):
-        img = (rng.random((16, 16)) * 255).astype(np.uint8)
-        Image.fromarray(img).save(root / f"{i:02d}.png")
-    return root
+    return write_noise_pngs(tmp_path_factory.mktemp("tiny"), 32)
 
 
 def _args(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
@@ -130,18 +125,10 @@ def test_nproc_launches_torchrun_and_sigterm_stops_every_rank(tiny_folder, tmp_p
     assert facts["peak_lr"] == pytest.approx(0.2) and facts["optimizer"] == "lars"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_nodes(data: Path, out: Path, steps: int, *extra: str) -> list[tuple[int, str, str]]:
     """Two torchrun launches, one process each, meeting at a c10d rendezvous on loopback:
     what two machines do (docs/scaling-and-faults.md), on one."""
-    port, run_id = _free_port(), f"cossl-test-{os.getpid()}-{steps}"
+    port, run_id = free_port(), f"cossl-test-{os.getpid()}-{steps}"
     args = ["pretrain", str(data), "--out", str(out), "--arch", "resnet10", "--width",
             "0.125", "--image-size", "16", "--batch-size", "8", "--max-steps", str(steps),
             "--method", "co-simclr", "--quiet", *extra]

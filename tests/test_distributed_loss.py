@@ -9,13 +9,13 @@ test process, without a process group.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as tdist
 import torch.multiprocessing as mp
+from support.ports import free_port
 from torch import nn
 
 from cossl_edge.training.losses import co_info_nce_local_loss, co_simclr_loss, nt_xent_loss
@@ -122,14 +122,8 @@ def _worker(rank: int, port: int, out: str, cases: tuple[str, ...]) -> None:
         tdist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _two_processes(out: Path, cases: tuple[str, ...]) -> list[dict]:
-    mp.spawn(_worker, args=(_free_port(), str(out), cases), nprocs=WORLD, join=True)
+    mp.spawn(_worker, args=(free_port(), str(out), cases), nprocs=WORLD, join=True)
     return [torch.load(out / f"rank-{r}.pt", weights_only=True) for r in range(WORLD)]
 
 

@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from make_edge_fixtures import build_tiny_model, write_class_folders
+from support.folders import write_class_folders
+from support.models import build_tiny_model
 from typer.testing import CliRunner
 
 from cossl_edge.cli import app

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from make_edge_fixtures import build_tiny_model, write_class_folders
+from support.folders import write_class_folders
+from support.models import build_tiny_model
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.runtime.encoder import Encoder, ModelError

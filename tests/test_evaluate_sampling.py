@@ -5,7 +5,6 @@ it and are the only source for an ONNX model."""
 from __future__ import annotations
 
 import pytest
-import torch
 from dicom_factory import ct_series
 from typer.testing import CliRunner
 
@@ -25,14 +24,13 @@ class _Stop(Exception):
 @pytest.fixture(scope="module")
 def strided_run(tmp_path_factory):
     """A run directory pretrained with --dicom-stride 2 (config.json + encoder.pt)."""
-    from cossl_edge.training.backbones import build_encoder
+    from support.runs import write_tiny_run
+
     from cossl_edge.training.config import PretrainConfig
 
     run = tmp_path_factory.mktemp("strided-run")
-    config = PretrainConfig(arch="resnet10", width=0.125, contract=CONTRACT, dicom_stride=2)
-    torch.manual_seed(0)
-    config.save(run / "config.json")
-    torch.save(build_encoder(config).state_dict(), run / "encoder.pt")
+    write_tiny_run(run, PretrainConfig(arch="resnet10", width=0.125, contract=CONTRACT,
+                                       dicom_stride=2))
     return run
 
 

@@ -166,18 +166,15 @@ def test_fewshot_too_few_images_is_reported_not_raised():
 @pytest.fixture(scope="module")
 def encoders(tmp_path_factory):
     """A run directory (config.json + encoder.pt) and its ONNX exports with/without map."""
+    from support.runs import write_tiny_run
+
     from cossl_edge.export.onnx_export import build_metadata, export_onnx, write_metadata
-    from cossl_edge.training.backbones import build_encoder
     from cossl_edge.training.config import PretrainConfig
 
     root = tmp_path_factory.mktemp("evaluate")
     run = root / "Doe^John run"  # a folder named after a patient must not leak
-    run.mkdir()
     config = PretrainConfig(arch="resnet10", width=0.125, contract=CONTRACT)
-    torch.manual_seed(0)
-    encoder = build_encoder(config).eval()
-    config.save(run / "config.json")
-    torch.save(encoder.state_dict(), run / "encoder.pt")
+    encoder = write_tiny_run(run, config)
     models = {}
     for name, local in (("map", True), ("plain", False)):
         path = root / f"{name}.onnx"

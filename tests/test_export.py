@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 import typer
-from PIL import Image
+from support.folders import write_stripes
+from support.runs import write_calibrated_run
 from typer.testing import CliRunner
 
 from cossl_edge.commands import export as export_command
@@ -19,49 +20,17 @@ from cossl_edge.contract import PreprocessContract
 from cossl_edge.export import ExportError, export_run, verify
 from cossl_edge.export.calibration import load_calibration, load_stored
 from cossl_edge.runtime import metadata as mm
-from cossl_edge.sources import discover, load_many
-from cossl_edge.training.backbones import build_encoder
 from cossl_edge.training.config import PretrainConfig
-
-
-def make_images(folder: Path, n: int = 24, seed: int = 0) -> Path:
-    """Stripes and blobs with noise: varied enough for kNN and calibration."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:40, 0:40]
-    for i in range(n):
-        angle = rng.uniform(0, np.pi)
-        img = np.sin((xx * np.cos(angle) + yy * np.sin(angle)) / rng.uniform(1.5, 5))
-        img = 128 + 70 * img + rng.normal(0, 15, img.shape)
-        Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(folder / f"img{i:03d}.png")
-    return folder
-
-
-def make_run(root: Path, data: Path | None, channels: int = 1, seed: int = 0,
-             legacy_data_dir: bool = False) -> Path:
-    """A run directory as pretrain writes it (random-init encoder weights, and the prepared
-    images of ``data`` as calibration.npy); ``legacy_data_dir`` records the folder instead."""
-    root.mkdir(parents=True, exist_ok=True)
-    contract = PreprocessContract(channels=channels, size=32, mean=(0.5,), std=(0.25,))
-    config = PretrainConfig(method="co-byol", arch="resnet10", width=0.25, contract=contract)
-    torch.manual_seed(seed)
-    torch.save(build_encoder(config).state_dict(), root / "encoder.pt")
-    config.save(root / "config.json", {"data_dir": str(data)} if legacy_data_dir else {})
-    if data is not None and not legacy_data_dir:
-        prepared, _, _ = load_many(discover(data).samples, contract)
-        np.save(root / "calibration.npy", prepared.astype(np.float16), allow_pickle=False)
-    (root / "data-fingerprint.txt").write_text("ab" * 32 + "\n")
-    return root
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_images(tmp_path_factory.mktemp("data"))
+    return write_stripes(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, data) -> tuple[Path, dict]:
-    run = make_run(tmp_path_factory.mktemp("run"), data)
+    run = write_calibrated_run(tmp_path_factory.mktemp("run"), data)
     report = export_run(run, calibration_count=16, latency_budget_s=0.0)
     return run, report
 
@@ -121,7 +90,7 @@ def test_metadata_round_trips_through_onnxruntime(exported, data):
 
 
 def test_dynamic_batch_and_local_map(tmp_path, data):
-    run = make_run(tmp_path / "run", data, channels=3)
+    run = write_calibrated_run(tmp_path / "run", data, channels=3)
     out = tmp_path / "out"
     report = export_run(run, out, int8=False, calibration_count=8, local_map=True,
                         measure_latency=False)
@@ -156,7 +125,7 @@ def test_parity_failure_reports_the_figure(exported, data):
     (lambda r: (r / "config.json").unlink(), r"config\.json: not found"),
 ])
 def test_broken_run_directory_gives_one_clear_line(tmp_path, data, damage, match):
-    run = make_run(tmp_path / "run", data)
+    run = write_calibrated_run(tmp_path / "run", data)
     damage(run)
     with pytest.raises(ValueError, match=match) as info:
         export_run(run, calibration_count=4, measure_latency=False)
@@ -165,7 +134,7 @@ def test_broken_run_directory_gives_one_clear_line(tmp_path, data, damage, match
 
 
 def test_calibration_sources(tmp_path, data):
-    run = make_run(tmp_path / "run", None)
+    run = write_calibrated_run(tmp_path / "run", None)
     with pytest.raises(ExportError, match=r"calibration\.npy: not found.*--calibration DIR"):
         export_run(run, measure_latency=False)
     report = export_run(run, calibration=data, calibration_count=4, int8=False,
@@ -179,7 +148,7 @@ def test_calibration_sources(tmp_path, data):
         (data / "zz-broken.png").unlink()
     assert (report["calibration_images"], report["calibration_skipped"]) == (24, 1)
 
-    legacy = make_run(tmp_path / "legacy", data, legacy_data_dir=True)
+    legacy = write_calibrated_run(tmp_path / "legacy", data, legacy_data_dir=True)
     report = export_run(legacy, calibration_count=6, int8=False, measure_latency=False)
     assert (report["calibration_images"], report["calibration_source"]) == (6, "data_dir")
 
@@ -189,7 +158,7 @@ def test_calibration_sources(tmp_path, data):
     (np.zeros((3, 16, 16, 1), np.float16), r"calibration\.npy: holds images of shape"),
 ])
 def test_bad_calibration_npy_gives_one_clear_line(tmp_path, data, content, match):
-    run = make_run(tmp_path / "run", data)
+    run = write_calibrated_run(tmp_path / "run", data)
     if isinstance(content, bytes):
         (run / "calibration.npy").write_bytes(content)
     else:
@@ -202,7 +171,7 @@ def test_cli_prints_report_and_fails_cleanly(tmp_path, data):
     app = typer.Typer()
     app.callback()(lambda: None)
     export_command.register(app)
-    run = make_run(tmp_path / "run", data)
+    run = write_calibrated_run(tmp_path / "run", data)
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["export", str(run), "--out", str(out),
                                       "--calibration-count", "8", "--no-latency",

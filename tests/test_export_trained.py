@@ -6,7 +6,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 import pytest
-from test_export import make_images
+from support.folders import write_stripes
 
 from cossl_edge.contract import PreprocessContract
 from cossl_edge.export import export_run
@@ -17,7 +17,7 @@ from cossl_edge.training.loop import pretrain
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    return make_images(tmp_path_factory.mktemp("train-data"), n=24, seed=3)
+    return write_stripes(tmp_path_factory.mktemp("train-data"), n=24, seed=3)
 
 
 @pytest.mark.parametrize("method", ["co-byol", "byol", "co-simclr", "simclr"])

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from make_edge_fixtures import build_local_model, build_tiny_model
 from PIL import Image
+from support.models import build_local_model, build_tiny_model
 from typer.testing import CliRunner
 
 from cossl_edge.cli import app

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
-from test_export import make_run
+from support.runs import write_calibrated_run
 from typer.testing import CliRunner
 
 from cossl_edge.cli import app
@@ -172,7 +172,7 @@ def exported_run(tmp_path_factory, cells):
     from cossl_edge.contract import PreprocessContract
     from cossl_edge.sources import discover, load_many
 
-    run = make_run(tmp_path_factory.mktemp("run"), root / "unlabeled")
+    run = write_calibrated_run(tmp_path_factory.mktemp("run"), root / "unlabeled")
     contract = PreprocessContract(channels=1, size=SIZE, mean=(0.5,), std=(0.25,))
     config = json.loads((run / "config.json").read_text())
     config["contract"], config["stem"] = contract.to_dict(), "strided"
@@ -243,7 +243,7 @@ def test_cli_auto_fit_eval_predict_with_heatmaps(exported_run, cells, tmp_path):
 
 
 def test_anomaly_classifier_on_a_model_without_the_map_says_what_to_do(tmp_path, cells):
-    from make_edge_fixtures import build_tiny_model
+    from support.models import build_tiny_model
 
     from cossl_edge.contract import PreprocessContract
 

@@ -153,3 +153,18 @@ def test_old_run_configs_load_with_their_precision(tmp_path):
     assert PretrainConfig.load(tmp_path / "c.json").bf16 is True
     PretrainConfig().save(tmp_path / "a.json", {"bf16_resolved": True})
     assert PretrainConfig.load(tmp_path / "a.json").bf16 is True
+
+
+def test_the_probe_draws_its_batch_as_the_epochs_do(shapes_dir, tmp_path, monkeypatch):
+    """The probe's batch comes from the batched views (``TwoViews.batch``), as every epoch's
+    do: the per-image pipelines are never built in an auto run."""
+    from cossl_edge.training.views import TwoViews
+
+    def per_image(self):
+        raise AssertionError("the per-image views were built")
+
+    monkeypatch.setattr(TwoViews, "per_image", property(per_image))
+    monkeypatch.setattr(precision, "clock_timer", lambda device: fake_timer(0.05, 0.2))
+    _, cfg = _run(shapes_dir, tmp_path / "run", "--max-steps", "1")
+    assert cfg["bf16_choice"]["how"] == "measured"
+    assert cfg["bf16_choice"]["batch"] in (4, 16)  # the screen's quarter or the full batch

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_shapes
-from make_edge_fixtures import build_tiny_model
+from support.folders import write_shapes
+from support.models import build_tiny_model
 from typer.testing import CliRunner
 
 from cossl_edge.cli import app

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import write_shapes
 from dicom_factory import ct_series
+from support.folders import write_shapes
 
 from cossl_edge import rundir
 from cossl_edge.contract import PreprocessContract

@@ -189,11 +189,11 @@ def choose_precision(config: PretrainConfig, out: Path, resume: bool, method,
                                resumed=True)
     views = None
     if config.bf16 is None:
-        # the probe's views draw from a stream of their own; every epoch reseeds the views
+        # the probe's views draw from a stream of their own; every epoch reseeds the views.
+        # One batch as the epochs draw theirs (a list of indices: TwoViews.batch)
         data.dataset.views.reseed(stream_seed(config.seed, VIEWS, dist.rank, -1, 0))
-        items = [data.dataset[i] for i in range(data.batch)]
-        views = [torch.stack(t).to(device, memory_format=torch.channels_last)
-                 for t in zip(*items, strict=True)]
+        views = [v.to(device, memory_format=torch.channels_last)
+                 for v in data.dataset[list(range(data.batch))]]
     return resolve(
         config.bf16, method, lambda m: build_optimizer(config.optimizer, m, peak_lr,
                                                        config.weight_decay),

@@ -1,4 +1,7 @@
-"""Two-view augmentation pipelines (presets) for CO-SSL pretraining.
+"""Two-view augmentation pipelines for CO-SSL pretraining, image by image with albumentations
+and MONAI: the **reference** that the batched views the training loop draws
+(``training/batch_views/``) are tested against, step by step and in distribution
+(``tests/test_batch_views.py``); ``TwoViews.batched = False`` puts them back (benchmarks).
 
 A pipeline takes a *prepared* image (the contract's deterministic output: size×size×C float32
 in [0, 1], the thing the data cache stores) and returns two normalised C×size×size views.
@@ -163,19 +166,15 @@ class TwoViews:
         elif changes:
             settings = replace(settings, **changes)
         _one_cv2_thread()
-        s = self.settings = settings
-        size = s.view_size or contract.size
-        if s.preset == "camera":
-            self.view_a, self.view_b = camera_views(contract, s.min_scale, s.hflip, s.solarize,
-                                                    s.blur, s.rotate, size, s.texture, s.jitter)
-        else:  # solarizing a window of HU means nothing: the medical views have no solarize
-            self.view_a, self.view_b = medical_views(contract, s.min_scale, s.hflip,
-                                                     s.rotate, s.blur, size)
+        self.settings = settings
+        size = settings.view_size or contract.size
+        self._per_image: tuple[View, View] | None = None  # built on first use (per_image)
+        self._view_seeds: tuple[int, int] | None = None
         self.contract = contract
         self.size = size
         self.patch = patch_size(size, contract.size)
-        self.cutpaste = s.cutpaste
-        # whole batches on tensors (training/batch_views.py); False: image by image
+        self.cutpaste = settings.cutpaste
+        # whole batches on tensors (training/batch_views/); False: image by image
         self.batched = BATCHED
         self.rng = np.random.default_rng()
         self._seeded_in: int | None = None  # the process id that last reseeded
@@ -185,10 +184,38 @@ class TwoViews:
     def reseed(self, seed: int) -> None:
         """Seed every random stream of the views from ``seed`` (a non-negative integer)."""
         a, b, own = np.random.SeedSequence(seed).spawn(3)
-        self.view_a.reseed(int(a.generate_state(1)[0]))
-        self.view_b.reseed(int(b.generate_state(1)[0]))
+        self._view_seeds = (int(a.generate_state(1)[0]), int(b.generate_state(1)[0]))
+        if self._per_image is not None:
+            for view, word in zip(self._per_image, self._view_seeds, strict=True):
+                view.reseed(word)
         self.rng = np.random.default_rng(own)
         self._seeded_in = os.getpid()
+
+    @property
+    def per_image(self) -> tuple[View, View]:
+        """The two per-image pipelines (the reference views), built on first use — the
+        batched path never needs them — and seeded as :meth:`reseed` last set them."""
+        if self._per_image is None:
+            s, c = self.settings, self.contract
+            try:
+                if s.preset == "camera":
+                    pair = camera_views(c, s.min_scale, s.hflip, s.solarize, s.blur, s.rotate,
+                                        self.size, s.texture, s.jitter)
+                else:  # solarizing a window of HU means nothing: the medical views have none
+                    pair = medical_views(c, s.min_scale, s.hflip, s.rotate, s.blur, self.size)
+            except ModuleNotFoundError as e:  # a [train] install: training never needs them
+                if e.name != "albumentations":
+                    raise
+                raise ModuleNotFoundError("the per-image reference views need albumentations "
+                                          "(pip install 'cossl-edge[dev]')", name=e.name) from e
+            if self._view_seeds is not None:
+                for view, word in zip(pair, self._view_seeds, strict=True):
+                    view.reseed(word)
+            self._per_image = pair
+        return self._per_image
+
+    view_a = property(lambda self: self.per_image[0])
+    view_b = property(lambda self: self.per_image[1])
 
     def __call__(self, prepared: np.ndarray) -> tuple[np.ndarray, ...]:
         """(view_a, view_b), and with ``cutpaste`` a third: view_b after :func:`cut_paste`,
@@ -207,12 +234,11 @@ class TwoViews:
             views.append(np.clip(cut_paste(b, self.rng), 0.0, 1.0))
         return tuple(self.contract.normalize(v) for v in views)
 
-
     def batch(self, prepared: np.ndarray, index: np.ndarray | None = None) -> tuple:
         """The views of a batch of prepared images (B×S×S×C; with ``index``, the images
         ``prepared[index]``): a tuple of B×C×size×size float32 tensors, normalised, as
         :meth:`__call__` gives one image's — drawn for the whole batch at once on tensors
-        where :attr:`batched` (the same distributions, ``training/batch_views.py``), else
+        where :attr:`batched` (the same distributions, ``training/batch_views/``), else
         image by image. With ``index`` and patches, only the patches are read."""
         import torch
 
@@ -222,7 +248,7 @@ class TwoViews:
             chosen = prepared if index is None else prepared[index]
             pairs = [self(np.asarray(img, np.float32)) for img in chosen]
             return tuple(torch.from_numpy(np.stack(v)) for v in zip(*pairs, strict=True))
-        from cossl_edge.training import batch_views as bv
+        from cossl_edge.training.batch_views import batch_pairs
 
         prepared = np.asarray(prepared)
         if prepared.ndim != 4 or prepared.shape[1] != prepared.shape[2]:
@@ -238,37 +264,14 @@ class TwoViews:
         elif index is not None:
             prepared = prepared[rows]
         x = torch.from_numpy(np.ascontiguousarray(prepared, np.float32)).permute(0, 3, 1, 2)
-        s, h = self.settings, x.shape[-1]
         mean = torch.tensor(self.contract.mean, dtype=torch.float32).view(1, -1, 1, 1)
         std = torch.tensor(self.contract.std, dtype=torch.float32).view(1, -1, 1, 1)
-        reflect = self.size < self.contract.size
-        out = []
-        if s.preset == "medical":  # smoothing mostly in view 1, noise mostly in view 2
-            for smooth_p, noise_p in ((0.5 * s.blur, 0.1), (0.1 * s.blur, 0.5)):
-                p = bv.draw(self.rng, n, h, h, min_scale=s.min_scale, hflip=s.hflip,
-                            rotate=s.rotate, jitter=0.0, colour_image=False, blur=0.0,
-                            solarize=0.0)
-                v = bv.geometry(x, p, self.size, reflect)
-                v = bv.medical_intensity(v, bv.draw_medical(self.rng, n, smooth_p, noise_p))
-                out.append(v.clamp_(0.0, 1.0))
-        else:
-            for blur_p, solarize_p in ((s.blur, 0.0), (0.1 * s.blur, s.solarize)):
-                p = bv.draw(self.rng, n, h, h, min_scale=s.min_scale, hflip=s.hflip,
-                            rotate=s.rotate, jitter=s.jitter, colour_image=x.shape[1] > 1,
-                            blur=blur_p, solarize=solarize_p)
-                v = bv.apply_view(x, p, self.size, _blur_kernel(self.size), reflect)
-                if s.texture > 0:
-                    t = bv.draw_texture(self.rng, n, self.size, s.texture)
-                    v = bv.scramble_texture(v, t).clamp_(0.0, 1.0)
-                out.append(v)
-        if self.cutpaste:  # the hard negative: view 2 with a piece of itself moved
-            cut = bv.draw_cut(self.rng, n, self.size, self.size)
-            out.append(bv.cut_paste(out[1], cut).clamp_(0.0, 1.0))
+        out = batch_pairs(x, self.settings, self.size, _blur_kernel(self.size),
+                          self.size < self.contract.size, self.cutpaste, self.rng)
         return tuple(((v - mean) / std).contiguous() for v in out)
 
 
-# Whole batches on tensors (``TwoViews.batched``); False puts
-# back the per-image pipeline everywhere (the benchmarks' before/after).
+# Whole batches on tensors (``TwoViews.batched``); False: the per-image pipelines (benchmarks)
 BATCHED = True
 
 

@@ -1,8 +1,8 @@
 """Why does an encoder miss small local findings? Diagnostics for ``local_findings.py``.
 
-``python benchmarks/local_findings_probe.py RUN_DIR [RUN_DIR ...]`` (runs of
+``python benchmarks/analysis/local_findings_probe.py RUN_DIR [RUN_DIR ...]`` (runs of
 ``benchmarks/local_findings.py``, exported with ``--local-map``) and
-``python benchmarks/local_findings_probe.py --detector`` (no model):
+``python benchmarks/analysis/local_findings_probe.py --detector`` (no model):
 
 - ``--detector``: a hand-made detector of dark thin structures (a morphological black
   top-hat: closing minus image, smoothed; its maximum, top-20 mean and mean as a 3-number
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/
 
 from clinical_examples.finding_scans import SIZE, read_boxes  # noqa: E402
 from cossl_edge.contract import PreprocessContract  # noqa: E402

@@ -1,6 +1,6 @@
 """Which per-image scores tell a defective EL cell from a functional one without labels.
 
-``python benchmarks/elpv_signals.py`` (after ``benchmarks/elpv_data.py build/elpv/data``)
+``python benchmarks/analysis/elpv_signals.py`` (after ``benchmarks/elpv_data.py build/elpv/data``)
 
 The statistics of each score are fitted on the 1,238 unlabeled dev cells and the score is
 measured on the 600 labelled ones: AUC, and 2-way accuracy with one threshold midway between
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from cossl_edge.contract import PreprocessContract  # noqa: E402

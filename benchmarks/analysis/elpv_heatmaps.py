@@ -1,6 +1,6 @@
 """Heatmaps of the anomaly classifier on real defective and functional EL cells (dev split).
 
-``python benchmarks/elpv_heatmaps.py build/elpv/runs/default-10m-s0/encoder.int8.onnx``
+``python benchmarks/analysis/elpv_heatmaps.py build/elpv/runs/default-10m-s0/encoder.int8.onnx``
 
 Fits ``fewshot fit --classifier anomaly`` on 5 functional and 5 defective labelled dev cells
 (``benchmarks/elpv_data.py``), then draws, for 8 other defective and 8 functional cells,
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from cossl_edge.fewshot import FewShotClassifier  # noqa: E402

@@ -1,6 +1,6 @@
 """Why does an embedding help or not help nearest-prototype few-shot? Its geometry, measured.
 
-``python benchmarks/embedding_geometry.py build/compare/data/digits/labeled RUN_DIR [RUN_DIR …]``
+``python benchmarks/analysis/embedding_geometry.py build/compare/data/digits/labeled RUN_DIR [RUN_DIR …]``
 
 For each finished run directory (and a random-init encoder of the first run's configuration),
 on the held-out labelled images, for the pooled backbone output (what is exported) and for
