@@ -46,8 +46,8 @@ def build_models(work: Path) -> dict[str, Path]:
     """tiny (proto, logreg, knn), local (mean-pooled, local map) and gem (GeM metadata, local
     and anomaly maps, a centring vector)."""
     import onnx
-    from make_edge_fixtures import build_local_model, build_tiny_model
     from onnx import TensorProto, helper
+    from support.models import build_local_model, build_tiny_model
 
     from cossl_edge.contract import PreprocessContract
 
@@ -80,9 +80,9 @@ def _metadata_keys() -> dict[str, str]:
 
 
 def build_data(work: Path) -> dict[str, Path]:
-    from make_edge_fixtures import write_class_folders
     from node_data import blob_image, write_blob_series
     from PIL import Image
+    from support.folders import write_class_folders
 
     data = {"classes": write_class_folders(work / "classes", classes=3, per_class=8),
             "classes_query": write_class_folders(work / "classes_query", 3, 3, seed=9)}

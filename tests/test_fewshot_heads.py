@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tests")]
 
-from make_edge_fixtures import build_local_model, build_tiny_model  # noqa: E402
 from node_data import blob_image, write_blob_series  # noqa: E402
+from support.models import build_local_model, build_tiny_model  # noqa: E402
 
 from cossl_edge.cli import app  # noqa: E402
 from cossl_edge.contract import PreprocessContract  # noqa: E402
