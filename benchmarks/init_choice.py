@@ -27,6 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,6 +47,7 @@ from cossl_edge.sources import labelled_samples  # noqa: E402
 
 EPISODES, QUERIES = 400, 15
 RESULTS = ROOT / "benchmarks" / "results" / "init_choice.json"
+REFINISHED = "refinished-from.txt"  # in a run made by refinish(): the run it came from
 RECIPES = {"scratch": "--arch resnet10",
            "imagenet": "--arch efficientnet-lite0 --init imagenet"}
 # data set → (tasks: name → (ways, classes kept or None, normal class or None))
@@ -100,6 +104,23 @@ def scores(readings: dict, labels: list[str], tasks: dict, seed: int, centering)
         if "chosen" in r:
             out[f"{task}_chosen"] = r["chosen"]
     return out
+
+
+def refinish(old: Path, run: Path, unlabeled: Path, budget: str, seed: int,
+             options: str) -> None:
+    """``run`` from ``old``, a run of the same recipe trained before its finishing steps
+    changed: its last checkpoint is copied and resumed with the recipe's options. No step
+    of the budget is left, so only what a run does once training ends runs again (the
+    BatchNorm statistics, the normal model) — what a new run of the recipe would end with,
+    without training it again."""
+    shutil.copytree(old, run, ignore=shutil.ignore_patterns("epoch-*.pt", "*.onnx",
+                                                            "export-report.json"))
+    cmd = [sys.executable, "-m", "cossl_edge", "pretrain", str(unlabeled), "--out", str(run),
+           "--time-budget", budget, "--seed", str(seed), "--quiet", "--resume",
+           *shlex.split(options)]
+    print("$ cossl-edge " + shlex.join(cmd[3:]), flush=True)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    (run / REFINISHED).write_text(old.name + "\n")
 
 
 def auto_pick(data: Path) -> tuple[str, float | None]:
@@ -164,6 +185,10 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="RECIPE=OPTIONS",
                     help='extra options for a recipe, e.g. imagenet="--image-size 112"')
     ap.add_argument("--work", type=Path, default=ROOT / "build" / "init_choice")
+    ap.add_argument("--refinish", metavar="SUFFIX", help="A run not made yet whose variant "
+                    "named with SUFFIX exists (e.g. _keep-bn-stats: trained before the "
+                    "finishing steps changed) is made from it: its last checkpoint resumed, "
+                    "no step left, only the finishing steps run (see refinish()).")
     ap.add_argument("--table", action="store_true", help="Print the results (the runs of "
                     "--budget) as a markdown table and stop.")
     ap.add_argument("--picks", action="store_true", help="Record what --arch auto picks on "
@@ -191,6 +216,9 @@ def main() -> None:
                 options = f"{RECIPES[recipe]} {extra.get(recipe, '')}".strip()
                 tag = extra.get(recipe, "").replace(" ", "").replace("--", "_") or ""
                 run = args.work / ds / f"{recipe}{tag}-{args.budget}-s{seed}"
+                old = args.work / ds / f"{recipe}{tag}{args.refinish}-{args.budget}-s{seed}"
+                if args.refinish and not run.exists() and (old / "encoder.pt").exists():
+                    refinish(old, run, data / "unlabeled", args.budget, seed, options)
                 model = pretrained_int8(data / "unlabeled", run, args.budget, seed, options)
                 readings, raw, kept, enc = read_model(model, refs)
                 y = [labels[i] for i in kept]
@@ -198,6 +226,8 @@ def main() -> None:
                 rec = {"dataset": ds, "recipe": recipe, "options": options, "seed": seed,
                        "budget": args.budget, "steps": steps, "size": enc.contract.size,
                        "load_average": os.getloadavg()[0],
+                       **({"refinished_from": (run / REFINISHED).read_text().strip()}
+                          if (run / REFINISHED).exists() else {}),
                        **scores(readings, y, TASKS[ds], seed, enc.centering)}
                 results.setdefault("runs", {})[f"{ds}/{recipe}{tag}/{args.budget}/s{seed}"] = rec
                 print(json.dumps(rec), flush=True)
