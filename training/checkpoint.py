@@ -64,10 +64,12 @@ class Checkpointer:
                         / f"epoch-{state['epoch']:04d}.pt")
         self.save_encoder()
 
-    def save_encoder(self) -> None:
-        """The encoder's weights alone (``encoder.pt``, what export reads)."""
+    def save_encoder(self, backbone=None) -> None:
+        """The encoder's weights alone (``encoder.pt``, what export reads): the method's
+        backbone, or ``backbone`` (the finished copy a run ends with)."""
         if self.enabled:
-            save_atomic(self.method.backbone.state_dict(), self.out / rundir.ENCODER)
+            net = self.method.backbone if backbone is None else backbone
+            save_atomic(net.state_dict(), self.out / rundir.ENCODER)
 
     def restore(self, state: dict) -> bool:
         """Load ``last.pt`` into the model, the optimiser and ``state``; False if none."""

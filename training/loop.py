@@ -12,6 +12,7 @@ writing a checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -109,9 +110,10 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         console.print(f"stopped: checkpoint written to {checkpoints.last}; "
                       "continue with --resume")
     elif dist.is_main:
+        encoder = method.backbone
         if config.recalibrate_bn:
-            recalibrate_batchnorm(method.backbone, data, config, device, checkpoints, console)
-        write_normal_model(method.backbone, data, config, device, out, console)
+            encoder = recalibrated(method.backbone, data, config, device, checkpoints, console)
+        write_normal_model(encoder, data, config, device, out, console)
     dist.barrier()
     dist.close()
     return {"steps": state["global_step"], "epochs": state["epoch"],
@@ -120,18 +122,20 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
             "skipped_files": [s.reason for s in data.skipped[:20]]}
 
 
-def recalibrate_batchnorm(backbone, data: TrainingData, config: PretrainConfig,
-                          device: torch.device, checkpoints: Checkpointer,
-                          console: Console) -> None:
-    """The trained BatchNorm layers' statistics from clean training images
-    (:mod:`~cossl_edge.training.bn_recalibration`); ``encoder.pt`` written again."""
+def recalibrated(backbone, data: TrainingData, config: PretrainConfig, device: torch.device,
+                 checkpoints: Checkpointer, console: Console):
+    """A copy of the backbone whose trained BatchNorm layers' statistics come from clean
+    training images (:mod:`~cossl_edge.training.bn_recalibration`), written as
+    ``encoder.pt``; the training state (``last.pt``, which a resume reads) keeps its own."""
     t0 = time.perf_counter()
-    n = bn_recalibration.recalibrate(backbone, data.images, config.contract, device,
+    encoder = copy.deepcopy(backbone)
+    n = bn_recalibration.recalibrate(encoder, data.images, config.contract, device,
                                      config.seed)
     if n:
-        checkpoints.save_encoder()
+        checkpoints.save_encoder(encoder)
         console.print(f"BatchNorm statistics: {n} clean training images "
                       f"({time.perf_counter() - t0:.0f} s)")
+    return encoder
 
 
 def write_normal_model(backbone, data: TrainingData, config: PretrainConfig,
