@@ -19,6 +19,7 @@ from cossl_edge.commands.fewshot_dicom import dicom_kinds, overlay_writer, repor
 from cossl_edge.commands.fewshot_eval import evaluate
 from cossl_edge.commands.fewshot_options import KIND, NORMAL, SCORING, Classifier, Scoring
 from cossl_edge.commands.fewshot_read import features_labelled, model_centering
+from cossl_edge.fewshot.anomaly import SEPARATION_MARGIN
 from cossl_edge.progress import progress_bar
 from cossl_edge.runtime.heatmaps import HeatmapWriter
 
@@ -76,8 +77,9 @@ def fit(
         clf.save(out)
     if note:
         typer.echo(f"auto: {kind} (on the support, each image left out: " + "; ".join(
-            f"{k} balanced accuracy {v['accuracy']:.2f}, AUC {v['auc']:.2f}"
-            for k, v in note.items()) + ")")
+            f"{k} separation {v['separation']:.2f} d′, balanced accuracy "
+            f"{v['accuracy']:.2f}, AUC {v['auc']:.2f}" for k, v in note.items())
+            + f"; prototypes need a lead of more than {SEPARATION_MARGIN:g} d′)")
     elif classifier == "auto":
         typer.echo("auto: proto (the anomaly reading needs an anomaly map and two classes, "
                    "one of them normal)")
