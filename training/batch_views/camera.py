@@ -5,37 +5,14 @@ and the whole view (:func:`apply_view`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from cossl_edge.training.batch_views.filters import gaussian_kernels, separable_filter
 from cossl_edge.training.batch_views.geometry import crop_boxes, geometry
+from cossl_edge.training.batch_views.params import ViewParams
 
 GRAY = (0.299, 0.587, 0.114)  # OpenCV's RGB → gray weights (ToGray, contrast, saturation)
-
-
-@dataclass
-class ViewParams:
-    """One view's random draws for a batch of B images of side ``h``×``w`` (numpy arrays
-    of length B): rotation angle (degrees), crop box (top, left, height, width), flip,
-    colour (applied; contrast/brightness factors, and for colour images saturation, hue and
-    the order of the four jitter steps), grayscale, blur (applied; σ) and solarize."""
-
-    angle: np.ndarray
-    box: np.ndarray  # B×4 int: top, left, height, width
-    flip: np.ndarray
-    colour: np.ndarray
-    contrast: np.ndarray
-    brightness: np.ndarray
-    saturation: np.ndarray
-    hue: np.ndarray
-    order: np.ndarray  # B×4: the jitter steps' order (0 brightness, 1 contrast, 2 sat., 3 hue)
-    gray: np.ndarray
-    blur: np.ndarray
-    sigma: np.ndarray
-    solarize: np.ndarray
 
 
 def draw(rng: np.random.Generator, n: int, h: int, w: int, *, min_scale: float,

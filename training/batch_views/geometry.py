@@ -6,17 +6,13 @@ flipped (OpenCV's ``INTER_LINEAR``) — one ``grid_sample`` each for the whole b
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cossl_edge.training.batch_views.filters import reflect101
-
-if TYPE_CHECKING:
-    from cossl_edge.training.batch_views.camera import ViewParams
-
+from cossl_edge.training.batch_views.params import ViewParams
 
 RATIO = (3 / 4, 4 / 3)  # RandomResizedCrop's default aspect ratios
 
