@@ -76,7 +76,7 @@ PACKAGE_ROOTS = {"cossl_edge": RUNTIME, "cossl_edge.training": REPO / "training"
 # modules at the top are the base everything may use.
 LAYERS = {
     "base": 0, "dicom": 0, "phantoms": 0,
-    "sources": 1,
+    "sources": 1, "volumes": 1,
     "runtime": 2,
     "fewshot": 3,
     "evaluation": 4,

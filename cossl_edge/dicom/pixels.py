@@ -59,6 +59,15 @@ def read_frame(path: str | Path, frame: int | None = None, window: str = "header
             return to_unit(arr, ds, frame or 0, window)
         except Exception:  # noqa: BLE001 - the full path below names the problem
             pass
+    arr, ds = decode_frame(path, frame)
+    return to_unit(arr, ds, frame or 0, window)
+
+
+def decode_frame(path: Path, frame: int | None = None) -> tuple[np.ndarray, Dataset]:
+    """One frame's stored values and the attributes the display chain needs, after the
+    header checks (volumes window a whole series at once, so they take the values before
+    :func:`to_unit`). Raises :class:`DicomSkip` with the reason."""
+    path = Path(path)
     header = read_header(path)  # refuses truncated files and absurd sizes before allocation
     require_decoder(header.transfer_syntax)
     if frame is not None and not 0 <= frame < header.frames:
@@ -72,7 +81,7 @@ def read_frame(path: str | Path, frame: int | None = None, window: str = "header
                         ) from e
     if header.frames > 1 and index is None:  # NumberOfFrames lied: keep the first
         arr = arr[0]
-    return to_unit(arr, ds, frame or 0, window)
+    return arr, ds
 
 
 def _decode(path: Path, index: int | None, deflated: bool) -> tuple[np.ndarray, Dataset]:
