@@ -14,8 +14,8 @@ same bytes.
 >>> import tempfile, pathlib
 >>> rows = write_series_set(pathlib.Path(tempfile.mkdtemp()), 2, seed=0, size=32,
 ...                         length_mm=10.0)
->>> [r["label"] for r in rows]
-['nodule', 'no_nodule']
+>>> sorted(r["label"] for r in rows)
+['no_nodule', 'nodule']
 """
 
 from __future__ import annotations

@@ -239,7 +239,8 @@ def draw_nodule(rng: np.random.Generator, chest: Chest, z_lo: float, z_hi: float
     (−450..−250 HU); slightly ellipsoidal; inside a lung, within the slab."""
     radius = rng.uniform(2.0, 6.0)
     lo, hi = in_lungs(chest, z_lo, z_hi)
-    z = rng.uniform(lo + radius, hi - radius)
+    lo, hi = (lo + radius, hi - radius) if hi - lo > 2 * radius else ((lo + hi) / 2,) * 2
+    z = rng.uniform(lo, hi)
     x, y = point_in_lung(rng, chest, z, radius + 4.0)
     solid = rng.random() < 0.75
     hu = rng.uniform(-50.0, 60.0) if solid else rng.uniform(-450.0, -250.0)
