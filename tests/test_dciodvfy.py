@@ -1,9 +1,9 @@
 """Every DICOM object the project writes passes dicom3tools' ``dciodvfy`` (the IOD checker:
 modules, attribute types, VR and VM, value sets): the node's Comprehensive SR, heatmap
 Secondary Captures, Parametric Maps and Segmentations, the phantoms (CT, CR, DX
-MONOCHROME1/2), the finding scans (SC), the ELPV DX writer (synthetic pixels; explicit,
-implicit and RLE) and tests/dicom_factory.py's valid objects. A line with "Error" fails the
-test; warnings are printed (``pytest -s``).
+MONOCHROME1/2, the 3D CT series), the finding scans (SC), the ELPV DX writer (synthetic
+pixels; explicit, implicit and RLE) and tests/dicom_factory.py's valid objects. A line with
+"Error" fails the test; warnings are printed (``pytest -s``).
 
 Nothing is skipped when dciodvfy is missing: ``make node-tools`` installs dicom3tools.
 """
@@ -231,6 +231,17 @@ def test_phantom_ct_and_radiographs(tmp_path):
         files.append(ph.write_radiograph(tmp_path / f"{modality}-{photometric}.dcm", patient,
                                          "effusion", 0, f"r-{modality}-{photometric}",
                                          modality, photometric))
+    assert_valid(files)
+
+
+def test_phantom_ct_volume_series(tmp_path):
+    """Every slice of two 3D phantom series (clinical_examples/ct_volumes.py), one with a
+    nodule; small, so that every file is checked."""
+    from clinical_examples import ct_volumes as cv
+
+    rows = cv.write_series_set(tmp_path, 2, seed=0, size=32, length_mm=8.0)
+    files = sorted(tmp_path.rglob("*.dcm"))
+    assert len(files) == sum(int(r["slices"]) for r in rows)
     assert_valid(files)
 
 
