@@ -44,6 +44,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
     """Export a run's encoder; returns the report (also written as ``export-report.json``)."""
     resolved = quantize.resolve_target(target) if int8 else None
     run = load_run(run_dir)
+    if run.config.volumes:
+        raise ExportError(f"{run_dir}: a 3D run (pretrain --volumes); exporting 3D encoders "
+                          "is not supported yet (its encoder.pt holds the 3D ResNet's "
+                          "weights)")
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
     contract = run.config.contract

@@ -98,7 +98,16 @@ def _bound_receptive_field(stages: nn.Sequential, keep_blocks: int) -> None:
 
 def build_encoder(config, pretrained: bool = True) -> nn.Module:
     """The backbone a :class:`~cossl_edge.training.config.PretrainConfig` describes.
-    ``pretrained=False`` skips loading ImageNet weights (a run's own weights follow)."""
+    ``pretrained=False`` skips loading ImageNet weights (a run's own weights follow).
+    A volume run (``config.volumes``) gets the 3D ResNet of the same depth and width."""
+    if getattr(config, "volumes", False):
+        from cossl_edge.training.backbones3d import ResNet3DEncoder
+
+        if config.arch not in DEPTHS:
+            raise ValueError(f"--volumes trains a 3D ResNet: --arch resnet10 or resnet18, "
+                             f"not {config.arch}")
+        return ResNet3DEncoder(config.arch, config.width, config.contract.channels,
+                               config.resolved_stem(), config.pool)
     if config.arch == "efficientnet-lite0":
         from cossl_edge.training.efficientnet import EfficientNetLiteEncoder
 

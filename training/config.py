@@ -117,7 +117,7 @@ def stem_for_size(size: int) -> str:
 # Settings that change the model's shape or meaning: a resumed run must not change them.
 STRUCTURAL = ("method", "arch", "init", "width", "stem", "rf_bounded_after", "pool", "view_size",
               "proj_hidden", "proj_dim", "pred_hidden", "local_hidden", "local_grid",
-              "local_target", "contract")
+              "local_target", "contract", "volumes", "spacing")
 
 
 @dataclass
@@ -178,6 +178,10 @@ class PretrainConfig:
     video_every: int = 1  # every k-th video frame ...
     video_fps: float | None = None  # ... or about this many frames per second
     contract: PreprocessContract = field(default_factory=PreprocessContract)
+    # volumes (pretrain --volumes): each DICOM series / NIfTI file is one D×H×W volume,
+    # resampled to `spacing` mm isotropic; the views are contract.size³ cubes (3D encoder)
+    volumes: bool = False
+    spacing: float = 2.0
     # a method's settings that are not fields above (method_list.MethodOption), by name
     method_options: dict = field(default_factory=dict)
     # run
@@ -273,6 +277,8 @@ class PretrainConfig:
             if not 0.0 <= self.hflip <= 1.0:
                 raise ValueError(f"hflip must be a probability in [0, 1], got {self.hflip}")
             return float(self.hflip)
+        if self.volumes:  # each in-plane axis of a volume's views (training/volume_views.py)
+            return 0.5
         return 0.0 if self.contract.channels == 1 else 0.5
 
     def resolved_rotate(self) -> float:

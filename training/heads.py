@@ -38,7 +38,10 @@ class MLPHead(nn.Module):
 
 
 def local_vectors(feature_map: torch.Tensor, grid: int | None = None) -> torch.Tensor:
-    """B×C×H×W map → B×N×C local vectors (N = H·W, or grid² after adaptive average pooling)."""
+    """B×C×H×W map → B×N×C local vectors (N = H·W, or grid² after adaptive average pooling).
+    A volume's B×C×D×H×W map: N = D·H·W (or grid³), every position of the 3D map."""
     if grid is not None and feature_map.shape[-1] != grid:
-        feature_map = nn.functional.adaptive_avg_pool2d(feature_map, grid)
+        pool = (nn.functional.adaptive_avg_pool3d if feature_map.dim() == 5
+                else nn.functional.adaptive_avg_pool2d)
+        feature_map = pool(feature_map, grid)
     return feature_map.flatten(2).transpose(1, 2)

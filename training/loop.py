@@ -29,6 +29,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from cossl_edge import rundir
 from cossl_edge.privacy import file_token
 from cossl_edge.training import bn_recalibration, normal_stats
+from cossl_edge.training.backbones3d import layout_of, memory_format
 from cossl_edge.training.checkpoint import Checkpointer
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.dataset import (
@@ -45,6 +46,7 @@ from cossl_edge.training.monitoring import Diagnoser, Monitor
 from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at, set_lr
 from cossl_edge.training.precision import PrecisionChoice, choose_precision
 from cossl_edge.training.run_setup import prepare_run_dir, run_facts, write_run_files
+from cossl_edge.training.volume_data import load_volume_data
 
 CHECKPOINT_SECONDS = 120.0  # also checkpoint mid-epoch this often, so a SIGKILL loses little
 
@@ -72,8 +74,11 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     seed_everything(stream_seed(config.seed, PROCESS, dist.rank))
     show = progress and dist.is_main
 
-    data = load_training_data(config, data_dir, auto_size and not resume, dist.world,
-                              console, show)
+    if config.volumes:
+        data = load_volume_data(config, data_dir, dist.world, console, show)
+    else:
+        data = load_training_data(config, data_dir, auto_size and not resume, dist.world,
+                                  console, show)
     config = data.config
     method, grid, w_s = build_method_for(config, device, console)
     peak_lr, lr_rule = scaled_lr(config.optimizer, config.lr, dist.world)
@@ -109,6 +114,9 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
     if stopped:
         console.print(f"stopped: checkpoint written to {checkpoints.last}; "
                       "continue with --resume")
+    elif dist.is_main and config.volumes:
+        console.print("BatchNorm recalibration and the normal model: not built for volume "
+                      "runs yet (skipped)")
     elif dist.is_main:
         encoder = method.backbone
         if config.recalibrate_bn:
@@ -170,7 +178,7 @@ def build_method_for(config: PretrainConfig, device: torch.device, console: Cons
     """The method on ``device`` (channels_last: 1.5× faster convolutions on a CPU with
     oneDNN, and the usual GPU layout) and its resolved local weight; warns when the local
     term would see a single position. Returns (method, feature grid of the views, w_s)."""
-    method = build_method(config).to(device, memory_format=torch.channels_last)
+    method = build_method(config).to(device, memory_format=memory_format(config.volumes))
     grid = method.backbone.feature_grid(config.resolved_view_size())
     w_s = resolved_w_s(config)
     if w_s > 0 and grid < 2 and (config.local_grid or grid) < 2:
@@ -264,7 +272,7 @@ class Trainer:
         for batch_views in loader:
             if self.dist.any(self.stop_requested):  # all ranks stop at one batch
                 raise Stop
-            batch_views = [v.to(self.device, memory_format=torch.channels_last)
+            batch_views = [v.to(self.device, memory_format=layout_of(v))
                            for v in batch_views]
             self.method.set_progress(self.fraction())
             with self.autocast:

@@ -11,8 +11,10 @@ import torch
 
 from cossl_edge.sources import labelled_samples
 from cossl_edge.training import diagnostics
+from cossl_edge.training.backbones3d import layout_of
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.dataset import build_cache
+from cossl_edge.training.volume_views import normalize_cubes
 
 # After the last epoch, and otherwise at most every DIAGNOSE_SECONDS and no more often than
 # keeps them under DIAGNOSE_SHARE of the time; with --monitor every epoch. On small data
@@ -47,20 +49,24 @@ class Diagnoser:
                  device: torch.device, monitor: Monitor | None):
         self.method, self.device, self.monitor = method, device, monitor
         probe = images[np.random.default_rng(0).permutation(len(images))[:PROBE_IMAGES]]
+        self.last = time.perf_counter()
+        self.every = DIAGNOSE_SECONDS
+        if config.volumes:  # N×S×S×S whole-volume cubes (training/volume_data.py)
+            self.probe = torch.from_numpy(normalize_cubes(probe, config.contract.mean[0],
+                                                          config.contract.std[0]))
+            return
         view = config.resolved_view_size()
         if view < config.contract.size:  # patch views: diagnose on centre patches, as trained
             top = (config.contract.size - view) // 2
             probe = probe[:, top:top + view, top:top + view]
         self.probe = torch.from_numpy(config.contract.normalize(probe.astype(np.float32)))
-        self.last = time.perf_counter()
-        self.every = DIAGNOSE_SECONDS
 
     def embed(self, x: torch.Tensor) -> np.ndarray:
         was = self.method.training
         self.method.eval()
         with torch.no_grad():
             z = torch.cat([self.method.backbone(x[i:i + 256].to(
-                self.device, memory_format=torch.channels_last)).float().cpu()
+                self.device, memory_format=layout_of(x))).float().cpu()
                 for i in range(0, len(x), 256)])
         self.method.train(was)
         return z.numpy()

@@ -179,6 +179,7 @@ def choose_precision(config: PretrainConfig, out: Path, resume: bool, method,
     """bf16 or fp32: forced by ``--bf16``/``--no-bf16``; kept from the run when resumed;
     else (auto) timed on a copy of the model with one batch of this run's views
     (this module)."""
+    from cossl_edge.training.backbones3d import layout_of
     from cossl_edge.training.dataset import VIEWS, stream_seed
     from cossl_edge.training.optim import build_optimizer
 
@@ -192,7 +193,7 @@ def choose_precision(config: PretrainConfig, out: Path, resume: bool, method,
         # the probe's views draw from a stream of their own; every epoch reseeds the views.
         # One batch as the epochs draw theirs (a list of indices: TwoViews.batch)
         data.dataset.views.reseed(stream_seed(config.seed, VIEWS, dist.rank, -1, 0))
-        views = [v.to(device, memory_format=torch.channels_last)
+        views = [v.to(device, memory_format=layout_of(v))
                  for v in data.dataset[list(range(data.batch))]]
     return resolve(
         config.bf16, method, lambda m: build_optimizer(config.optimizer, m, peak_lr,

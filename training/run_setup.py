@@ -71,7 +71,9 @@ def run_facts(config: PretrainConfig, data, method, grid: int, w_s: float, dist,
             "peak_lr": peak_lr, "lr_scaling": lr_rule,
             "embedding_dim": method.backbone.out_channels,
             "bf16_resolved": precision.bf16, "bf16_choice": precision.to_dict(),
-            "cossl_edge_version": __version__}
+            "cossl_edge_version": __version__,
+            **({"dim": 3, "volume_spacing_mm": [config.spacing] * 3,
+                "volume_size": config.contract.size} if config.volumes else {})}
 
 
 def write_run_files(out: Path, config: PretrainConfig, facts: dict, data) -> None:

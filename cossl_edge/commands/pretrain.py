@@ -210,6 +210,14 @@ def register(app: typer.Typer) -> None:
                                   "machine (PyTorch DDP through torchrun: gloo on CPU, NCCL on "
                                   "GPUs, one GPU each). --batch-size is per process; the LR "
                                   "is scaled (linear for lars, sqrt for adamw)."),
+        volumes: bool = typer.Option(False, "--volumes", help="Train a 3D encoder on "
+                                     "volumes: each DICOM series (and NIfTI file) is one "
+                                     "volume, resampled to --spacing, views are "
+                                     "--volume-size³ cubes (docs/method.md, Volumes)."),
+        spacing: float = typer.Option(2.0, callback=_positive, help="--volumes: isotropic "
+                                      "voxel spacing in mm the volumes are resampled to."),
+        volume_size: int = typer.Option(64, min=8, help="--volumes: side of the cubic "
+                                        "training views in voxels."),
         sync_bn: bool = typer.Option(False, "--sync-bn", help="With several GPU processes: "
                                      "BatchNorm statistics over the whole batch of all "
                                      "processes (SyncBatchNorm; GPUs only)."),
@@ -224,8 +232,12 @@ def register(app: typer.Typer) -> None:
         with user_errors():
             # the values the parser cannot check, before torch loads and any file is read
             auto_size = image_size.strip().lower() == "auto"
+            if volumes and monitor is not None:
+                raise ValueError("--monitor reads labelled images; not available with "
+                                 "--volumes yet")
             if not auto_size and not image_size.strip().isdigit():
                 raise ValueError(f"--image-size {image_size!r}: give a number of pixels or auto")
+            auto_size = auto_size and not volumes  # a volume run's size is --volume-size
             hflip_p = parse_auto("--hflip", hflip, 1.0, "a probability between 0 and 1")
             rotate_deg = parse_auto("--rotate", rotate, 180.0,
                                     "an angle between 0 and 180 degrees")
@@ -248,14 +260,18 @@ def register(app: typer.Typer) -> None:
                 texture=scramble_texture, jitter=jitter,
                 workers=workers, hflip=hflip_p, rotate=rotate_deg,
                 solarize=solarize, blur=blur,
+                volumes=volumes, spacing=spacing,
                 contract=PreprocessContract(channels=int(plain(channels)),
-                                            size=64 if auto_size else int(image_size),
+                                            size=volume_size if volumes else 64 if auto_size
+                                            else int(image_size),
                                             resize=plain(resize), window=plain(window)),
                 dicom_stride=dicom_stride, video_every=video_every, video_fps=video_fps,
                 device=device, monitor=str(monitor) if monitor else None,
                 **method_fields(method, method_settings, explicit_fields(ctx)),
             )
             config = config.with_findings_recipe(keep=explicit_fields(ctx))
+            if volumes and config.arch == "auto":
+                config.arch = "resnet10"  # the 3D ResNet (training/backbones3d.py)
             if epochs is None and time_budget is None and max_steps is None and not resume:
                 config.time_budget = 600.0
             summary = run(config, data_dir, out, resume=resume, progress=not quiet,
