@@ -115,8 +115,7 @@ def pretrain(config: PretrainConfig, data_dir: str | Path, out_dir: str | Path,
         console.print(f"stopped: checkpoint written to {checkpoints.last}; "
                       "continue with --resume")
     elif dist.is_main and config.volumes:
-        console.print("BatchNorm recalibration and the normal model: not built for volume "
-                      "runs yet (skipped)")
+        console.print("no BatchNorm recalibration, no normal model: not built for 3D yet")
     elif dist.is_main:
         encoder = method.backbone
         if config.recalibrate_bn:
@@ -327,8 +326,11 @@ def _run_line(config: PretrainConfig, facts: dict, dist) -> str:
     grid = facts["feature_grid"]
     arch = f"{config.arch} from {config.init}" if config.arch == "efficientnet-lite0" else \
         f"{config.arch} ×{config.width}"
-    return (f"{config.method} · {arch} · {config.contract.size}px "
-            f"{config.contract.channels}ch · map {grid}×{grid} · {facts['num_images']} images "
+    size, what = (f"{config.contract.size}³ voxels at {config.spacing:g} mm,", "volumes") \
+        if config.volumes else (f"{config.contract.size}px", "images")
+    side = "×".join([str(grid)] * (3 if config.volumes else 2))
+    return (f"{config.method} · {arch} · {size} "
+            f"{config.contract.channels}ch · map {side} · {facts['num_images']} {what} "
             f"({facts['num_skipped']} skipped) · batch {facts['effective_batch_size']}"
             f" · lr {facts['peak_lr']:.3g} ({facts['lr_scaling']} scaling)"
             f"{f' ({dist.world} processes)' if dist.world > 1 else ''} · {facts['device']}")

@@ -309,6 +309,8 @@ def summary_lines(summary: dict, out: Path, resume_cmd: str) -> list[str]:
     lines.append(f"run directory: {out} (config.json, metrics.jsonl, checkpoints/)")
     if summary.get("stopped"):
         lines.append(f"next: continue it with  {resume_cmd}")
+    elif facts.get("dim") == 3:
+        lines.append("a 3D run: cossl-edge export does not export 3D encoders yet")
     else:
         lines.append(f"next: cossl-edge export {shlex.quote(str(out))}   (the ONNX and int8 "
                      "files the edge commands run)")
