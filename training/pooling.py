@@ -10,7 +10,8 @@ from cossl_edge.runtime.pooling import GEM_P
 def global_pool(fmap: torch.Tensor, how: str = "mean") -> torch.Tensor:
     """B×C×h×w (or a volume's B×C×d×h×w) → B×C. ``mean``: global average pooling.
     ``gem``: generalised mean with p = 3, (mean xᵖ)^(1/p), which follows the strongest
-    positions of each channel, so a finding that covers one position of the map is not diluted by the other h·w − 1.
+    positions of each channel, so a finding that covers one position of the map is not
+    diluted by the other h·w − 1.
     ``max``: the strongest position, whatever the size of the map."""
     dims = tuple(range(2, fmap.dim()))  # (2, 3); a volume's B×C×d×h×w map: (2, 3, 4)
     if how == "gem":
