@@ -82,14 +82,3 @@ class ResNet3DEncoder(nn.Module):
             g = self.forward_features(probe).shape[-1]
             self.train(training)
         return int(g)
-
-
-def memory_format(volumes: bool) -> torch.memory_format:
-    """The layout of a run's model and batches: channels-last (``channels_last_3d`` for
-    volumes, whose tensors are 5D)."""
-    return torch.channels_last_3d if volumes else torch.channels_last
-
-
-def layout_of(t: torch.Tensor) -> torch.memory_format:
-    """The channels-last layout for a batch tensor of either dimension."""
-    return torch.channels_last_3d if t.dim() == 5 else torch.channels_last

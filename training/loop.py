@@ -29,7 +29,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from cossl_edge import rundir
 from cossl_edge.privacy import file_token
 from cossl_edge.training import bn_recalibration, normal_stats
-from cossl_edge.training.backbones3d import layout_of, memory_format
 from cossl_edge.training.checkpoint import Checkpointer
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.dataset import (
@@ -41,6 +40,7 @@ from cossl_edge.training.dataset import (
     stream_seed,
 )
 from cossl_edge.training.distributed import scaled_lr, setup_distributed
+from cossl_edge.training.layout import layout_of, memory_format
 from cossl_edge.training.methods import build_method, resolved_w_s
 from cossl_edge.training.monitoring import Diagnoser, Monitor
 from cossl_edge.training.optim import build_optimizer, ema_tau_at, lr_at, set_lr

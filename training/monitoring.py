@@ -11,9 +11,9 @@ import torch
 
 from cossl_edge.sources import labelled_samples
 from cossl_edge.training import diagnostics
-from cossl_edge.training.backbones3d import layout_of
 from cossl_edge.training.config import PretrainConfig
 from cossl_edge.training.dataset import build_cache
+from cossl_edge.training.layout import layout_of
 from cossl_edge.training.volume_views import normalize_cubes
 
 # After the last epoch, and otherwise at most every DIAGNOSE_SECONDS and no more often than

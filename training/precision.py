@@ -179,8 +179,8 @@ def choose_precision(config: PretrainConfig, out: Path, resume: bool, method,
     """bf16 or fp32: forced by ``--bf16``/``--no-bf16``; kept from the run when resumed;
     else (auto) timed on a copy of the model with one batch of this run's views
     (this module)."""
-    from cossl_edge.training.backbones3d import layout_of
     from cossl_edge.training.dataset import VIEWS, stream_seed
+    from cossl_edge.training.layout import layout_of
     from cossl_edge.training.optim import build_optimizer
 
     if resume:
