@@ -184,3 +184,62 @@ def resize_hw(img: np.ndarray, nh: int, nw: int) -> np.ndarray:
         for c in range(img.shape[2])
     ]
     return np.stack(chans, axis=2).astype(np.float32)
+
+
+VOLUME_CONTRACT_VERSION = 1
+CUBE_RULES = ("resize-whole",)
+
+
+@dataclass(frozen=True)
+class VolumeContract:
+    """How a volume (a CT/MR series, :mod:`cossl_edge.volumes`) becomes the input of a 3D
+    encoder: the ONNX file of a ``pretrain --volumes`` run carries it beside its
+    :class:`PreprocessContract` (whose ``window``, ``mean`` and ``std`` apply voxel-wise and
+    whose ``size`` is the cube's side). 2D files carry none.
+
+    spacing_mm: isotropic voxel spacing the volume is resampled to first (linear, per axis,
+        :func:`cossl_edge.volumes.resample`).
+    size: side S of the S×S×S input cube.
+    cube: ``resize-whole``: the whole resampled volume resized to S³ by trilinear
+        interpolation (torch ``interpolate``, ``align_corners=False``, no antialiasing),
+        no crop and no pad, so the aspect is not kept (training's ``whole_cube``).
+    orientation: ``source``: the volume's own axes (slices ordered along the slice
+        normal, then rows, columns), not reoriented.
+    min_depth: fewer slices than this after resampling is not a volume (skipped).
+    """
+
+    spacing_mm: float = 2.0
+    size: int = 64
+    cube: str = "resize-whole"
+    interpolation: str = "trilinear"
+    orientation: str = "source"
+    min_depth: int = 8
+    dim: int = 3
+    version: int = field(default=VOLUME_CONTRACT_VERSION)
+
+    def __post_init__(self) -> None:
+        if not self.spacing_mm > 0:
+            raise ContractError(f"spacing_mm must be positive, got {self.spacing_mm}")
+        if self.size < 8:
+            raise ContractError(f"size must be at least 8 voxels, got {self.size}")
+        if self.cube not in CUBE_RULES:
+            raise ContractError(f"cube must be one of {CUBE_RULES}, got {self.cube!r}")
+        if self.dim != 3:
+            raise ContractError(f"a volume contract is 3D, got dim {self.dim}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> VolumeContract:
+        try:
+            d = json.loads(text)
+            if int(d.get("version", VOLUME_CONTRACT_VERSION)) > VOLUME_CONTRACT_VERSION:
+                raise ContractError(f"volume contract version {d['version']} is newer than "
+                                    "this cossl-edge understands; upgrade cossl-edge")
+            unknown = set(d) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ContractError(f"unknown volume contract fields: {sorted(unknown)}")
+            return cls(**d)
+        except (json.JSONDecodeError, TypeError, AttributeError) as e:
+            raise ContractError(f"not a valid volume contract: {e}") from e

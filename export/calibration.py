@@ -44,12 +44,16 @@ def run_sampling(config) -> SamplingOptions:
 def calibration_images(run_dir: Path, extra: dict, contract: PreprocessContract,
                        folder: str | Path | None = None, count: int = DEFAULT_COUNT,
                        advance: Advance | None = None,
-                       sampling: SamplingOptions | None = None
+                       sampling: SamplingOptions | None = None, dims: int = 2
                        ) -> tuple[np.ndarray, int, str]:
     """(N×C×S×S normalised images, unreadable files left out, where they came from).
-    A folder is sampled with ``sampling`` (pass :func:`run_sampling` of the run)."""
+    A folder is sampled with ``sampling`` (pass :func:`run_sampling` of the run).
+    ``dims=3`` (a volume run): the whole-volume cubes of ``calibration.npy``, N×1×S×S×S."""
     if count < 1:
         raise ExportError(f"--calibration-count must be at least 1, got {count}")
+    if dims == 3:
+        return load_cubes(run_dir / rundir.CALIBRATION, contract, count, folder), 0, \
+            rundir.CALIBRATION
     if folder is not None:
         return (*load_calibration(Path(folder), contract, count, advance=advance,
                                   sampling=sampling), "folder")
@@ -109,3 +113,32 @@ def load_calibration(folder: Path, contract: PreprocessContract, count: int = DE
         raise ExportError(f"{folder}: no readable images for calibration; pass "
                           "--calibration DIR with PNG/JPEG/TIFF/DICOM images")
     return contract.normalize(images).astype(np.float32), skipped
+
+
+def load_cubes(path: Path, contract: PreprocessContract, count: int,
+               folder: str | Path | None = None, seed: int = 0) -> np.ndarray:
+    """Up to ``count`` whole-volume cubes of a volume run's ``calibration.npy`` (N×S×S×S,
+    the training's ``whole_cube`` of each volume), normalised to N×1×S×S×S."""
+    if folder is not None:
+        raise ExportError(f"{folder}: --calibration takes image folders; a 3D run calibrates "
+                          f"on its own {rundir.CALIBRATION} (drop --calibration)")
+    if not path.is_file():
+        raise ExportError(f"{path}: not found; a 3D run calibrates on the whole-volume cubes "
+                          "pretrain --volumes keeps there: re-run or resume the pretraining")
+    try:
+        cubes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ExportError(f"{path}: corrupt calibration volumes ({type(e).__name__}); re-run "
+                          "the pretraining to write it again") from e
+    expected = (contract.size,) * 3
+    if cubes.ndim != 4 or cubes.shape[1:] != expected or len(cubes) == 0:
+        raise ExportError(f"{path}: holds arrays of shape {cubes.shape[1:]}, the 3D run's "
+                          f"contract needs {expected} cubes; re-run the pretraining")
+    if len(cubes) > count:
+        picked = np.random.default_rng(seed).choice(len(cubes), count, replace=False)
+        cubes = cubes[np.sort(picked)]
+    cubes = cubes.astype(np.float32)
+    if not np.isfinite(cubes).all():
+        raise ExportError(f"{path}: holds NaN or infinite values; re-run the pretraining")
+    x = (cubes - np.float32(contract.mean[0])) / np.float32(contract.std[0])
+    return np.ascontiguousarray(x[:, None], dtype=np.float32)

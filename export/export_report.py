@@ -72,6 +72,9 @@ def report_tables(report: dict) -> list[Table]:
         summary.add_row("int8 kNN top-1 agreement", "n/a" if knn is None else f"{knn:.3f}")
         summary.add_row("int8 target", report["int8"]["target"])
         summary.add_row("int8 recommended", "yes" if report["int8_recommended"] else "no")
+    decision = report.get("int8_decision")
+    if decision:
+        summary.add_row("3D int8", decision["line"].removeprefix("3D int8: "))
     summary.add_row("calibration images", f"{report['calibration_images']} "
                     f"({report.get('calibration_skipped', 0)} unreadable, left out)")
     tables = [summary]

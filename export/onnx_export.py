@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cossl_edge import __version__
+from cossl_edge.contract import VolumeContract
 from cossl_edge.runtime import metadata as mm
 from cossl_edge.training.backbones import global_pool
 from cossl_edge.training.config import PretrainConfig
@@ -59,13 +60,15 @@ def output_names(local_map: bool, normal: bool) -> list[str]:
 
 
 def export_onnx(encoder: nn.Module, channels: int, size: int, path: Path, opset: int = 17,
-                local_map: bool = False, normal: nn.Module | None = None) -> None:
-    """Write ``encoder`` (eval mode) to ``path``: input ``image``, output ``embedding``
-    (then ``local_map`` and ``anomaly_map`` when asked)."""
+                local_map: bool = False, normal: nn.Module | None = None,
+                dims: int = 2) -> None:
+    """Write ``encoder`` (eval mode) to ``path``: input ``image`` (N×C×S×S, or N×C×S×S×S
+    with ``dims=3``), output ``embedding`` (then ``local_map`` and ``anomaly_map`` when
+    asked)."""
     model = PooledEncoder(encoder, local_map, normal).eval()
     outputs = output_names(local_map, normal is not None)
     dynamic = {name: {0: "batch"} for name in [mm.INPUT, *outputs]}
-    example = torch.zeros(2, channels, size, size)
+    example = torch.zeros(2, channels, *(size,) * dims)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore", DeprecationWarning)
         # EfficientNet's "same" padding slices with a step the folding pass does not fold
@@ -83,10 +86,22 @@ def method_summary(config: PretrainConfig) -> dict:
     return summary
 
 
+def volume_contract(config: PretrainConfig) -> VolumeContract | None:
+    """How the edge must turn a series into this run's input cube (3D runs), else None."""
+    if not getattr(config, "volumes", False):
+        return None
+    from cossl_edge.training.volume_data import MIN_DEPTH
+
+    return VolumeContract(spacing_mm=float(config.spacing), size=config.contract.size,
+                          min_depth=MIN_DEPTH)
+
+
 def build_metadata(config: PretrainConfig, centering: np.ndarray, precision: str,
                    fingerprint: str) -> dict[str, str]:
-    """The ``metadata_props`` of an exported file; every value a string (JSON if structured)."""
-    return {
+    """The ``metadata_props`` of an exported file; every value a string (JSON if structured).
+    A 3D run's files also carry its :class:`VolumeContract` (2D files are unchanged)."""
+    volume = volume_contract(config)
+    return ({mm.KEY_VOLUME: volume.to_json()} if volume is not None else {}) | {
         mm.KEY_CONTRACT: config.contract.to_json(),
         mm.KEY_METHOD: json.dumps(method_summary(config), sort_keys=True),
         mm.KEY_VERSION: __version__,

@@ -10,6 +10,7 @@ export never leaves a file that looks valid.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from cossl_edge import __version__, rundir
 from cossl_edge.export import calibration as calib
-from cossl_edge.export import latency, onnx_export, quantize, verify
+from cossl_edge.export import latency, onnx_export, quantize, verify, volume_int8
 from cossl_edge.export.errors import ExportError
 from cossl_edge.export.export_report import (
     REPORT_FILE,
@@ -44,45 +45,59 @@ def export_run(run_dir: str | Path, out_dir: str | Path | None = None, int8: boo
     """Export a run's encoder; returns the report (also written as ``export-report.json``)."""
     resolved = quantize.resolve_target(target) if int8 else None
     run = load_run(run_dir)
-    if run.config.volumes:
-        raise ExportError(f"{run_dir}: a 3D run (pretrain --volumes); exporting 3D encoders "
-                          "is not supported yet (its encoder.pt holds the 3D ResNet's "
-                          "weights)")
+    dims = 3 if run.config.volumes else 2
     out = Path(out_dir) if out_dir is not None else run.run_dir
     out.mkdir(parents=True, exist_ok=True)
     contract = run.config.contract
     with task(progress, "calibration images", calibration_count) as advance:
         images, skipped, source = calib.calibration_images(
             run.run_dir, run.extra, contract, calibration, calibration_count, advance,
-            sampling=calib.run_sampling(run.config))
+            sampling=calib.run_sampling(run.config), dims=dims)
     report: dict = {"cossl_edge_version": __version__, "opset": opset, "local_map": local_map,
                     "exporter": "torch.onnx.export (TorchScript, dynamo=False)",
-                    "input_shape": ["batch", contract.channels, contract.size, contract.size],
+                    "input_shape": ["batch", contract.channels, *(contract.size,) * dims],
                     "calibration_images": int(len(images)), "calibration_skipped": skipped,
                     "calibration_source": source,
                     "files": {}}
+    volume = onnx_export.volume_contract(run.config)
+    if volume is not None:
+        report["volume_contract"] = json.loads(volume.to_json())
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as scratch:
         work = Path(scratch)
-        normal = _normal_model(run.run_dir)
+        # the normal model is 2D only (pretraining skips it for volume runs)
+        normal = _normal_model(run.run_dir) if dims == 2 else None
         report["anomaly_map"] = normal is not None
-        fp32_emb = _export_fp32(run, images, work, opset, local_map, report, normal)
+        fp32_emb = _export_fp32(run, images, work, opset, local_map, report, normal, dims)
+        int8_error = None
         if resolved is not None:
             fp32 = (mm.ANOMALY_MAP,) if normal is not None else ()
-            with task(progress, "int8 calibration", len(images)) as advance:
-                report["int8"] = quantize.quantize_int8(work / FP32_FILE, work / INT8_FILE,
-                                                        images, resolved, work, advance,
-                                                        fp32_outputs=fp32)
-            _finish_int8(run, images, work, fp32_emb, report)
+            try:
+                with task(progress, "int8 calibration", len(images)) as advance:
+                    report["int8"] = quantize.quantize_int8(work / FP32_FILE, work / INT8_FILE,
+                                                            images, resolved, work, advance,
+                                                            fp32_outputs=fp32)
+                _finish_int8(run, images, work, fp32_emb, report)
+            except Exception as e:  # 3D: ORT raises its own types for an op it cannot run
+                if dims == 2:
+                    raise
+                int8_error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
         report["init_model"] = _export_init(run, images, work, opset, report)
-        if measure_latency:
+        if measure_latency or (dims == 3 and resolved is not None and int8_error is None):
             files = {"ort-fp32": work / FP32_FILE}
-            if resolved is not None:
+            if resolved is not None and int8_error is None:
                 files["ort-int8"] = work / INT8_FILE
+            batches = volume_int8.BATCHES if dims == 3 else (1, 32)
             report["latency"] = latency.measure(run.encoder, files, tuple(images.shape[1:]),
-                                                budget_s=latency_budget_s)
+                                                batches=batches, budget_s=latency_budget_s)
         if resolved is not None:
-            ok, warnings = recommend_int8(report)
-            report["int8_recommended"], report["warnings"] = ok, warnings
+            if dims == 3:
+                report["int8_decision"] = volume_int8.decide(report, int8_error)
+                if not report["int8_decision"]["shipped"]:
+                    report["files"].pop("int8", None)
+            ok, warnings = recommend_int8(report) if int8_error is None else (False, [])
+            report["int8_recommended"] = ok and report.get("int8_decision", {}).get(
+                "shipped", True)
+            report["warnings"] = warnings
         for name in report["files"].values():
             (work / name["file"]).replace(out / name["file"])
     report["report_file"] = REPORT_FILE
@@ -105,10 +120,11 @@ def _normal_model(run_dir: Path):
 
 
 def _export_fp32(run: LoadedRun, images: np.ndarray, work: Path, opset: int, local_map: bool,
-                 report: dict, normal=None) -> np.ndarray:
+                 report: dict, normal=None, dims: int = 2) -> np.ndarray:
     path = work / FP32_FILE
     c = run.config.contract
-    onnx_export.export_onnx(run.encoder, c.channels, c.size, path, opset, local_map, normal)
+    onnx_export.export_onnx(run.encoder, c.channels, c.size, path, opset, local_map, normal,
+                            dims)
     verify.check_model(path)
     report["parity_max_abs_diff"] = verify.check_parity(run.encoder, path, images, local_map,
                                                         normal=normal)

@@ -137,6 +137,6 @@ def test_pretrain_volumes_writes_a_3d_run_reports_the_bad_series_and_resumes(ser
     assert after["global_step"] == 4
     records = [json.loads(line) for line in (out / rundir.METRICS).read_text().splitlines()]
     assert any(r.get("loss_local") is not None for r in records)
-    exported = _run(["export", str(out), "--no-latency"])
-    assert exported.exit_code == 2 and "3D" in exported.output
-    assert "Traceback" not in exported.output
+    exported = _run(["export", str(out), "--no-latency", "--no-int8"])  # tests/test_export_3d
+    assert exported.exit_code == 0, exported.output
+    assert (out / "encoder.onnx").is_file() and "3D encoder" in exported.output

@@ -52,6 +52,8 @@ def export(
     stdout = Console()
     for table in report_tables(report):
         stdout.print(table)
+    if "int8_decision" in report:  # 3D runs: int8 shipped or fp32 kept, and why
+        typer.echo(report["int8_decision"]["line"], err=True)
     for warning in report.get("warnings", []):
         typer.secho(f"warning: {warning}", fg=typer.colors.YELLOW, err=True)
     folder = out if out is not None else run_dir
@@ -60,6 +62,10 @@ def export(
     typer.echo(f"wrote {', '.join(files)} and {report['report_file']} to {folder}")
     shipped = report["files"].get("int8") or report["files"].get("fp32")
     model = folder / (shipped["file"] if shipped else files[0])
+    if "volume_contract" in report:
+        typer.echo(f"{model}: a 3D encoder (input N×1×S×S×S); per-series embedding and "
+                   "few-shot at the edge are not built yet (issue 30)")
+        return
     typer.echo(f"next: cossl-edge fewshot eval {shlex.quote(str(model))} LABELED_DIR   "
                "(LABELED_DIR: labelled images, one subfolder per class; fewshot fit then "
                "builds a classifier)")

@@ -31,6 +31,7 @@ from cossl_edge.runtime.model import (
     check_io,
     open_session,
     read_centering,
+    refuse_volume_model,
     resolve_contract,
 )
 from cossl_edge.sources import (
@@ -73,6 +74,7 @@ class Encoder:
         self.threads = threads
         self.session = open_session(self.path, threads, spinning)
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        refuse_volume_model(self.path, self.metadata)
         self.contract = resolve_contract(self.path, self.metadata, contract)
         check_io(self.path, self.session)
         check_input_shape(self.path, self.session, self.contract, contract)

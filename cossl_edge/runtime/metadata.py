@@ -19,3 +19,6 @@ KEY_CENTERING = "cossl_edge.centering"  # JSON list: mean embedding of calibrati
 KEY_EMBED_DIM = "cossl_edge.embedding_dim"
 KEY_PRECISION = "cossl_edge.precision"  # "fp32" | "int8"
 KEY_INT8_TARGET = "cossl_edge.int8_target"  # int8 files: the CPU kind it was tuned for
+# 3D files only (pretrain --volumes): VolumeContract.to_json(); its input is N×1×S×S×S and
+# its local_map N×D×d×h×w. 2D files have no such key.
+KEY_VOLUME = "cossl_edge.volume"

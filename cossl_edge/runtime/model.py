@@ -66,6 +66,14 @@ def check_io(path: Path, session: ort.InferenceSession) -> None:
                          f"found {inputs} → {outputs}; re-export it with `cossl-edge export`")
 
 
+def refuse_volume_model(path: Path, meta: dict[str, str]) -> None:
+    """A 3D encoder (``pretrain --volumes``) takes whole series, not images: one line."""
+    if mm.KEY_VOLUME in meta:
+        raise ModelError(f"{path}: a 3D encoder (pretrain --volumes, input N×1×S×S×S); the "
+                         "image commands take 2D encoders, and per-series 3D embedding and "
+                         "few-shot are not built yet (issue 30); export a 2D run for images")
+
+
 def check_input_shape(path: Path, session: ort.InferenceSession, contract: PreprocessContract,
                       given) -> None:
     """Refuse at load, not at the first batch, a contract the model's input cannot take."""
